@@ -1,0 +1,24 @@
+# `make repro`: set up .venv and run the whole pipeline; `make test`: set up .venv and run the tests.
+PYTHON ?= python3
+# A CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup repro test
+
+$(BIN)/dvc: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/dvc
+
+repro: setup
+	. $(BIN)/activate && dvc repro
+	@cat data/eval/report.md
+
+test: setup
+	. $(BIN)/activate && python -m pytest -v --durations=10

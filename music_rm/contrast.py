@@ -1,0 +1,48 @@
+"""Preference pairs from MUSIC trees: both branches cut after K simulated assistant turns.
+
+K = 1 is the classic last-turn contrast (same prompt, one answer to a subtly different instruction);
+K > 1 makes the pair differ across K turns, user turns included.
+"""
+
+
+class ContrastError(ValueError):
+    pass
+
+
+def cut(messages: list[dict], context_len: int, k: int) -> list[dict]:
+    """`messages` up to and including the k-th assistant message after the shared context."""
+    seen = 0
+    for i in range(context_len, len(messages)):
+        if messages[i]["role"] == "assistant":
+            seen += 1
+            if seen == k:
+                return messages[: i + 1]
+    raise ContrastError(f"only {seen} simulated assistant turns, cannot cut at {k}")
+
+
+def simulated_turns(tree: dict) -> int:
+    return sum(1 for m in tree["chosen"][len(tree["context"]):] if m["role"] == "assistant")
+
+
+def pairs_from_trees(trees: list[dict], k: int) -> list[dict]:
+    """One pair per tree, in fetch's schema plus {k, seed_id, split}."""
+    if not trees:
+        return []
+    available = min(simulated_turns(t) for t in trees)
+    if not isinstance(k, int) or not 1 <= k <= available:
+        raise ContrastError(f"contrast.turns must be an integer in 1..{available} (the trees hold "
+                            f"{available} simulated turns, simulate.turns), got {k!r}")
+    pairs = []
+    for t in trees:
+        n = len(t["context"])
+        pairs.append({"id": f"{t['id']}-k{k}", "source": "music", "chosen": cut(t["chosen"], n, k),
+                      "rejected": cut(t["rejected"], n, k), "k": k, "seed_id": t["seed_id"], "split": t["split"]})
+    return pairs
+
+
+def assemble(original_train: list[dict], trees: list[dict], k: int) -> dict[str, list[dict]]:
+    """The MUSIC train and test pairs, and the train set that adds them to the original pairs."""
+    pairs = pairs_from_trees(trees, k)
+    music_train = [p for p in pairs if p["split"] == "train"]
+    music_test = [p for p in pairs if p["split"] == "test"]
+    return {"train": music_train, "test": music_test, "train_with_original": original_train + music_train}

@@ -1,0 +1,169 @@
+"""Typed views of params.yaml sections, validated once when a stage starts."""
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    pass
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(values.keys() - known.keys())
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, f in known.items():
+        if name not in values:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ParamsError(f"{where}: missing key '{name}'")
+            continue
+        value = values[name]
+        sub = f.metadata.get("section")
+        if sub is not None:
+            value = _build(sub, value, f"{where}.{name}")
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check:
+        problem = check()
+        if problem:
+            raise ParamsError(f"{where}: {problem}")
+    return obj
+
+
+def _choice(value, name, options):
+    return None if value in options else f"{name} must be one of {list(options)}, got {value!r}"
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    source: str
+    wheel: str
+    wheel_sha256: str
+    gguf_file: str
+    model_id: str
+    revision: str
+    trust_remote_code: bool = False
+
+    def check(self):
+        return _choice(self.source, "source", ("embedded", "hub"))
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    source: str
+    path: str
+    format: str
+    hf_dataset: str
+    hf_revision: str
+    hf_split: str
+    limit: int | None
+    test_fraction: float
+    on_invalid: str
+
+    def check(self):
+        if not 0 < self.test_fraction < 1:
+            return f"test_fraction must be in (0, 1), got {self.test_fraction}"
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            return f"limit must be a positive integer or null, got {self.limit!r}"
+        return (_choice(self.source, "source", ("embedded", "path", "hf"))
+                or _choice(self.format, "format", ("auto", "schema", "hh"))
+                or _choice(self.on_invalid, "on_invalid", ("fail", "skip")))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float
+    top_p: float = 1.0
+
+    def check(self):
+        if self.max_new_tokens < 1:
+            return "max_new_tokens must be >= 1"
+        if self.temperature < 0:
+            return "temperature must be >= 0 (0 = greedy)"
+
+
+@dataclass(frozen=True)
+class SimulateParams:
+    turns: int
+    seed: int
+    batch_size: int
+    dtype: str
+    max_retries: int
+    context_messages: int
+    context_chars: int
+    assistant: Sampling = field(metadata={"section": Sampling})
+    user: Sampling = field(metadata={"section": Sampling})
+    rewriter: Sampling = field(metadata={"section": Sampling})
+    limit: int | None = None
+
+    def check(self):
+        if self.turns < 1:
+            return f"turns must be >= 1, got {self.turns}"
+        return _choice(self.dtype, "dtype", ("float32", "bfloat16", "float16"))
+
+
+@dataclass(frozen=True)
+class ContrastParams:
+    turns: int
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int
+    max_length: int
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    bf16: bool
+    gradient_checkpointing: bool
+    warmup_steps: float = 0  # an int counts steps; a float in (0, 1) is a share of all steps
+    logging_steps: int = 1
+
+
+@dataclass(frozen=True)
+class Variant:
+    pairs: str
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    accelerate_config: str
+    config: TrainConfig = field(metadata={"section": TrainConfig})
+    variants: dict = field(default_factory=dict)
+
+    def variant(self, name: str) -> Variant:
+        if name not in self.variants:
+            raise ParamsError(f"train.variants: no variant {name!r}; defined: {sorted(self.variants)}")
+        return _build(Variant, self.variants[name], f"train.variants.{name}")
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    batch_size: int
+
+
+SECTIONS = {"base": BaseParams, "fetch": FetchParams, "simulate": SimulateParams,
+            "contrast": ContrastParams, "train": TrainParams, "eval": EvalParams}
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def section(name: str, path: str | Path = "params.yaml"):
+    """The typed `name` section of params.yaml."""
+    raw = load_params(path)
+    if name not in raw:
+        raise ParamsError(f"{path}: no '{name}' section")
+    return _build(SECTIONS[name], raw[name], f"{path}: {name}")

@@ -1,0 +1,121 @@
+"""Preference data in: the embedded seed set, a local file, or a Hugging Face dataset; one schema out."""
+import json
+import os
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+
+from .conversation import SchemaError, from_hh, pair_id, prompt_hash, validate_pair
+from .io import InputError, read_jsonl
+from .params import FetchParams
+
+EMBEDDED_SEEDS = resources.files("music_rm") / "seeds" / "embedded.jsonl"
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a .jsonl, .json (a list of objects) or .parquet file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, None, "no such file")
+    if path.suffix == ".jsonl":
+        rows = read_jsonl(path)
+    elif path.suffix == ".json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(path, None, None, f"not a JSON file ({e})") from None
+        if not isinstance(rows, list):
+            raise InputError(path, None, None, "expected a JSON list of row objects")
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    else:
+        raise InputError(path, None, None, "unsupported file type (use .jsonl, .json or .parquet)")
+    if not rows:
+        raise InputError(path, None, None, "empty file: no rows")
+    return rows
+
+
+def read_hf(dataset: str, revision: str, split: str, limit: int | None) -> tuple[list[dict], str]:
+    """Rows of a Hub dataset (or a local dataset folder) and the commit the Hub resolved."""
+    import datasets
+
+    split_spec = f"{split}[:{limit}]" if limit else split
+    rows = datasets.load_dataset(dataset, revision=revision, split=split_spec).to_list()
+    if os.path.isdir(dataset):
+        resolved = "local:" + os.path.abspath(dataset)
+    else:
+        from huggingface_hub import HfApi
+
+        resolved = HfApi().dataset_info(dataset, revision=revision).sha
+    return rows, resolved
+
+
+def normalize(raw: dict, fmt: str, default_source: str) -> dict:
+    """One raw row as {id, source, chosen, rejected}; raises SchemaError naming the field."""
+    if not isinstance(raw, dict):
+        raise SchemaError("row", f"expected an object, got {type(raw).__name__}")
+    row = {"chosen": raw.get("chosen"), "rejected": raw.get("rejected")}
+    for field in ("chosen", "rejected"):
+        if field not in raw:
+            raise SchemaError(field, "missing")
+        if fmt == "hh" or (fmt == "auto" and isinstance(raw[field], str)):
+            row[field] = from_hh(raw[field], field)
+    validate_pair(row)
+    source = raw.get("source") or default_source
+    if not isinstance(source, str):
+        raise SchemaError("source", f"expected a string, got {type(source).__name__}")
+    return {"id": pair_id(row["chosen"], row["rejected"]), "source": source, **row}
+
+
+def is_test(row: dict, test_fraction: float) -> bool:
+    """Split by a hash of the prompt, so a prompt never lands in both splits."""
+    return int(prompt_hash(row["chosen"])[:8], 16) / 16**8 < test_fraction
+
+
+def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
+    """(train rows, test rows, summary) for the source the params name."""
+    revision = None
+    if p.source == "embedded":
+        origin, raw_rows, fmt = "embedded:music_rm/seeds/embedded.jsonl", read_rows(EMBEDDED_SEEDS), "schema"
+    elif p.source == "path":
+        origin, raw_rows, fmt = p.path, read_rows(p.path), p.format
+    else:
+        raw_rows, revision = read_hf(p.hf_dataset, p.hf_revision, p.hf_split, p.limit)
+        origin, fmt = f"{p.hf_dataset}@{p.hf_revision}", p.format
+    if p.limit:
+        raw_rows = raw_rows[: p.limit]
+    default_source = p.hf_dataset if p.source == "hf" else p.source
+
+    rows, skipped, seen = [], Counter(), set()
+    for row_no, raw in enumerate(raw_rows, start=1):
+        try:
+            row = normalize(raw, fmt, default_source)
+        except SchemaError as e:
+            if p.on_invalid == "fail":
+                raise InputError(origin, row_no, e.field, e.reason) from None
+            skipped[f"{e.field.split('[')[0]}: {e.reason}"] += 1
+            continue
+        if row["id"] in seen:
+            skipped["duplicate pair"] += 1
+            continue
+        seen.add(row["id"])
+        rows.append(row)
+    if not rows:
+        raise InputError(origin, None, None, f"no valid rows ({sum(skipped.values())} skipped: {dict(skipped)})")
+
+    train = [r for r in rows if not is_test(r, p.test_fraction)]
+    test = [r for r in rows if is_test(r, p.test_fraction)]
+    summary = {
+        "origin": origin,
+        "resolved_revision": revision,
+        "rows_read": len(raw_rows),
+        "rows_kept": len(rows),
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": dict(sorted(skipped.items())),
+        "train": len(train),
+        "test": len(test),
+        "multi_turn": sum(1 for r in rows if sum(m["role"] == "user" for m in r["chosen"]) > 1),
+    }
+    return train, test, summary

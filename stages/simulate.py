@@ -1,0 +1,51 @@
+"""Stage simulate: MUSIC trees (a chosen and a rejected branch) from every train and test prompt."""
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from music_rm.cli import clean_errors
+from music_rm.generation import TransformersGenerator
+from music_rm.io import read_json, read_jsonl, write_json, write_jsonl, write_text
+from music_rm.params import section
+from music_rm.simulate import TreeBuilder, message_stats, sample_markdown
+from music_rm.tracking import numeric, stage_run
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--data", default="data/fetch", show_default=True, type=click.Path(path_type=Path))
+@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path))
+@click.option("--out", default="data/simulate", show_default=True, type=click.Path(path_type=Path))
+@clean_errors
+def main(params_path, data, model, out):
+    p = section("simulate", params_path)
+    with stage_run("simulate", {"simulate": asdict(p)}) as mlflow:
+        seeds = [(row, split) for split in ("train", "test") for row in read_jsonl(data / f"{split}.jsonl")[: p.limit]]
+        generator = TransformersGenerator(str(model), p.dtype, p.batch_size)
+        builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
+        trees = builder.build(seeds)
+        summary = {
+            "seed_prompts": len(seeds),
+            "trees": len(trees),
+            "trees_train": sum(t["split"] == "train" for t in trees),
+            "trees_test": sum(t["split"] == "test" for t in trees),
+            "dropped": sum(builder.dropped.values()),
+            "dropped_by_reason": dict(sorted(builder.dropped.items())),
+            "retries_by_reason": dict(sorted(builder.retries.items())),
+            "model_calls": generator.model_calls,
+            "new_tokens": generator.new_tokens,
+            **message_stats(trees),
+        }
+        write_jsonl(out / "trees.jsonl", trees)
+        write_json(out / "summary.json", summary)
+        write_text(out / "sample.md", sample_markdown(trees))
+        mlflow.log_metrics(numeric(summary))
+        mlflow.log_artifact(str(out / "sample.md"))
+    click.echo(f"simulate: {len(trees)} trees of {p.turns} turns from {len(seeds)} prompts "
+               f"({summary['dropped']} dropped {summary['dropped_by_reason']}), "
+               f"{generator.model_calls} model calls, {generator.new_tokens} new tokens")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Stage train@<variant>: a Bradley-Terry reward model with TRL, run under `accelerate launch`."""
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from accelerate import PartialState
+
+from music_rm.cli import clean_errors
+from music_rm.io import read_jsonl, write_json, write_text
+from music_rm.params import section
+from music_rm.reward import CURVE_KEYS, train_reward_model
+from music_rm.tracking import numeric, stage_run, trainer_callback
+
+
+@click.command()
+@click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path))
+@click.option("--out", default="models/rm", show_default=True, type=click.Path(path_type=Path))
+@click.option("--reports", default="data/train", show_default=True, type=click.Path(path_type=Path))
+@clean_errors
+def main(variant, params_path, model, out, reports):
+    p = section("train", params_path)
+    v = p.variant(variant)
+    state = PartialState()
+    out_dir, partial = out / variant, out / f".{variant}.partial"
+    tracking = (stage_run(f"train@{variant}", {"train": {"config": asdict(p.config), "variant": asdict(v),
+                                                         "accelerate_config": p.accelerate_config}})
+                if state.is_main_process else contextlib.nullcontext())
+    with tracking as mlflow, tempfile.TemporaryDirectory() as work_dir:
+        pairs = read_jsonl(v.pairs)
+        summary, curve = train_reward_model(str(model), pairs, p.config, str(partial), work_dir,
+                                            callbacks=[trainer_callback(mlflow)] if mlflow else [])
+        state.wait_for_everyone()
+        if state.is_main_process:
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(partial, out_dir)
+            write_json(reports / variant / "metrics.json", summary)
+            write_text(reports / variant / "curve.csv", "step," + ",".join(CURVE_KEYS) + "\n" + "".join(
+                f"{row['step']}," + ",".join(str(row.get(k, "")) for k in CURVE_KEYS) + "\n" for row in curve))
+            mlflow.log_metrics(numeric(summary))
+            mlflow.log_param("model_path", str(out_dir))
+            click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
+                       f"({summary['pairs_dropped_too_long']} dropped: longer than {summary['max_length']} tokens), "
+                       f"{summary['steps']} steps on {summary['world_size']} process(es), "
+                       f"final loss {summary['final_loss']:.4f} → {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+import pytest
+
+from music_rm.contrast import ContrastError, assemble, cut, pairs_from_trees
+
+
+def m(role, content):
+    return {"role": role, "content": content}
+
+
+def tree(tid, split, turns=3):
+    context = [m("user", "earlier"), m("assistant", "earlier answer")]
+    chosen, rejected = context + [m("user", "u1")], list(context)
+    for t in range(1, turns + 1):
+        chosen.append(m("assistant", f"a{t}"))
+        rejected += [m("user", "u1" if t == 1 else f"u{t}'"), m("assistant", f"a{t}'")]
+        if t < turns:
+            chosen.append(m("user", f"u{t + 1}"))
+    return {"id": tid, "seed_id": f"seed-{tid}", "split": split, "context": context, "chosen": chosen,
+            "rejected": rejected, "hidden": []}
+
+
+def test_k1_is_the_classic_last_turn_contrast():
+    [pair] = pairs_from_trees([tree("t", "train")], 1)
+    assert pair["chosen"][:-1] == pair["rejected"][:-1]
+    assert (pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]) == ("a1", "a1'")
+    assert (pair["k"], pair["seed_id"], pair["split"], pair["source"]) == (1, "seed-t", "train", "music")
+
+
+def test_k_turns_differ_across_several_turns():
+    [pair] = pairs_from_trees([tree("t", "train")], 3)
+    n = len(tree("t", "train")["context"])
+    assert len(pair["chosen"]) == len(pair["rejected"]) == n + 6
+    assert [x["role"] for x in pair["chosen"][n:]] == ["user", "assistant"] * 3
+    assert pair["chosen"][-1]["content"] == "a3" and pair["rejected"][-1]["content"] == "a3'"
+    assert pair["chosen"][n + 2] != pair["rejected"][n + 2]  # the second user turn differs too
+
+
+@pytest.mark.parametrize("k", [0, 4, "2"])
+def test_k_outside_the_simulated_turns_is_a_clear_error(k):
+    with pytest.raises(ContrastError, match=r"contrast.turns must be an integer in 1..3"):
+        pairs_from_trees([tree("t", "train")], k)
+
+
+def test_cut_counts_only_simulated_assistant_turns():
+    t = tree("t", "train")
+    assert cut(t["chosen"], len(t["context"]), 1)[-1]["content"] == "a1"
+
+
+def test_assemble_keeps_splits_apart_and_adds_originals():
+    original = [{"id": "o1"}, {"id": "o2"}]
+    sets = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2)
+    assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
+    assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
+    assert sets["train_with_original"] == original + sets["train"]

@@ -1,0 +1,113 @@
+import pytest
+
+from music_rm.generation import Request, TransformersGenerator
+from music_rm.params import Sampling, SimulateParams
+from music_rm.simulate import TreeBuilder, check_rewrite, check_user, clean_line
+from music_rm.sources import fetch
+from tests.test_sources import params as fetch_params
+
+
+def sim_params(**overrides):
+    s = Sampling(max_new_tokens=8, temperature=1.0, top_p=1.0)
+    base = dict(turns=3, seed=0, batch_size=4, dtype="float32", max_retries=5, context_messages=2,
+                context_chars=200, assistant=s, user=s, rewriter=s)
+    return SimulateParams(**{**base, **overrides})
+
+
+class Recording(TransformersGenerator):
+    """The real tiny model, with every request and its completion kept for inspection."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log: list[tuple[Request, str]] = []
+
+    def generate(self, requests, seed, desc="generate"):
+        outputs = super().generate(requests, seed, desc)
+        self.log += list(zip(requests, outputs))
+        return outputs
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    train, test, _ = fetch(fetch_params())
+    multi = [r for r in train if len(r["chosen"]) > 2][:2]
+    return [(r, "train") for r in train[:2] + multi] + [(test[0], "test")]
+
+
+@pytest.fixture(scope="module")
+def built(tiny_model, seeds):
+    generator = Recording(str(tiny_model), "float32", batch_size=4)
+    builder = TreeBuilder(generator, sim_params())
+    return builder, builder.build(seeds), generator.log
+
+
+def test_branches_alternate_and_have_the_requested_turns(built, seeds):
+    builder, trees, _ = built
+    assert len(trees) + sum(builder.dropped.values()) == len(seeds)
+    assert trees, f"every tree dropped: {builder.dropped}"
+    for t in trees:
+        n = len(t["context"])
+        for branch in ("chosen", "rejected"):
+            roles = [m["role"] for m in t[branch][n:]]
+            assert roles == ["user", "assistant"] * 3
+            assert t[branch][:n] == t["context"]
+        assert t["chosen"][n] == t["rejected"][n]  # the real user message opens both branches
+        assert [h["turn"] for h in t["hidden"]] == [1, 2, 3]
+
+
+def test_hidden_instructions_appear_only_where_the_rejected_assistant_answers(built):
+    _, trees, log = built
+    chat = [r for r, _ in log if not isinstance(r.prompt, str)]
+    for t in trees:
+        n = len(t["context"])
+        visible_rejected_users = [m["content"] for m in t["rejected"][n:] if m["role"] == "user"]
+        assert visible_rejected_users == [h["original"] for h in t["hidden"]]
+        for turn, h in enumerate(t["hidden"]):
+            assert h["rewritten"] != h["original"]
+            # The rejected answer at this turn was generated for the hidden instruction, after the rejected history.
+            answered = tuple(t["rejected"][: n + 2 * turn]) + ({"role": "user", "content": h["rewritten"]},)
+            assert any(r.prompt == answered for r in chat)
+            assert h["rewritten"] not in [m["content"] for m in t["chosen"] + t["rejected"]]
+
+
+def test_each_branch_user_simulator_reads_its_own_history(built):
+    builder, trees, log = built
+    user_prompts = [r.prompt for r, _ in log if r.raw and r.prefix == builder.user_template[0]]
+    for t in trees:
+        n = len(t["context"])
+        for branch in ("chosen", "rejected"):
+            for turn in (1, 2):  # user turns 2 and 3 were simulated from this branch's last answer
+                last_answer = " ".join(t[branch][n + 2 * turn - 1]["content"].split())[-200:]
+                assert any(last_answer in p for p in user_prompts), (branch, turn)
+
+
+def test_same_seed_same_trees(tiny_model, seeds, built):
+    _, trees, _ = built
+    again = TreeBuilder(TransformersGenerator(str(tiny_model), "float32", 4), sim_params()).build(seeds)
+    assert again == trees
+
+
+def test_checks_and_cleaning(built):
+    builder = built[0]
+    capital = ("What is the capital of France?", builder.rewrite_examples)
+    assert check_rewrite("What is the capital of France", capital) == "rewrite_same_as_original"
+    assert check_rewrite("", capital) == "rewrite_empty"
+    assert check_rewrite("What is the largest city in France?", capital) is None
+    assert check_rewrite("What is the largest city in Canada?", capital) == "rewrite_copied_example"
+    assert check_user("Assistant: Sure, here it is.", builder.user_examples) == "user_role_break"
+    assert check_user("Is there something shorter?", builder.user_examples) == "user_copied_example"
+    assert clean_line("User: How long?") == "How long?"
+    assert clean_line("-   How long should I heat a kettle?") == "How long should I heat a kettle?"
+
+
+def test_a_rewriter_that_only_repeats_drops_the_tree_with_its_reason(tiny_model, seeds):
+    class Parrot(TransformersGenerator):
+        def generate(self, requests, seed, desc="generate"):
+            outputs = super().generate(requests, seed, desc)
+            return [r.prompt.split("\n")[0] if r.raw and "Different instruction:" in r.prompt else o
+                    for r, o in zip(requests, outputs)]
+
+    builder = TreeBuilder(Parrot(str(tiny_model), "float32", 4), sim_params(max_retries=1))
+    assert builder.build(seeds[:2]) == []
+    assert builder.dropped == {"rewrite_same_as_original": 2}
+    assert builder.retries["rewrite_same_as_original"] == 2

@@ -1,0 +1,105 @@
+import gzip
+import json
+
+import pytest
+
+from music_rm.conversation import prompt_hash
+from music_rm.io import InputError
+from music_rm.params import FetchParams
+from music_rm.sources import fetch
+
+
+def params(**overrides):
+    base = dict(source="embedded", path="", format="auto", hf_dataset="", hf_revision="main", hf_split="train",
+                limit=None, test_fraction=0.3, on_invalid="fail")
+    return FetchParams(**{**base, **overrides})
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_embedded_seed_set_is_large_varied_and_split_by_prompt():
+    train, test, summary = fetch(params())
+    assert summary["rows_kept"] >= 60 and summary["skipped"] == 0
+    assert summary["multi_turn"] * 3 >= summary["rows_kept"]
+    assert train and test and len(train) + len(test) == summary["rows_kept"]
+    assert not {prompt_hash(r["chosen"]) for r in train} & {prompt_hash(r["chosen"]) for r in test}
+    assert all(r["source"] == "embedded" and len(r["id"]) == 16 for r in train + test)
+
+
+def test_split_depends_only_on_the_prompt(tmp_path):
+    rows = [{"chosen": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "good"}],
+             "rejected": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": a}]}
+            for i in range(40) for a in ("bad", "worse")]
+    train, test, _ = fetch(params(source="path", path=str(write_jsonl(tmp_path / "p.jsonl", rows))))
+    for split in (train, test):
+        prompts = [r["chosen"][0]["content"] for r in split]
+        assert all(prompts.count(p) == 2 for p in prompts)
+
+
+def test_hh_strings_from_the_real_hh_rlhf_test_split(shared, tmp_path):
+    with gzip.open(shared / "hh_rlhf" / "helpful-base" / "test.jsonl.gz", "rt", encoding="utf-8") as f:
+        raw = [json.loads(next(f)) for _ in range(30)]
+    path = write_jsonl(tmp_path / "hh.jsonl", raw)
+    train, test, summary = fetch(params(source="path", path=str(path), on_invalid="skip"))
+    assert summary["rows_read"] == 30 and summary["rows_kept"] + summary["skipped"] == 30
+    row = (train + test)[0]
+    assert row["chosen"][0]["role"] == "user" and row["chosen"][-1]["role"] == "assistant"
+
+
+def test_json_and_parquet_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train, test, _ = fetch(params())
+    rows = [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train + test]
+    (tmp_path / "p.json").write_text(json.dumps(rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    for name in ("p.json", "p.parquet"):
+        tr, te, summary = fetch(params(source="path", path=str(tmp_path / name)))
+        assert summary["rows_kept"] == len(rows)
+        assert {r["id"] for r in tr} == {r["id"] for r in train}
+
+
+def test_bad_row_fails_with_file_row_and_field(tmp_path):
+    good = {"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            "rejected": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]}
+    bad = {**good, "rejected": [{"role": "user", "content": "a"}, {"role": "robot", "content": "c"}]}
+    path = write_jsonl(tmp_path / "bad.jsonl", [good, bad])
+    with pytest.raises(InputError) as e:
+        fetch(params(source="path", path=str(path)))
+    assert (e.value.row, e.value.field) == (2, "rejected[1].role")
+    assert str(e.value).startswith(f"{path}: row 2: field 'rejected[1].role': unknown role 'robot'")
+
+
+def test_skip_counts_reasons_and_duplicates(tmp_path):
+    good = {"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            "rejected": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]}
+    path = write_jsonl(tmp_path / "mixed.jsonl", [good, good, {"chosen": good["chosen"]}])
+    train, test, summary = fetch(params(source="path", path=str(path), on_invalid="skip"))
+    assert summary["rows_kept"] == 1
+    assert summary["skipped_by_reason"] == {"duplicate pair": 1, "rejected: missing": 1}
+
+
+def test_broken_json_line_and_empty_file(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"chosen": []}\n{not json\n')
+    with pytest.raises(InputError, match=r"row 2: broken JSON line"):
+        fetch(params(source="path", path=str(path), on_invalid="skip"))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(InputError, match="empty file"):
+        fetch(params(source="path", path=str(tmp_path / "empty.jsonl")))
+
+
+def test_hf_loader_reads_a_local_dataset_folder(tmp_path):
+    """The real `datasets.load_dataset` path, pointed at a local folder instead of the Hub."""
+    train, test, _ = fetch(params())
+    folder = tmp_path / "skywork-like"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"chosen": r["chosen"], "rejected": r["rejected"], "source": "magpie"}
+                                         for r in train + test])
+    tr, te, summary = fetch(params(source="hf", hf_dataset=str(folder), limit=10))
+    assert summary["rows_read"] == 10 and summary["resolved_revision"].startswith("local:")
+    assert {r["source"] for r in tr + te} == {"magpie"}
