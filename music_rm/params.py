@@ -92,6 +92,26 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class VLLMParams:
+    model: str | None = None  # a Hub id; null: the base model folder
+    revision: str | None = None
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    unit_size: int = 1024
+    gpu_memory_utilization: float = 0.9
+
+
+@dataclass(frozen=True)
+class OpenAIParams:
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str | None = "OPENAI_API_KEY"  # the variable's name; the key itself never goes in params
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_attempts: int = 6
+
+
+@dataclass(frozen=True)
 class SimulateParams:
     turns: int
     seed: int
@@ -104,11 +124,16 @@ class SimulateParams:
     user: Sampling = field(metadata={"section": Sampling})
     rewriter: Sampling = field(metadata={"section": Sampling})
     limit: int | None = None
+    cache: bool = True
+    backend: str = "transformers"
+    vllm: VLLMParams = field(default_factory=VLLMParams, metadata={"section": VLLMParams})
+    openai: OpenAIParams = field(default_factory=OpenAIParams, metadata={"section": OpenAIParams})
 
     def check(self):
         if self.turns < 1:
             return f"turns must be >= 1, got {self.turns}"
-        return _choice(self.dtype, "dtype", ("float32", "bfloat16", "float16"))
+        return (_choice(self.dtype, "dtype", ("float32", "bfloat16", "float16"))
+                or _choice(self.backend, "backend", ("transformers", "vllm", "openai")))
 
 
 @dataclass(frozen=True)

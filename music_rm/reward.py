@@ -4,6 +4,7 @@ We tokenize ourselves (the model's chat template, no truncation) so that rows lo
 `max_length` are counted and reported here; RewardTrainer would drop them without a word.
 """
 import math
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -80,6 +81,9 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
                             processing_class=tokenizer, callbacks=list(callbacks))
     result = trainer.train()
     trainer.save_model(out_dir)
+    if trainer.is_world_process_zero():
+        # A pickle of the trainer's arguments, temp paths included: it would make two identical runs differ.
+        (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
     curve = [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if k in h}}
              for h in trainer.state.log_history if "loss" in h]
     summary = {**data_summary, "steps": trainer.state.global_step, "final_loss": curve[-1]["loss"] if curve else None,

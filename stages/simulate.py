@@ -5,7 +5,8 @@ from pathlib import Path
 import click
 
 from music_rm.cli import clean_errors
-from music_rm.generation import TransformersGenerator
+from music_rm.cache import GenerationCache, default_path
+from music_rm.generation import Generator, make_backend
 from music_rm.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.params import section
 from music_rm.simulate import TreeBuilder, message_stats, sample_markdown
@@ -22,7 +23,9 @@ def main(params_path, data, model, out):
     p = section("simulate", params_path)
     with stage_run("simulate", {"simulate": asdict(p)}) as mlflow:
         seeds = [(row, split) for split in ("train", "test") for row in read_jsonl(data / f"{split}.jsonl")[: p.limit]]
-        generator = TransformersGenerator(str(model), p.dtype, p.batch_size)
+        cache = GenerationCache(default_path()) if p.cache else None
+        trust_remote_code = section("base", params_path).trust_remote_code
+        generator = Generator(make_backend(p, str(model), trust_remote_code), cache)
         builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
         trees = builder.build(seeds)
         summary = {
@@ -33,18 +36,20 @@ def main(params_path, data, model, out):
             "dropped": sum(builder.dropped.values()),
             "dropped_by_reason": dict(sorted(builder.dropped.items())),
             "retries_by_reason": dict(sorted(builder.retries.items())),
-            "model_calls": generator.model_calls,
-            "new_tokens": generator.new_tokens,
             **message_stats(trees),
         }
+        # Depends on what the cache already held, so it goes to MLflow and the log, not to DVC outputs.
+        calls = {"model_calls": generator.model_calls, "cache_hits": generator.cache_hits,
+                 "new_tokens": generator.new_tokens}
         write_jsonl(out / "trees.jsonl", trees)
         write_json(out / "summary.json", summary)
         write_text(out / "sample.md", sample_markdown(trees))
-        mlflow.log_metrics(numeric(summary))
+        mlflow.log_metrics(numeric({**summary, **calls}))
         mlflow.log_artifact(str(out / "sample.md"))
     click.echo(f"simulate: {len(trees)} trees of {p.turns} turns from {len(seeds)} prompts "
                f"({summary['dropped']} dropped {summary['dropped_by_reason']}), "
-               f"{generator.model_calls} model calls, {generator.new_tokens} new tokens")
+               f"{generator.model_calls} model calls ({generator.cache_hits} answered from the cache), "
+               f"{generator.new_tokens} new tokens")
 
 
 if __name__ == "__main__":

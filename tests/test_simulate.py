@@ -1,6 +1,6 @@
 import pytest
 
-from music_rm.generation import Request, TransformersGenerator
+from music_rm.generation import Generator, Request, TransformersBackend
 from music_rm.params import Sampling, SimulateParams
 from music_rm.simulate import TreeBuilder, check_rewrite, check_user, clean_line
 from music_rm.sources import fetch
@@ -14,7 +14,7 @@ def sim_params(**overrides):
     return SimulateParams(**{**base, **overrides})
 
 
-class Recording(TransformersGenerator):
+class Recording(Generator):
     """The real tiny model, with every request and its completion kept for inspection."""
 
     def __init__(self, *args, **kwargs):
@@ -36,7 +36,7 @@ def seeds():
 
 @pytest.fixture(scope="module")
 def built(tiny_model, seeds):
-    generator = Recording(str(tiny_model), "float32", batch_size=4)
+    generator = Recording(TransformersBackend(str(tiny_model), "float32", batch_size=4))
     builder = TreeBuilder(generator, sim_params())
     return builder, builder.build(seeds), generator.log
 
@@ -83,7 +83,7 @@ def test_each_branch_user_simulator_reads_its_own_history(built):
 
 def test_same_seed_same_trees(tiny_model, seeds, built):
     _, trees, _ = built
-    again = TreeBuilder(TransformersGenerator(str(tiny_model), "float32", 4), sim_params()).build(seeds)
+    again = TreeBuilder(Generator(TransformersBackend(str(tiny_model), "float32", 4)), sim_params()).build(seeds)
     assert again == trees
 
 
@@ -101,13 +101,13 @@ def test_checks_and_cleaning(built):
 
 
 def test_a_rewriter_that_only_repeats_drops_the_tree_with_its_reason(tiny_model, seeds):
-    class Parrot(TransformersGenerator):
+    class Parrot(Generator):
         def generate(self, requests, seed, desc="generate"):
             outputs = super().generate(requests, seed, desc)
             return [r.prompt.split("\n")[0] if r.raw and "Different instruction:" in r.prompt else o
                     for r, o in zip(requests, outputs)]
 
-    builder = TreeBuilder(Parrot(str(tiny_model), "float32", 4), sim_params(max_retries=1))
+    builder = TreeBuilder(Parrot(TransformersBackend(str(tiny_model), "float32", 4)), sim_params(max_retries=1))
     assert builder.build(seeds[:2]) == []
     assert builder.dropped == {"rewrite_same_as_original": 2}
     assert builder.retries["rewrite_same_as_original"] == 2

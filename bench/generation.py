@@ -1,0 +1,48 @@
+"""Generation throughput: the transformers backend batched vs one conversation at a time, same prompts.
+
+    python bench/generation.py [--model models/base] [--n 32] [--batch-size 32]
+
+Prints new tokens per second for each and their ratio, measured in this one run.
+"""
+import time
+
+import click
+
+from music_rm.generation import Generator, Request, TransformersBackend
+from music_rm.params import FetchParams, Sampling
+from music_rm.sources import fetch
+
+
+def run(backend: TransformersBackend, requests: list[Request]) -> tuple[float, int]:
+    generator = Generator(backend)  # no cache: every call reaches the model
+    start = time.perf_counter()
+    generator.generate(requests, seed=0, desc=f"batch size {backend.batch_size}")
+    return time.perf_counter() - start, generator.new_tokens
+
+
+@click.command()
+@click.option("--model", default="models/base", show_default=True)
+@click.option("--n", default=32, show_default=True, help="Conversations to answer.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--max-new-tokens", default=64, show_default=True)
+@click.option("--dtype", default="bfloat16", show_default=True)
+def main(model, n, batch_size, max_new_tokens, dtype):
+    train, test, _ = fetch(FetchParams(source="embedded", path="", format="auto", hf_dataset="", hf_revision="",
+                                       hf_split="", limit=None, test_fraction=0.3, on_invalid="fail"))
+    prompts = [tuple(r["chosen"][:-1]) for r in (train + test)[:n]]
+    # Greedy decoding with no early end-of-turn would still differ in length; sampling keeps it realistic.
+    requests = [Request(p, Sampling(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9)) for p in prompts]
+    backend = TransformersBackend(model, dtype, batch_size)
+    Generator(backend).generate(requests[:2], seed=0, desc="warm-up")
+    results = {}
+    for size in (batch_size, 1):
+        backend.batch_size = size
+        seconds, tokens = run(backend, requests)
+        results[size] = tokens / seconds
+        print(f"batch {size:>3}: {tokens} new tokens in {seconds:.1f} s = {tokens / seconds:.1f} tokens/s")
+    print(f"batched / one at a time: {results[batch_size] / results[1]:.2f}x ({len(requests)} conversations, "
+          f"{max_new_tokens} new tokens max, {dtype})")
+
+
+if __name__ == "__main__":
+    main()

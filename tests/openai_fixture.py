@@ -1,0 +1,63 @@
+"""A hand-written OpenAI-compatible server on 127.0.0.1 for fault injection in tests.
+
+`faults` is consumed one entry per request: "429", "500", "400", "timeout", "malformed", "drop" (close the
+connection without a response) or "ok". When it runs out, every request is answered normally, with a
+completion that names the request's last message and seed so tests can check what was sent.
+"""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FixtureServer:
+    def __init__(self, faults=(), timeout_sleep_s: float = 2.0):
+        self.faults = list(faults)
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.lock = threading.Lock()
+        self.timeout_sleep_s = timeout_sleep_s
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    fault = server.faults.pop(0) if server.faults else "ok"
+                if fault == "timeout":
+                    time.sleep(server.timeout_sleep_s)
+                if fault == "drop":
+                    self.close_connection = True
+                    return
+                if fault in ("429", "500", "400"):
+                    self.send_response(int(fault))
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": {"message": "injected"}}')
+                    return
+                last = body["messages"][-1]["content"]
+                payload = (b'{"choices": [' if fault == "malformed" else json.dumps({
+                    "choices": [{"message": {"role": "assistant", "content": f"re: {last[-30:]} #{body['seed']}"}}],
+                    "usage": {"completion_tokens": 5}}).encode())
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
