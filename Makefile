@@ -11,6 +11,10 @@ $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/dvc
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -20,5 +24,5 @@ repro: setup
 	. $(BIN)/activate && dvc repro
 	@cat data/eval/report.md
 
-test: setup
+test: $(VENV)/.test-deps
 	. $(BIN)/activate && python -m pytest -v --durations=10

@@ -98,6 +98,22 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     out = run(["dvc", "exp", "run", "-S", "contrast.turns=1"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"contrast", "train@music", "eval"}
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], root))
-    assert len(json.dumps(shown)) > 0
     assert read(root, "data/contrast/summary.json")["k"] == 1
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root))
+    rows = list(rows_of(shown))
+    turns = {row["params"]["params.yaml"]["data"]["contrast"]["turns"] for row in rows}
+    assert turns == {1, 2}
+    assert all("baseline" in row["metrics"]["data/eval/metrics.json"]["data"] for row in rows)
+
+
+def rows_of(node):
+    """Every experiment row (params and metrics) in `dvc exp show --json` output."""
+    if isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and "params" in data and "metrics" in data:
+            yield data
+        for value in node.values():
+            yield from rows_of(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from rows_of(value)
