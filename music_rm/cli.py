@@ -3,7 +3,6 @@ import functools
 
 import click
 
-from .contrast import ContrastError
 from .io import InputError
 from .params import ParamsError
 
@@ -13,7 +12,7 @@ def clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, ParamsError, ContrastError) as e:
+        except (InputError, ParamsError) as e:  # bad data or params (contrast.turns out of range included)
             raise click.ClickException(str(e)) from None
 
     return wrapper

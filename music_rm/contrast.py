@@ -3,10 +3,11 @@
 K = 1 is the classic last-turn contrast (same prompt, one answer to a subtly different instruction);
 K > 1 makes the pair differ across K turns, user turns included.
 """
+from .params import ParamsError
 
 
-class ContrastError(ValueError):
-    pass
+class ContrastError(ParamsError):
+    """contrast.turns does not fit the trees."""
 
 
 def cut(messages: list[dict], context_len: int, k: int) -> list[dict]:
