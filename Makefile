@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup repro test
+.PHONY: setup repro test exps
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,7 @@ repro: setup
 
 test: $(VENV)/.test-deps
 	. $(BIN)/activate && python -m pytest -v --durations=10
+
+# Experiments side by side: the params that differ and the headline metrics, not every column.
+exps:
+	dvc exp show --no-pager --only-changed --drop '.*' --keep 'Experiment|Created|contrast|simulate.turns|train.variants|accuracy'

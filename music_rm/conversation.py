@@ -7,6 +7,8 @@ import hashlib
 import json
 import re
 
+from .io import InputError, iter_jsonl
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -22,7 +24,7 @@ def canonical_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def validate_conversation(messages, field: str) -> None:
+def validate_conversation(messages, field: str, max_chars: int | None = None) -> None:
     if not isinstance(messages, list):
         raise SchemaError(field, f"expected a list of messages, got {type(messages).__name__}")
     if not messages:
@@ -45,6 +47,8 @@ def validate_conversation(messages, field: str) -> None:
             raise SchemaError(f"{where}.content", f"expected a string, got {type(content).__name__}")
         if not content.strip():
             raise SchemaError(f"{where}.content", "empty content")
+        if max_chars and len(content) > max_chars:
+            raise SchemaError(f"{where}.content", f"longer than the limit of {max_chars} characters")
         if role == "system":
             if i != 0:
                 raise SchemaError(f"{where}.role", "a system message is allowed only as the first message")
@@ -62,17 +66,33 @@ def prompt_of(messages: list[dict]) -> list[dict]:
     return messages[: last_user + 1]
 
 
-def validate_pair(row: dict) -> None:
+def validate_pair(row: dict, max_chars: int | None = None, shared_prompt: bool = True) -> None:
+    """A preference row's two conversations; `shared_prompt`: both share everything up to the last user
+    message (seed data). MUSIC pairs share only their opening and differ across several turns."""
     if not isinstance(row, dict):
         raise SchemaError("row", f"expected an object, got {type(row).__name__}")
     for field in ("chosen", "rejected"):
         if field not in row:
             raise SchemaError(field, "missing")
-        validate_conversation(row[field], field)
-    if prompt_of(row["chosen"]) != prompt_of(row["rejected"]):
+        validate_conversation(row[field], field, max_chars)
+    if shared_prompt and prompt_of(row["chosen"]) != prompt_of(row["rejected"]):
         raise SchemaError("rejected", "chosen and rejected have different prompts (history up to the last user message)")
     if row["chosen"] == row["rejected"]:
         raise SchemaError("rejected", "identical to chosen")
+
+
+def read_pairs(path) -> list[dict]:
+    """Preference rows of a jsonl file that enters a stage (original or MUSIC pairs), each checked."""
+    rows = []
+    for row_no, row in iter_jsonl(path):
+        if isinstance(row, InputError):
+            raise row
+        try:
+            validate_pair(row, shared_prompt=False)
+        except SchemaError as e:
+            raise InputError(path, row_no, e.field, e.reason) from None
+        rows.append(row)
+    return rows
 
 
 def pair_id(chosen: list[dict], rejected: list[dict]) -> str:

@@ -55,23 +55,34 @@ class InputError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def read_jsonl(path) -> list[dict]:
-    rows = []
+def iter_jsonl(path) -> Iterator[tuple[int, dict | InputError]]:
+    """(line number, row) for each non-blank line; a line that is not a JSON object yields an InputError
+    in its place, so a caller can stop there or count it and go on."""
     with open(path, "rb") as f:
         for row_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InputError(path, row_no, None, f"invalid UTF-8 ({e.reason} at byte {e.start})") from None
+                yield row_no, InputError(path, row_no, None, f"invalid UTF-8 ({e.reason} at byte {e.start})")
+                continue
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise InputError(path, row_no, None, f"broken JSON line ({e.msg}, column {e.colno})") from None
+                yield row_no, InputError(path, row_no, None, f"broken JSON line ({e.msg}, column {e.colno})")
+                continue
             if not isinstance(row, dict):
-                raise InputError(path, row_no, None, f"expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+                row = InputError(path, row_no, None, f"expected a JSON object, got {type(row).__name__}")
+            yield row_no, row
+
+
+def read_jsonl(path) -> list[dict]:
+    rows = []
+    for _, row in iter_jsonl(path):
+        if isinstance(row, InputError):
+            raise row
+        rows.append(row)
     return rows
 
 

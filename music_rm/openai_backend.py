@@ -15,10 +15,12 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from .cli import StageFailure
+
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class APIError(RuntimeError):
+class APIError(StageFailure):
     pass
 
 

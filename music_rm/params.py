@@ -67,12 +67,15 @@ class FetchParams:
     limit: int | None
     test_fraction: float
     on_invalid: str
+    max_message_chars: int = 50_000
 
     def check(self):
         if not 0 < self.test_fraction < 1:
             return f"test_fraction must be in (0, 1), got {self.test_fraction}"
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             return f"limit must be a positive integer or null, got {self.limit!r}"
+        if not isinstance(self.max_message_chars, int) or self.max_message_chars < 1:
+            return f"max_message_chars must be a positive integer, got {self.max_message_chars!r}"
         return (_choice(self.source, "source", ("embedded", "path", "hf"))
                 or _choice(self.format, "format", ("auto", "schema", "hh"))
                 or _choice(self.on_invalid, "on_invalid", ("fail", "skip")))
@@ -126,6 +129,7 @@ class SimulateParams:
     limit: int | None = None
     cache: bool = True
     backend: str = "transformers"
+    system_role: bool = True  # false: the assistant's instructions go ahead of the first user message (Gemma-2)
     vllm: VLLMParams = field(default_factory=VLLMParams, metadata={"section": VLLMParams})
     openai: OpenAIParams = field(default_factory=OpenAIParams, metadata={"section": OpenAIParams})
 
@@ -153,6 +157,7 @@ class TrainConfig:
     gradient_checkpointing: bool
     warmup_steps: float = 0  # an int counts steps; a float in (0, 1) is a share of all steps
     logging_steps: int = 1
+    attn_implementation: str | None = None  # null: transformers' default; Gemma-2 needs eager or flash_attention_2
 
 
 @dataclass(frozen=True)
@@ -186,9 +191,12 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         return yaml.safe_load(f) or {}
 
 
+def build_section(name: str, params: dict, where: str):
+    if name not in params:
+        raise ParamsError(f"{where}: no '{name}' section")
+    return _build(SECTIONS[name], params[name], f"{where}: {name}")
+
+
 def section(name: str, path: str | Path = "params.yaml"):
     """The typed `name` section of params.yaml."""
-    raw = load_params(path)
-    if name not in raw:
-        raise ParamsError(f"{path}: no '{name}' section")
-    return _build(SECTIONS[name], raw[name], f"{path}: {name}")
+    return build_section(name, load_params(path), str(path))

@@ -9,7 +9,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .params import TrainConfig
+from .params import ParamsError, TrainConfig
+
+# Gemma-2's attention logit soft-capping is lost under sdpa, which degrades it silently.
+SOFTCAP_ATTENTION = {"gemma2": ("eager", "flash_attention_2")}
+
+
+def check_attention(model_type: str, attn_implementation: str | None) -> None:
+    allowed = SOFTCAP_ATTENTION.get(model_type)
+    if allowed and attn_implementation not in allowed:
+        raise ParamsError(f"train.config.attn_implementation: {model_type} needs one of {list(allowed)}, "
+                          f"got {attn_implementation!r} (sdpa, the default, drops its attention soft-capping)")
 
 CURVE_KEYS = ("loss", "accuracy", "margin", "learning_rate", "grad_norm")
 
@@ -49,15 +59,18 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
 
     Returns (data and training summary, curve rows per logged step)."""
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, set_seed
+    from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
+
+    check_attention(AutoConfig.from_pretrained(base_dir).model_type, cfg.attn_implementation)
 
     tokenizer = load_tokenizer(base_dir)
     rows, data_summary = tokenize_pairs(tokenizer, pairs, cfg.max_length)
     if not rows:
         raise ValueError(f"no training pairs left: all {len(pairs)} exceed max_length={cfg.max_length}")
     set_seed(cfg.seed)  # the score head is initialised at random when the model loads
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32,
+                                                               attn_implementation=cfg.attn_implementation)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = RewardConfig(
         output_dir=work_dir,

@@ -19,6 +19,10 @@ from .params import SimulateParams
 TEMPLATES = resources.files("music_rm") / "templates"
 
 
+def _template_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def load_template(name: str, placeholder: str) -> tuple[str, str, str]:
     """(text before the placeholder, text after it, content hash) of templates/<name>.txt."""
     path = TEMPLATES / f"{name}.txt"
@@ -26,7 +30,18 @@ def load_template(name: str, placeholder: str) -> tuple[str, str, str]:
     if text.count(placeholder) != 1:
         raise ValueError(f"{path}: must contain {placeholder} exactly once")
     prefix, suffix = text.split(placeholder)
-    return prefix, suffix, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return prefix, suffix, _template_hash(text)
+
+
+def with_instructions(messages: list, instructions: str, system_role: bool) -> tuple:
+    """The assistant simulator's input: its instructions as a system message, or, for chat templates without
+    a system role (Gemma-2), ahead of the first user message. A conversation's own system message wins."""
+    if not instructions or messages[0]["role"] == "system":
+        return tuple(messages)
+    if system_role:
+        return ({"role": "system", "content": instructions}, *messages)
+    first = {"role": "user", "content": f"{instructions}\n\n{messages[0]['content']}"}
+    return (first, *messages[1:])
 
 
 def _normalized(text: str) -> str:
@@ -92,11 +107,16 @@ class TreeBuilder:
         self.generator, self.p, self.model = generator, p, model or {}
         *self.user_template, user_hash = load_template("user_simulator", "{conversation}")
         *self.rewrite_template, rewrite_hash = load_template("rewriter", "{instruction}")
-        self.template_hashes = {"user_simulator": user_hash, "rewriter": rewrite_hash}
+        self.assistant_instructions = (TEMPLATES / "assistant.txt").read_text(encoding="utf-8").strip()
+        self.template_hashes = {"assistant": _template_hash(self.assistant_instructions),
+                                "user_simulator": user_hash, "rewriter": rewrite_hash}
         self.user_examples = example_outputs(self.user_template[0], "Next user message:")
         self.rewrite_examples = example_outputs(self.rewrite_template[0], "Different instruction:")
         self.dropped = Counter()
         self.retries = Counter()
+
+    def _assistant_request(self, history: list) -> Request:
+        return Request(with_instructions(history, self.assistant_instructions, self.p.system_role), self.p.assistant)
 
     def _user_request(self, history: list) -> Request:
         prefix, suffix = self.user_template
@@ -146,7 +166,7 @@ class TreeBuilder:
             alive = [t for t in trees if not t.dropped]
             answers, rewrites = {}, {}
             self._run(
-                [(t, Request(tuple(t.chosen), self.p.assistant), check_assistant, None,
+                [(t, self._assistant_request(t.chosen), check_assistant, None,
                   lambda text, t=t: answers.__setitem__(id(t), text)) for t in alive]
                 + [(t, self._rewrite_request(t.pending_user), check_rewrite, (t.pending_user, self.rewrite_examples),
                     lambda text, t=t: rewrites.__setitem__(id(t), text)) for t in alive],
@@ -154,7 +174,7 @@ class TreeBuilder:
             alive = [t for t in alive if not t.dropped]
             hidden_answers = {}
             self._run(
-                [(t, Request(tuple(t.rejected + [{"role": "user", "content": rewrites[id(t)]}]), self.p.assistant),
+                [(t, self._assistant_request(t.rejected + [{"role": "user", "content": rewrites[id(t)]}]),
                   check_assistant, None, lambda text, t=t: hidden_answers.__setitem__(id(t), text)) for t in alive],
                 turn, "hidden answer", f"turn {turn}: rejected answers")
             for t in alive:
@@ -196,13 +216,14 @@ class TreeBuilder:
         }
 
 
-def message_stats(trees: list[dict]) -> dict:
-    """Mean characters per simulated message, by branch and role."""
+def message_stats(trees: list[dict], count_tokens) -> dict:
+    """Mean tokens (as `count_tokens` counts them) per simulated message, by branch and role."""
     stats = {}
     for branch in ("chosen", "rejected"):
         for role in ("user", "assistant"):
-            lengths = [len(m["content"]) for t in trees for m in t[branch][len(t["context"]):] if m["role"] == role]
-            stats[f"{branch}_{role}_mean_chars"] = round(sum(lengths) / len(lengths), 1) if lengths else 0.0
+            lengths = [count_tokens(m["content"]) for t in trees for m in t[branch][len(t["context"]):]
+                       if m["role"] == role]
+            stats[f"{branch}_{role}_mean_tokens"] = round(sum(lengths) / len(lengths), 1) if lengths else 0.0
     return stats
 
 

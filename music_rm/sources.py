@@ -6,19 +6,20 @@ from importlib import resources
 from pathlib import Path
 
 from .conversation import SchemaError, from_hh, pair_id, prompt_hash, validate_pair
-from .io import InputError, read_jsonl
+from .io import InputError, iter_jsonl
 from .params import FetchParams
 
 EMBEDDED_SEEDS = resources.files("music_rm") / "seeds" / "embedded.jsonl"
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a .jsonl, .json (a list of objects) or .parquet file."""
+def read_rows(path: str | Path) -> list[tuple[int, object]]:
+    """(row number, raw row) of a .jsonl, .json (a list of objects) or .parquet file; in a .jsonl file the
+    row number is the line number, and a line that is not a JSON object is an InputError in its place."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, None, "no such file")
     if path.suffix == ".jsonl":
-        rows = read_jsonl(path)
+        rows = list(iter_jsonl(path))
     elif path.suffix == ".json":
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
@@ -26,10 +27,11 @@ def read_rows(path: str | Path) -> list[dict]:
             raise InputError(path, None, None, f"not a JSON file ({e})") from None
         if not isinstance(rows, list):
             raise InputError(path, None, None, "expected a JSON list of row objects")
+        rows = list(enumerate(rows, start=1))
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        rows = list(enumerate(pq.read_table(path).to_pylist(), start=1))
     else:
         raise InputError(path, None, None, "unsupported file type (use .jsonl, .json or .parquet)")
     if not rows:
@@ -42,7 +44,7 @@ def read_hf(dataset: str, revision: str, split: str, limit: int | None) -> tuple
     import datasets
 
     split_spec = f"{split}[:{limit}]" if limit else split
-    rows = datasets.load_dataset(dataset, revision=revision, split=split_spec).to_list()
+    rows = list(enumerate(datasets.load_dataset(dataset, revision=revision, split=split_spec).to_list(), start=1))
     if os.path.isdir(dataset):
         resolved = "local:" + os.path.abspath(dataset)
     else:
@@ -52,7 +54,7 @@ def read_hf(dataset: str, revision: str, split: str, limit: int | None) -> tuple
     return rows, resolved
 
 
-def normalize(raw: dict, fmt: str, default_source: str) -> dict:
+def normalize(raw: dict, fmt: str, default_source: str, max_chars: int | None = None) -> dict:
     """One raw row as {id, source, chosen, rejected}; raises SchemaError naming the field."""
     if not isinstance(raw, dict):
         raise SchemaError("row", f"expected an object, got {type(raw).__name__}")
@@ -62,7 +64,9 @@ def normalize(raw: dict, fmt: str, default_source: str) -> dict:
             raise SchemaError(field, "missing")
         if fmt == "hh" or (fmt == "auto" and isinstance(raw[field], str)):
             row[field] = from_hh(raw[field], field)
-    validate_pair(row)
+    validate_pair(row, max_chars)
+    if "id" in raw and not isinstance(raw["id"], (str, int)):
+        raise SchemaError("id", f"expected a string or integer, got {type(raw['id']).__name__}")
     source = raw.get("source") or default_source
     if not isinstance(source, str):
         raise SchemaError("source", f"expected a string, got {type(source).__name__}")
@@ -88,15 +92,24 @@ def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
         raw_rows = raw_rows[: p.limit]
     default_source = p.hf_dataset if p.source == "hf" else p.source
 
-    rows, skipped, seen = [], Counter(), set()
-    for row_no, raw in enumerate(raw_rows, start=1):
+    rows, skipped, seen, seen_ids = [], Counter(), set(), {}
+    for row_no, raw in raw_rows:
+        if isinstance(raw, InputError):  # a .jsonl line that is not a JSON object
+            if p.on_invalid == "fail":
+                raise raw
+            skipped[f"line: {raw.reason.split(' (')[0]}"] += 1
+            continue
         try:
-            row = normalize(raw, fmt, default_source)
+            row = normalize(raw, fmt, default_source, p.max_message_chars)
+            if "id" in raw and raw["id"] in seen_ids and seen_ids[raw["id"]][1] != row["id"]:
+                raise SchemaError("id", f"duplicate id: an earlier row (row {seen_ids[raw['id']][0]}) has another pair")
         except SchemaError as e:
             if p.on_invalid == "fail":
                 raise InputError(origin, row_no, e.field, e.reason) from None
             skipped[f"{e.field.split('[')[0]}: {e.reason}"] += 1
             continue
+        if "id" in raw:
+            seen_ids.setdefault(raw["id"], (row_no, row["id"]))
         if row["id"] in seen:
             skipped["duplicate pair"] += 1
             continue

@@ -17,7 +17,7 @@ from music_rm.tracking import stage_run
 @clean_errors
 def main(params_path, out):
     p = section("base", params_path)
-    with stage_run("base_model", {"base": asdict(p)}) as mlflow:
+    with stage_run("base_model", {"base": asdict(p)}, params_path=params_path) as mlflow:
         with atomic_path(out) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)

@@ -19,7 +19,7 @@ from music_rm.tracking import numeric, stage_run
 @clean_errors
 def main(params_path, trees, original, out):
     p = section("contrast", params_path)
-    with stage_run("contrast", {"contrast": asdict(p)}) as mlflow:
+    with stage_run("contrast", {"contrast": asdict(p)}, inputs=[trees, original], params_path=params_path) as mlflow:
         sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)

@@ -6,7 +6,8 @@ import click
 
 from music_rm.cli import clean_errors
 from music_rm.evaluate import comparison_table, evaluate_variants
-from music_rm.io import read_jsonl, write_json, write_text
+from music_rm.conversation import read_pairs
+from music_rm.io import write_json, write_text
 from music_rm.params import load_params, section
 from music_rm.tracking import numeric, stage_run
 
@@ -22,8 +23,9 @@ def main(params_path, models, original, music, out):
     p = section("eval", params_path)
     variants = section("train", params_path).variants
     # eval's run carries every section, so runs of different experiments compare side by side in MLflow
-    with stage_run("eval", {**load_params(params_path), "eval": asdict(p)}) as mlflow:
-        suites = {"original": read_jsonl(original), "music": read_jsonl(music)}
+    with stage_run("eval", {**load_params(params_path), "eval": asdict(p)}, params_path=params_path,
+                   inputs=[models, original, music]) as mlflow:
+        suites = {"original": read_pairs(original), "music": read_pairs(music)}
         results = evaluate_variants({v: str(models / v) for v in variants}, suites, p.batch_size)
         table = comparison_table(results)
         write_json(out / "metrics.json", results)

@@ -17,7 +17,8 @@ from music_rm.tracking import numeric, stage_run
 @clean_errors
 def main(params_path, out):
     p = section("fetch", params_path)
-    with stage_run("fetch", {"fetch": asdict(p)}) as mlflow:
+    with stage_run("fetch", {"fetch": asdict(p)}, inputs=[p.path] if p.source == "path" else [],
+                   params_path=params_path) as mlflow:
         train, test, summary = fetch(p)
         write_jsonl(out / "train.jsonl", train)
         write_jsonl(out / "test.jsonl", test)

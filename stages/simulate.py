@@ -4,13 +4,21 @@ from pathlib import Path
 
 import click
 
-from music_rm.cli import clean_errors
+from music_rm.cli import StageFailure, clean_errors
 from music_rm.cache import GenerationCache, default_path
 from music_rm.generation import Generator, make_backend
 from music_rm.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.params import section
 from music_rm.simulate import TreeBuilder, message_stats, sample_markdown
 from music_rm.tracking import numeric, stage_run
+
+
+def token_counter(model_dir: Path):
+    """Token counts by the base model's tokenizer (whichever backend generated the text)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 @click.command()
@@ -21,13 +29,19 @@ from music_rm.tracking import numeric, stage_run
 @clean_errors
 def main(params_path, data, model, out):
     p = section("simulate", params_path)
-    with stage_run("simulate", {"simulate": asdict(p)}) as mlflow:
+    with stage_run("simulate", {"simulate": asdict(p)}, params_path=params_path,
+                   inputs=[data / "train.jsonl", data / "test.jsonl", model]) as mlflow:
         seeds = [(row, split) for split in ("train", "test") for row in read_jsonl(data / f"{split}.jsonl")[: p.limit]]
         cache = GenerationCache(default_path()) if p.cache else None
         trust_remote_code = section("base", params_path).trust_remote_code
         generator = Generator(make_backend(p, str(model), trust_remote_code), cache)
         builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
-        trees = builder.build(seeds)
+        try:
+            trees = builder.build(seeds)
+        except StageFailure as e:
+            kept = f"kept in {default_path()}; a rerun resumes from there" if cache else "not kept (simulate.cache is off)"
+            raise StageFailure(f"{e}\n{generator.model_calls} generation units finished before the failure are {kept}")
+
         summary = {
             "seed_prompts": len(seeds),
             "trees": len(trees),
@@ -36,7 +50,7 @@ def main(params_path, data, model, out):
             "dropped": sum(builder.dropped.values()),
             "dropped_by_reason": dict(sorted(builder.dropped.items())),
             "retries_by_reason": dict(sorted(builder.retries.items())),
-            **message_stats(trees),
+            **message_stats(trees, token_counter(model)),
         }
         # Depends on what the cache already held, so it goes to MLflow and the log, not to DVC outputs.
         calls = {"model_calls": generator.model_calls, "cache_hits": generator.cache_hits,

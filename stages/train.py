@@ -10,10 +10,11 @@ import click
 from accelerate import PartialState
 
 from music_rm.cli import clean_errors
-from music_rm.io import read_jsonl, write_json, write_text
+from music_rm.conversation import read_pairs
+from music_rm.io import write_json, write_text
 from music_rm.params import section
 from music_rm.reward import CURVE_KEYS, train_reward_model
-from music_rm.tracking import numeric, stage_run, trainer_callback
+from music_rm.tracking import file_sha256, numeric, stage_run, trainer_callback
 
 
 @click.command()
@@ -28,11 +29,14 @@ def main(variant, params_path, model, out, reports):
     v = p.variant(variant)
     state = PartialState()
     out_dir, partial = out / variant, out / f".{variant}.partial"
-    tracking = (stage_run(f"train@{variant}", {"train": {"config": asdict(p.config), "variant": asdict(v),
-                                                         "accelerate_config": p.accelerate_config}})
+    run_params = {"train": {"config": asdict(p.config), "variant": asdict(v), "accelerate_config": p.accelerate_config}}
+    tracking = (stage_run(f"train@{variant}", run_params, inputs=[model, v.pairs], params_path=params_path)
                 if state.is_main_process else contextlib.nullcontext())
+    if state.is_main_process and partial.exists():  # left by a killed run
+        shutil.rmtree(partial)
+    state.wait_for_everyone()
     with tracking as mlflow, tempfile.TemporaryDirectory() as work_dir:
-        pairs = read_jsonl(v.pairs)
+        pairs = read_pairs(v.pairs)
         summary, curve = train_reward_model(str(model), pairs, p.config, str(partial), work_dir,
                                             callbacks=[trainer_callback(mlflow)] if mlflow else [])
         state.wait_for_everyone()
@@ -44,7 +48,9 @@ def main(variant, params_path, model, out, reports):
             write_text(reports / variant / "curve.csv", "step," + ",".join(CURVE_KEYS) + "\n" + "".join(
                 f"{row['step']}," + ",".join(str(row.get(k, "")) for k in CURVE_KEYS) + "\n" for row in curve))
             mlflow.log_metrics(numeric(summary))
-            mlflow.log_param("model_path", str(out_dir))
+            # the model by reference: its path and weights hash, not a copy in the MLflow store
+            mlflow.set_tags({"model.path": out_dir.as_posix(),
+                             "model.sha256": file_sha256(out_dir / "model.safetensors")})
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
                        f"({summary['pairs_dropped_too_long']} dropped: longer than {summary['max_length']} tokens), "
                        f"{summary['steps']} steps on {summary['world_size']} process(es), "

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FixtureServer:
-    def __init__(self, faults=(), timeout_sleep_s: float = 2.0):
+    def __init__(self, faults=(), timeout_sleep_s: float = 2.0, port: int = 0):
         self.faults = list(faults)
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -50,7 +50,7 @@ class FixtureServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

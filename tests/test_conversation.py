@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from music_rm.conversation import SchemaError, from_hh, pair_id, prompt_of, render, validate_pair
@@ -58,3 +60,20 @@ def test_from_hh_parses_turns():
 def test_render_clips_from_the_left_and_skips_system():
     text = render([msg("system", "s"), msg("user", "abcdefgh"), msg("assistant", "ok")], max_chars=3)
     assert text == "User: …fgh\nAssistant: ok"
+
+
+def test_read_pairs_accepts_multi_turn_contrast_and_names_a_bad_row(tmp_path):
+    from music_rm.conversation import read_pairs
+    from music_rm.io import InputError
+
+    opening = [msg("user", "Plan a trip.")]
+    music = {"chosen": opening + [msg("assistant", "Where to?"), msg("user", "Rome."), msg("assistant", "Great.")],
+             "rejected": opening + [msg("assistant", "Here is a budget."), msg("user", "Cheaper?"),
+                                    msg("assistant", "Sure.")]}
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(music) + "\n\n" + json.dumps({**music, "rejected": music["chosen"]}) + "\n")
+    with pytest.raises(InputError) as e:
+        read_pairs(path)
+    assert (e.value.row, e.value.field, e.value.reason) == (3, "rejected", "identical to chosen")
+    path.write_text(json.dumps(music) + "\n")
+    assert read_pairs(path) == [music]

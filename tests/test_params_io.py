@@ -49,3 +49,20 @@ def test_atomic_folder_replaces_old_contents(tmp_path):
             tmp.mkdir()
             (tmp / f"{content}.txt").write_text(content)
     assert [p.name for p in folder.iterdir()] == ["new.txt"]
+
+
+def test_paper_profile_applies_and_validates(tmp_path):
+    from music_rm.profile import apply_profile
+    from music_rm.params import build_section
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    paper = apply_profile(params, yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text()), "paper")
+    simulate, train = build_section("simulate", paper, "paper"), build_section("train", paper, "paper")
+    assert simulate.backend == "vllm" and simulate.turns == 5 and simulate.vllm.model == "google/gemma-2-9b-it"
+    assert train.config.max_length == 2048 and train.config.attn_implementation == "eager"
+    assert paper["fetch"]["hf_dataset"] == "Skywork/Skywork-Reward-Preference-80K-v0.2"
+    assert paper["train"]["variants"] == params["train"]["variants"]  # untouched sections stay
+    with pytest.raises(ParamsError, match="unknown key"):
+        apply_profile(params, {"simulate": {"turn": 5}}, "typo")
+    with pytest.raises(ParamsError, match="unknown section"):
+        apply_profile(params, {"simulat": {}}, "typo")

@@ -2,9 +2,9 @@
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,14 @@ import yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
-SOURCES = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs"]
+SOURCES = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
+
+
+def copy_sources(root: Path) -> None:
+    for name in SOURCES:
+        src = REPO / name
+        (shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+         if src.is_dir() else shutil.copy(src, root / name))
 
 
 def run(cmd, cwd, **kwargs):
@@ -27,7 +34,7 @@ def run(cmd, cwd, **kwargs):
 
 def tiny(params: dict) -> dict:
     params["fetch"]["limit"] = 20
-    params["simulate"].update(turns=2, limit=3, batch_size=8)
+    params["simulate"].update(turns=3, limit=3, batch_size=8)
     for role in ("assistant", "user", "rewriter"):
         params["simulate"][role]["max_new_tokens"] = 16
     params["contrast"]["turns"] = 2
@@ -38,10 +45,7 @@ def tiny(params: dict) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    for name in SOURCES:
-        src = REPO / name
-        (shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-         if src.is_dir() else shutil.copy(src, root / name))
+    copy_sources(root)
     params = tiny(yaml.safe_load((root / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
@@ -75,24 +79,47 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_both_variants(repo):
         assert results[variant]["music"]["n"] == contrast["pairs_test"]
         assert 0 <= results[variant]["music"]["accuracy"] <= 1
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
-    assert all(len(t["hidden"]) == 2 for t in trees)
+    assert all(len(t["hidden"]) == 3 for t in trees)
 
 
-def test_mlflow_has_one_tagged_run_per_stage(repo):
+def mlflow_runs(root):
+    """{run name: (run, parent run name)} of the store the stages wrote, read through MLflow's own client."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("music").experiment_id], max_results=1000)
+    names = {r.info.run_id: r.info.run_name for r in runs}
+    return {r.info.run_name: (r, names.get(r.data.tags.get("mlflow.parentRunId"))) for r in runs}
+
+
+STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "eval"}
+
+
+def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_metrics(repo):
+    from music_rm.tracking import flatten
+
     root, _, commit = repo
-    with sqlite3.connect(root / "mlflow.db") as db:
-        rows = db.execute("select r.name, t.key, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
-                          "where t.key in ('git_commit', 'dvc_exp_name', 'stage')").fetchall()
-        metrics = dict(db.execute("select m.key, m.value from metrics m join runs r on r.run_uuid = m.run_uuid "
-                                  "where r.name = 'workspace/eval'").fetchall())
-    tags = {}
-    for name, key, value in rows:
-        tags.setdefault(name, {})[key] = value
-    stages = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "eval"}
-    assert set(tags) == {f"workspace/{s}" for s in stages}
-    assert all(t["git_commit"] == commit and t["dvc_exp_name"] == "workspace" for t in tags.values())
-    results = read(root, "data/eval/metrics.json")
-    assert metrics["music.music.accuracy"] == pytest.approx(results["music"]["music"]["accuracy"])
+    runs = mlflow_runs(root)
+    workspace = {name: value for name, value in runs.items() if name.startswith("workspace")}
+    assert set(workspace) == {"workspace"} | {f"workspace/{s}" for s in STAGES}
+    parent = runs["workspace"][0]
+    assert parent.data.tags["git_commit"] == commit and parent.data.tags["dvc_exp_name"] == "workspace"
+    for stage in STAGES:
+        run, parent_name = runs[f"workspace/{stage}"]
+        assert parent_name == "workspace"
+        assert run.data.tags["git_commit"] == commit and run.data.tags["dvc_exp_name"] == "workspace"
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    music_rm = next(o["md5"] for o in lock["train@music"]["outs"] if o["path"] == "models/rm/music")
+    eval_run = runs["workspace/eval"][0]
+    assert eval_run.data.tags["data.models/rm/music"] == music_rm
+    assert {d.dataset.name for d in eval_run.inputs.dataset_inputs} >= {"data/fetch/test.jsonl", "models/rm/music"}
+    train_run = runs["workspace/train@music"][0]
+    assert train_run.data.tags["model.path"] == "models/rm/music" and len(train_run.data.tags["model.sha256"]) == 64
+    expected = {k: float(v) for k, v in flatten(read(root, "data/eval/metrics.json")).items()}
+    assert eval_run.data.metrics == pytest.approx(expected)
+    assert {k[len("eval."):]: v for k, v in parent.data.metrics.items() if k.startswith("eval.")} == pytest.approx(expected)
+    contrast = read(root, "data/contrast/summary.json")
+    assert parent.data.metrics["contrast.pairs_train"] == contrast["pairs_train"]
 
 
 def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
@@ -120,3 +147,76 @@ def rows_of(node):
     elif isinstance(node, list):
         for value in node:
             yield from rows_of(value)
+
+
+def test_dvc_repro_dry_on_the_paper_profile_lists_every_stage_and_runs_none(repo):
+    root, _, _ = repo
+    params, lock = (root / "params.yaml").read_bytes(), (root / "dvc.lock").read_bytes()
+    run([sys.executable, "-m", "music_rm.profile", "profiles/paper.yaml"], root)
+    try:
+        out = run(["dvc", "repro", "--dry"], root)
+    finally:
+        (root / "params.yaml").write_bytes(params)
+    for stage in ("base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "eval"):
+        assert f"Running stage '{stage}'" in out, out
+    assert "accelerate launch --config_file configs/accelerate/multi_gpu.yaml stages/train.py --variant music" in out
+    assert (root / "dvc.lock").read_bytes() == lock
+
+
+def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo):
+    """Values no earlier run used: DVC restores a stage it has run with the same inputs from its run-cache
+    instead of running it, and a stage that does not run logs nothing."""
+    root, _, _ = repo
+    run(["git", "checkout", "--", "."], root)
+    run(["dvc", "checkout", "-q"], root)
+    run(["dvc", "exp", "run", "--queue", "-S", "contrast.turns=3", "-S", "eval.batch_size=2,3,4"], root)
+    out = run(["dvc", "exp", "run", "--run-all"], root, timeout=1800)
+    grid = {}
+    for entry in walk_experiments(json.loads(run(["dvc", "exp", "show", "--json"], root))):
+        params = entry["data"]["params"]["params.yaml"]["data"]
+        metrics = entry["data"]["metrics"].get("data/eval/metrics.json", {}).get("data", {})
+        if entry.get("name") and params["contrast"]["turns"] == 3 and "music" in metrics:
+            grid[params["eval"]["batch_size"]] = entry["name"]
+    assert set(grid) == {2, 3, 4}, out[-3000:]
+    runs = mlflow_runs(root)
+    stages_run = set()
+    for name in grid.values():
+        assert name in runs and runs[name][1] is None, sorted(runs)
+        nested = {run_name.split("/", 1)[1] for run_name, (_, parent) in runs.items() if parent == name}
+        assert "eval" in nested
+        assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
+        stages_run |= nested
+    assert stages_run == {"contrast", "train@music", "eval"}
+    table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
+    assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
+
+
+def walk_experiments(node):
+    """Every node of `dvc exp show --json` that carries an experiment's data (with its name, if any)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("data"), dict) and "params" in node["data"]:
+            yield node
+        for value in node.values():
+            yield from walk_experiments(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk_experiments(value)
+
+
+def test_a_sentinel_api_key_reaches_the_server_and_nothing_else(repo, monkeypatch):
+    """simulate on the openai backend through DVC, then every file of the repo (params, dvc.lock, the MLflow
+    store and its artifacts, DVC's cache and logs, outputs) and the console output are searched for the key."""
+    from tests.openai_fixture import FixtureServer
+
+    root, _, _ = repo
+    run(["git", "checkout", "--", "."], root)
+    run(["dvc", "checkout", "-q"], root)
+    sentinel = "sk-SENTINEL-" + uuid.uuid4().hex
+    monkeypatch.setenv("MUSIC_SENTINEL_KEY", sentinel)
+    with FixtureServer(["429", "500", "malformed"]) as server:
+        out = run(["dvc", "exp", "run", "-S", "simulate.backend=openai", "-S", f"simulate.openai.base_url={server.url}",
+                   "-S", "simulate.openai.model=fixture", "-S", "simulate.openai.api_key_env=MUSIC_SENTINEL_KEY"], root)
+    assert "Running stage 'simulate'" in out and "Running stage 'eval'" in out
+    assert server.requests and all(h["Authorization"] == f"Bearer {sentinel}" for h in server.headers)
+    hits = [str(path) for path in root.rglob("*") if path.is_file() and sentinel.encode() in path.read_bytes()]
+    assert hits == [] and sentinel not in out

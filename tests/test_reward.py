@@ -72,3 +72,15 @@ def test_same_seed_same_model(tiny_model, trained, pairs, tmp_path):
     _, curve2 = train_reward_model(str(tiny_model), pairs, config(), str(tmp_path / "m"), str(tmp_path / "w"))
     assert curve2 == curve
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+
+def test_gemma2_refuses_sdpa_attention():
+    from music_rm.params import ParamsError
+    from music_rm.reward import check_attention
+
+    check_attention("llama", None)
+    check_attention("gemma2", "eager")
+    with pytest.raises(ParamsError, match="gemma2 needs one of"):
+        check_attention("gemma2", None)
+    with pytest.raises(ParamsError, match="sdpa"):
+        check_attention("gemma2", "sdpa")

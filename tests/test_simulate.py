@@ -2,7 +2,7 @@ import pytest
 
 from music_rm.generation import Generator, Request, TransformersBackend
 from music_rm.params import Sampling, SimulateParams
-from music_rm.simulate import TreeBuilder, check_rewrite, check_user, clean_line
+from music_rm.simulate import TreeBuilder, check_rewrite, check_user, clean_line, message_stats, with_instructions
 from music_rm.sources import fetch
 from tests.test_sources import params as fetch_params
 
@@ -56,7 +56,7 @@ def test_branches_alternate_and_have_the_requested_turns(built, seeds):
 
 
 def test_hidden_instructions_appear_only_where_the_rejected_assistant_answers(built):
-    _, trees, log = built
+    builder, trees, log = built
     chat = [r for r, _ in log if not isinstance(r.prompt, str)]
     for t in trees:
         n = len(t["context"])
@@ -65,8 +65,8 @@ def test_hidden_instructions_appear_only_where_the_rejected_assistant_answers(bu
         for turn, h in enumerate(t["hidden"]):
             assert h["rewritten"] != h["original"]
             # The rejected answer at this turn was generated for the hidden instruction, after the rejected history.
-            answered = tuple(t["rejected"][: n + 2 * turn]) + ({"role": "user", "content": h["rewritten"]},)
-            assert any(r.prompt == answered for r in chat)
+            answered = t["rejected"][: n + 2 * turn] + [{"role": "user", "content": h["rewritten"]}]
+            assert any(r.prompt == with_instructions(answered, builder.assistant_instructions, True) for r in chat)
             assert h["rewritten"] not in [m["content"] for m in t["chosen"] + t["rejected"]]
 
 
@@ -111,3 +111,25 @@ def test_a_rewriter_that_only_repeats_drops_the_tree_with_its_reason(tiny_model,
     assert builder.build(seeds[:2]) == []
     assert builder.dropped == {"rewrite_same_as_original": 2}
     assert builder.retries["rewrite_same_as_original"] == 2
+
+
+def test_assistant_instructions_come_from_the_template_as_system_message_or_first_user_text(built):
+    builder, _, log = built
+    instructions = builder.assistant_instructions
+    assert instructions and builder.template_hashes["assistant"]
+    chat = [r.prompt for r, _ in log if not r.raw]
+    assert chat and all(p[0] == {"role": "system", "content": instructions} for p in chat)
+    history = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."},
+               {"role": "user", "content": "And?"}]
+    folded = with_instructions(history, instructions, system_role=False)
+    assert folded[0] == {"role": "user", "content": f"{instructions}\n\nHi?"} and folded[1:] == tuple(history[1:])
+    own_system = [{"role": "system", "content": "Be terse."}] + history
+    assert with_instructions(own_system, instructions, system_role=True) == tuple(own_system)
+
+
+def test_message_stats_count_tokens_by_branch_and_role(built):
+    _, trees, _ = built
+    stats = message_stats(trees, lambda text: len(text.split()))
+    words = [len(m["content"].split()) for t in trees for m in t["rejected"][len(t["context"]):] if m["role"] == "user"]
+    assert set(stats) == {f"{b}_{r}_mean_tokens" for b in ("chosen", "rejected") for r in ("user", "assistant")}
+    assert stats["rejected_user_mean_tokens"] == round(sum(words) / len(words), 1)

@@ -11,7 +11,7 @@ from music_rm.sources import fetch
 
 def params(**overrides):
     base = dict(source="embedded", path="", format="auto", hf_dataset="", hf_revision="main", hf_split="train",
-                limit=None, test_fraction=0.3, on_invalid="fail")
+                limit=None, test_fraction=0.3, on_invalid="fail", max_message_chars=50_000)
     return FetchParams(**{**base, **overrides})
 
 
@@ -81,16 +81,6 @@ def test_skip_counts_reasons_and_duplicates(tmp_path):
     train, test, summary = fetch(params(source="path", path=str(path), on_invalid="skip"))
     assert summary["rows_kept"] == 1
     assert summary["skipped_by_reason"] == {"duplicate pair": 1, "rejected: missing": 1}
-
-
-def test_broken_json_line_and_empty_file(tmp_path):
-    path = tmp_path / "broken.jsonl"
-    path.write_text('{"chosen": []}\n{not json\n')
-    with pytest.raises(InputError, match=r"row 2: broken JSON line"):
-        fetch(params(source="path", path=str(path), on_invalid="skip"))
-    (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(InputError, match="empty file"):
-        fetch(params(source="path", path=str(tmp_path / "empty.jsonl")))
 
 
 def test_hf_loader_reads_a_local_dataset_folder(tmp_path):

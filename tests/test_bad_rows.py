@@ -1,0 +1,58 @@
+"""Every kind of bad row in tests/bad_rows.py, through fetch, with on_invalid=fail and on_invalid=skip."""
+import subprocess
+import sys
+
+import pytest
+
+from music_rm.io import InputError
+from music_rm.sources import fetch
+from tests.bad_rows import CASES, MAX_CHARS, write_case
+from tests.test_sources import params
+
+
+def test_at_least_twenty_kinds():
+    assert len({c.kind for c in CASES}) >= 20
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_fail_names_file_row_and_field(case, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    write_case(case, path)
+    p = params(source="path", path=str(path), max_message_chars=MAX_CHARS)
+    if case.error is None:  # not an error: counted even when on_invalid=fail
+        _, _, summary = fetch(p)
+        assert summary["skipped_by_reason"] == {case.skip: 1}
+        return
+    with pytest.raises(InputError) as e:
+        fetch(p)
+    row, field, message = case.error
+    assert (e.value.file, e.value.row, e.value.field) == (str(path), row, field)
+    assert e.value.reason.startswith(message), e.value.reason
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_skip_counts_the_reason(case, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    write_case(case, path)
+    p = params(source="path", path=str(path), max_message_chars=MAX_CHARS, on_invalid="skip")
+    if case.skip is None:
+        with pytest.raises(InputError, match=case.error[2]):
+            fetch(p)
+        return
+    train, test, summary = fetch(p)
+    assert summary["rows_read"] == 2 and summary["rows_kept"] == len(train + test) == 1
+    assert summary["skipped_by_reason"] == {case.skip: 1}
+
+
+def test_fully_invalid_input_exits_nonzero_with_the_message_not_a_traceback(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"chosen": [\n')
+    (tmp_path / "params.yaml").write_text(
+        "fetch: {source: path, path: %s, format: auto, hf_dataset: x, hf_revision: main, hf_split: train,"
+        " limit: null, test_fraction: 0.3, on_invalid: skip}\n" % path)
+    result = subprocess.run([sys.executable, "stages/fetch.py", "--params", str(tmp_path / "params.yaml"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                            env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PATH": ""})
+    assert result.returncode == 1
+    assert f"Error: {path}: no valid rows (1 skipped: {{'line: broken JSON line': 1}})" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -1,0 +1,105 @@
+"""SIGKILL part-way through the simulate and train stage scripts, rerun, compare bytes with an uninterrupted run."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from music_rm.io import write_jsonl
+from music_rm.sources import fetch
+from tests.conftest import REPO
+from tests.test_sources import params as fetch_params
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("interrupt")
+    train, test, _ = fetch(fetch_params())
+    write_jsonl(root / "data" / "train.jsonl", train)
+    write_jsonl(root / "data" / "test.jsonl", test)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["simulate"].update(dtype="float32", batch_size=4, turns=3)
+    for role in ("assistant", "user", "rewriter"):
+        params["simulate"][role]["max_new_tokens"] = 8
+    params["train"]["config"].update(bf16=False, batch_size=2, epochs=3, max_length=384, learning_rate=1e-3)
+    params["train"]["variants"] = {"baseline": {"pairs": str(root / "data" / "train.jsonl")}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root, tiny_model
+
+
+def stage(script: str, root: Path, *args) -> list[str]:
+    return [sys.executable, str(REPO / "stages" / script), "--params", str(root / "params.yaml"), *args]
+
+
+def env_for(root: Path, tag: str) -> dict:
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / f'mlflow-{tag}.db'}",
+            "MUSIC_CACHE_DIR": str(root / f"cache-{tag}")}
+
+
+def count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return conn.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return 0
+
+
+def kill_when(cmd, env, ready, timeout_s=300) -> None:
+    """Start `cmd`, SIGKILL it as soon as `ready()` holds; fail if it finished first."""
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while not ready():
+        assert proc.poll() is None, "the stage finished before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
+def run_ok(cmd, env) -> None:
+    result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_simulate_killed_part_way_then_rerun_gives_identical_outputs(workdir):
+    root, model = workdir
+    outputs = ("trees.jsonl", "summary.json", "sample.md")
+    args = ["--data", str(root / "data"), "--model", str(model)]
+    run_ok(stage("simulate.py", root, *args, "--out", str(root / "sim-a")), env_for(root, "a"))
+
+    cache = root / "cache-b" / "generation.sqlite"
+    cmd = stage("simulate.py", root, *args, "--out", str(root / "sim-b"))
+    total = count(root / "cache-a" / "generation.sqlite", "select count(*) from generations")
+    kill_when(cmd, env_for(root, "b"), lambda: count(cache, "select count(*) from generations") >= total // 2)
+    assert not (root / "sim-b").exists() or not any((root / "sim-b" / name).exists() for name in outputs)
+    run_ok(cmd, env_for(root, "b"))
+    for name in outputs:
+        assert (root / "sim-a" / name).read_bytes() == (root / "sim-b" / name).read_bytes(), name
+
+
+def test_train_killed_part_way_then_rerun_gives_identical_outputs(workdir):
+    root, model = workdir
+    args = ["--variant", "baseline", "--model", str(model)]
+    outs = {tag: (root / f"rm-{tag}", root / f"reports-{tag}") for tag in ("a", "b")}
+    for tag in ("a", "b"):
+        outs[tag][0].mkdir()
+    cmd = {tag: stage("train.py", root, *args, "--out", str(outs[tag][0]), "--reports", str(outs[tag][1]))
+           for tag in ("a", "b")}
+    run_ok(cmd["a"], env_for(root, "a"))
+
+    steps_logged = "select count(*) from metrics where key = 'train/loss'"
+    kill_when(cmd["b"], env_for(root, "b"), lambda: count(root / "mlflow-b.db", steps_logged) >= 3)
+    assert not (outs["b"][0] / "baseline").exists() and not outs["b"][1].exists()
+    run_ok(cmd["b"], env_for(root, "b"))
+    for relative in ("baseline/model.safetensors", "baseline/config.json"):
+        assert (outs["a"][0] / relative).read_bytes() == (outs["b"][0] / relative).read_bytes(), relative
+    for relative in ("baseline/metrics.json", "baseline/curve.csv"):
+        assert (outs["a"][1] / relative).read_bytes() == (outs["b"][1] / relative).read_bytes(), relative
+    assert not (outs["b"][0] / ".baseline.partial").exists()

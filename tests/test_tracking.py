@@ -1,0 +1,85 @@
+"""MLflow run tree on a real SQLite store: parent per pipeline run, nested stage runs, tags, inputs, limits."""
+import hashlib
+import json
+
+import mlflow
+import pytest
+import yaml
+
+from music_rm.tracking import MAX_PARAM_KEY, MAX_PARAM_VALUE, git_commit, mlflow_params, stage_run
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"contrast": {"turns": 2}}))
+    (tmp_path / "data.jsonl").write_text('{"a": 1}\n')
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train@m": {"outs": [
+        {"path": "models/rm/m", "md5": "0123456789abcdef0123456789abcdef.dir"}]}}}))
+    return tmp_path
+
+
+def runs():
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("music")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
+    with stage_run("fetch", {"fetch": {"limit": 3}}, inputs=["data.jsonl"]) as run:
+        run.log_metrics({"rows": 3.0})
+    with stage_run("train@m", {}) as run:
+        run.log_metrics({"loss": 0.5})
+    with stage_run("eval", {"eval": {"batch_size": 8}}, inputs=["models/rm"]) as run:
+        run.log_metrics({"music.accuracy": 0.75})
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
+    with stage_run("eval", {"eval": {"batch_size": 8}}) as run:
+        run.log_metrics({"music.accuracy": 0.5})
+
+    client, all_runs = runs()
+    parents = {r.data.tags["dvc_exp_name"]: r for r in all_runs if "stage" not in r.data.tags}
+    stages = [r for r in all_runs if "stage" in r.data.tags]
+    assert set(parents) == {"workspace", "exp-one"} and len(stages) == 4
+    for stage in stages:
+        parent = parents[stage.data.tags["dvc_exp_name"]]
+        assert stage.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert stage.data.tags["git_commit"] == parent.data.tags["git_commit"] == git_commit()
+        assert stage.info.run_name == f"{stage.data.tags['dvc_exp_name']}/{stage.data.tags['stage']}"
+    assert parents["exp-one"].data.tags["dvc_baseline_rev"] == "b" * 40
+    workspace = parents["workspace"]
+    assert workspace.data.metrics == {"fetch.rows": 3.0, "train_m.loss": 0.5, "eval.music.accuracy": 0.75}
+    assert workspace.data.params == {"contrast.turns": "2"}
+    assert parents["exp-one"].data.metrics == {"eval.music.accuracy": 0.5}
+
+    fetch_run = next(r for r in stages if r.data.tags["stage"] == "fetch")
+    md5 = hashlib.md5(b'{"a": 1}\n').hexdigest()
+    assert fetch_run.data.tags["data.data.jsonl"] == md5
+    assert [(d.dataset.name, d.dataset.digest) for d in fetch_run.inputs.dataset_inputs] == [("data.jsonl", md5[:36])]
+    eval_run = next(r for r in stages if r.data.tags["stage"] == "eval" and r.data.tags["dvc_exp_name"] == "workspace")
+    assert eval_run.data.tags["data.models/rm/m"] == "0123456789abcdef0123456789abcdef.dir"
+
+
+def test_params_over_mlflow_limits_are_clipped_and_kept_whole_as_an_artifact(store):
+    long_value, long_key = "x" * (MAX_PARAM_VALUE + 500), "k" * (MAX_PARAM_KEY + 10)
+    params = {"simulate": {"note": long_value, long_key: 1}}
+    with stage_run("simulate", params) as run:
+        run_id = run.active_run().info.run_id
+    client, _ = runs()
+    logged = client.get_run(run_id).data.params
+    assert len(logged) == 2 and all(len(k) <= MAX_PARAM_KEY and len(v) <= MAX_PARAM_VALUE for k, v in logged.items())
+    assert logged["simulate.note"].startswith("xxx") and "...sha256:" in logged["simulate.note"]
+    assert mlflow_params({"a": "short"}) == {"a": "short"}
+    artifact = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/params.json"))
+    assert artifact == params
+
+
+def test_a_failing_stage_marks_its_run_failed(store):
+    with pytest.raises(RuntimeError):
+        with stage_run("fetch", {}):
+            raise RuntimeError("boom")
+    _, all_runs = runs()
+    assert [r.info.status for r in all_runs if r.data.tags.get("stage") == "fetch"] == ["FAILED"]
