@@ -27,6 +27,8 @@ repro: setup
 test: $(VENV)/.test-deps
 	. $(BIN)/activate && python -m pytest -v --durations=10
 
-# Experiments side by side: the params that differ and the headline metrics, not every column.
+# Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
+# matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'
+EXP_COLUMNS ?= Experiment|Created|contrast\..*|.*accuracy
 exps:
-	dvc exp show --no-pager --only-changed --drop '.*' --keep 'Experiment|Created|contrast|simulate.turns|train.variants|accuracy'
+	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)'

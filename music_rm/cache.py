@@ -11,8 +11,13 @@ from pathlib import Path
 from .tracking import repo_root
 
 
+def cache_root() -> Path:
+    """Where work that must survive a crash but is not a DVC output lives: `.cache/` of the main repo."""
+    return Path(os.environ.get("MUSIC_CACHE_DIR") or repo_root() / ".cache")
+
+
 def default_path() -> Path:
-    return Path(os.environ.get("MUSIC_CACHE_DIR") or repo_root() / ".cache") / "generation.sqlite"
+    return cache_root() / "generation.sqlite"
 
 
 class GenerationCache:

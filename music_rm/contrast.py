@@ -3,6 +3,8 @@
 K = 1 is the classic last-turn contrast (same prompt, one answer to a subtly different instruction);
 K > 1 makes the pair differ across K turns, user turns included.
 """
+import random
+
 from .params import ParamsError
 
 
@@ -41,9 +43,18 @@ def pairs_from_trees(trees: list[dict], k: int) -> list[dict]:
     return pairs
 
 
-def assemble(original_train: list[dict], trees: list[dict], k: int) -> dict[str, list[dict]]:
-    """The MUSIC train and test pairs, and the train set that adds them to the original pairs."""
+def volume_matched(original_train: list[dict], extra: int, seed: int) -> list[dict]:
+    """The original pairs plus `extra` of them drawn again at random: as many pairs as original + MUSIC,
+    so a comparison with the MUSIC variant is not a comparison of data volumes."""
+    rng = random.Random(seed)
+    return original_train + [rng.choice(original_train) for _ in range(extra)] if original_train else []
+
+
+def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int = 0) -> dict[str, list[dict]]:
+    """The MUSIC train and test pairs, the train set that adds them to the original pairs, and its
+    volume-matched control."""
     pairs = pairs_from_trees(trees, k)
     music_train = [p for p in pairs if p["split"] == "train"]
     music_test = [p for p in pairs if p["split"] == "test"]
-    return {"train": music_train, "test": music_test, "train_with_original": original_train + music_train}
+    return {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
+            "train_volume_matched": volume_matched(original_train, len(music_train), seed)}

@@ -143,6 +143,7 @@ class SimulateParams:
 @dataclass(frozen=True)
 class ContrastParams:
     turns: int
+    seed: int = 0  # draws the volume-matched control set
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,28 @@ class TrainConfig:
     warmup_steps: float = 0  # an int counts steps; a float in (0, 1) is a share of all steps
     logging_steps: int = 1
     attn_implementation: str | None = None  # null: transformers' default; Gemma-2 needs eager or flash_attention_2
+    truncation: str = "drop"  # drop | truncate_oldest: a pair over max_length
+    group_by_length: bool = True  # batches of similar lengths: less padding
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    global_batch_size: int | None = None  # pairs per optimizer step; grad_accum is then computed from the world size
+    save_steps: int | None = None  # checkpoint every N steps (kept outside DVC outputs), resumed after a crash
+    lora_r: int | None = None  # LoRA rank; null: full fine-tuning
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list = "all-linear"
+
+    def check(self):
+        return _choice(self.truncation, "truncation", ("drop", "truncate_oldest"))
+
+    def accumulation(self, world_size: int) -> int:
+        """Gradient accumulation steps: `grad_accum`, or what `global_batch_size` needs at this world size."""
+        if self.global_batch_size is None:
+            return self.grad_accum
+        per_step = self.batch_size * world_size
+        if self.global_batch_size % per_step:
+            raise ParamsError(f"train.config.global_batch_size={self.global_batch_size} is not a multiple of "
+                              f"batch_size × processes = {self.batch_size} × {world_size}")
+        return self.global_batch_size // per_step
 
 
 @dataclass(frozen=True)
@@ -180,10 +203,34 @@ class TrainParams:
 @dataclass(frozen=True)
 class EvalParams:
     batch_size: int
+    bootstrap_resamples: int = 1000  # for the 95% confidence intervals
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MTBenchSource:
+    questions: str  # MT-Bench question.jsonl
+    answers: str    # folder of model_answer/<model>.jsonl
+    human: str      # mt_bench_human_judgments human.jsonl
+    gpt4: str       # mt_bench_human_judgments gpt4_pair.jsonl
+
+
+@dataclass(frozen=True)
+class MTBenchParams:
+    batch_size: int = 8
+    max_length: int | None = 1024  # a longer conversation keeps its last tokens
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    sources: dict = field(default_factory=dict)
+
+    def source(self, name: str) -> MTBenchSource:
+        if name not in self.sources:
+            raise ParamsError(f"mt_bench.sources: no source {name!r}; defined: {sorted(self.sources)}")
+        return _build(MTBenchSource, self.sources[name], f"mt_bench.sources.{name}")
 
 
 SECTIONS = {"base": BaseParams, "fetch": FetchParams, "simulate": SimulateParams,
-            "contrast": ContrastParams, "train": TrainParams, "eval": EvalParams}
+            "contrast": ContrastParams, "train": TrainParams, "eval": EvalParams, "mt_bench": MTBenchParams}
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from music_rm.tracking import numeric, stage_run
 def main(params_path, trees, original, out):
     p = section("contrast", params_path)
     with stage_run("contrast", {"contrast": asdict(p)}, inputs=[trees, original], params_path=params_path) as mlflow:
-        sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns)
+        sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
         summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()}}

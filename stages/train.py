@@ -1,5 +1,7 @@
 """Stage train@<variant>: a Bradley-Terry reward model with TRL, run under `accelerate launch`."""
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -7,14 +9,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+import torch
 from accelerate import PartialState
 
+from music_rm.cache import cache_root
 from music_rm.cli import clean_errors
 from music_rm.conversation import read_pairs
 from music_rm.io import write_json, write_text
 from music_rm.params import section
 from music_rm.reward import CURVE_KEYS, train_reward_model
-from music_rm.tracking import file_sha256, numeric, stage_run, trainer_callback
+from music_rm.tracking import file_sha256, input_hashes, numeric, stage_run, trainer_callback
 
 
 @click.command()
@@ -27,7 +31,7 @@ from music_rm.tracking import file_sha256, numeric, stage_run, trainer_callback
 def main(variant, params_path, model, out, reports):
     p = section("train", params_path)
     v = p.variant(variant)
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, DDP over gloo needs this to know its rank
     out_dir, partial = out / variant, out / f".{variant}.partial"
     run_params = {"train": {"config": asdict(p.config), "variant": asdict(v), "accelerate_config": p.accelerate_config}}
     tracking = (stage_run(f"train@{variant}", run_params, inputs=[model, v.pairs], params_path=params_path)
@@ -35,15 +39,26 @@ def main(variant, params_path, model, out, reports):
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
     state.wait_for_everyone()
-    with tracking as mlflow, tempfile.TemporaryDirectory() as work_dir:
+    # Checkpoints (train.config.save_steps) outlive a crash outside DVC outputs, in a folder named by
+    # everything that shapes the run, so a rerun resumes only a run of the same config, data and model.
+    run_key = hashlib.sha256(json.dumps([run_params, input_hashes([model, v.pairs]), str(model)],
+                                        sort_keys=True).encode()).hexdigest()[:16]
+    checkpoints = cache_root() / "checkpoints" / f"{variant}-{run_key}"
+    with tracking as mlflow, (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps
+                              else tempfile.TemporaryDirectory()) as work_dir:
         pairs = read_pairs(v.pairs)
         summary, curve = train_reward_model(str(model), pairs, p.config, str(partial), work_dir,
                                             callbacks=[trainer_callback(mlflow)] if mlflow else [])
+        resumed_from = summary.pop("resumed_from", None)
         state.wait_for_everyone()
         if state.is_main_process:
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             os.replace(partial, out_dir)
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            if resumed_from:
+                mlflow.set_tag("resumed_from", resumed_from)
+                click.echo(f"train@{variant}: resumed from {checkpoints / resumed_from}")
             write_json(reports / variant / "metrics.json", summary)
             write_text(reports / variant / "curve.csv", "step," + ",".join(CURVE_KEYS) + "\n" + "".join(
                 f"{row['step']}," + ",".join(str(row.get(k, "")) for k in CURVE_KEYS) + "\n" for row in curve))
@@ -52,7 +67,8 @@ def main(variant, params_path, model, out, reports):
             mlflow.set_tags({"model.path": out_dir.as_posix(),
                              "model.sha256": file_sha256(out_dir / "model.safetensors")})
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
-                       f"({summary['pairs_dropped_too_long']} dropped: longer than {summary['max_length']} tokens), "
+                       f"({summary['pairs_truncated']} truncated, {summary['pairs_dropped_too_long']} dropped: "
+                       f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "
                        f"{summary['steps']} steps on {summary['world_size']} process(es), "
                        f"final loss {summary['final_loss']:.4f} → {out_dir}")
 

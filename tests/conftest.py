@@ -42,6 +42,35 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_reward_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with a random-init score head, saved as a reward-model folder."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-rm")
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+_REPORTS: list[str] = []
+
+
+@pytest.fixture
+def report():
+    """Append a text block to the summary printed at the end of the test run."""
+    return _REPORTS.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REPORTS:
+        terminalreporter.section("reports")
+        for text in _REPORTS:
+            terminalreporter.write_line(text + "\n")
+
+
+@pytest.fixture(scope="session")
 def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"{SHARED}/data is not present")

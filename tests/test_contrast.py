@@ -52,3 +52,14 @@ def test_assemble_keeps_splits_apart_and_adds_originals():
     assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
     assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
     assert sets["train_with_original"] == original + sets["train"]
+
+
+def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs():
+    originals = [{"id": f"o{i}"} for i in range(5)]
+    trees = [tree(f"t{i}", "train") for i in range(3)] + [tree("x", "test")]
+    sets = assemble(originals, trees, 2, seed=0)
+    control = sets["train_volume_matched"]
+    assert len(control) == len(sets["train_with_original"]) == 8
+    assert control[:5] == originals and all(p in originals for p in control)
+    assert assemble(originals, trees, 2, seed=0)["train_volume_matched"] == control
+    assert [p["id"] for p in assemble(originals, trees, 2, seed=1)["train_volume_matched"]] != [p["id"] for p in control]

@@ -103,3 +103,25 @@ def test_train_killed_part_way_then_rerun_gives_identical_outputs(workdir):
     for relative in ("baseline/metrics.json", "baseline/curve.csv"):
         assert (outs["a"][1] / relative).read_bytes() == (outs["b"][1] / relative).read_bytes(), relative
     assert not (outs["b"][0] / ".baseline.partial").exists()
+
+
+def test_train_killed_after_a_checkpoint_resumes_from_it(workdir):
+    root, model = workdir
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["config"]["save_steps"] = 4
+    (root / "params-ckpt.yaml").write_text(yaml.safe_dump(params))
+    cmd = {tag: [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(root / "params-ckpt.yaml"),
+                 "--variant", "baseline", "--model", str(model), "--out", str(root / f"rm-ckpt-{tag}"),
+                 "--reports", str(root / f"reports-ckpt-{tag}")] for tag in ("a", "b")}
+    run_ok(cmd["a"], env_for(root, "ckpt-a"))
+    checkpoints = root / "cache-ckpt-b" / "checkpoints"
+    kill_when(cmd["b"], env_for(root, "ckpt-b"), lambda: any(
+        int(c.name.split("-")[1]) >= 8 for c in checkpoints.glob("*/checkpoint-*") if (c / "trainer_state.json").exists()))
+    result = subprocess.run(cmd["b"], env=env_for(root, "ckpt-b"), cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stdout and "checkpoint-" in result.stdout
+    assert not any(checkpoints.iterdir())  # removed once the model is in place
+    a, b = root / "rm-ckpt-a" / "baseline", root / "rm-ckpt-b" / "baseline"
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert ((root / "reports-ckpt-a" / "baseline" / "metrics.json").read_bytes()
+            == (root / "reports-ckpt-b" / "baseline" / "metrics.json").read_bytes())

@@ -13,6 +13,7 @@ import yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
+STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval"}
 SOURCES = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
 
@@ -64,20 +65,24 @@ def read(root, path):
     return json.loads((root / path).read_text())
 
 
-def test_dvc_repro_runs_every_stage_and_eval_scores_both_variants(repo):
+def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     root, out, _ = repo
-    for stage in ("base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "eval"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out
     fetch, contrast = read(root, "data/fetch/summary.json"), read(root, "data/contrast/summary.json")
     assert fetch["rows_kept"] == 20
     assert contrast["k"] == 2 and contrast["pairs_train"] > 0 and contrast["pairs_test"] > 0
     assert read(root, "data/train/baseline/metrics.json")["pairs"] == fetch["train"]
     assert read(root, "data/train/music/metrics.json")["pairs"] == fetch["train"] + contrast["pairs_train"]
+    assert read(root, "data/train/volume_matched/metrics.json")["pairs"] == fetch["train"] + contrast["pairs_train"]
     results = read(root, "data/eval/metrics.json")
-    for variant in ("baseline", "music"):
+    for variant in ("baseline", "music", "volume_matched"):
         assert results[variant]["original"]["n"] == fetch["test"]
         assert results[variant]["music"]["n"] == contrast["pairs_test"]
-        assert 0 <= results[variant]["music"]["accuracy"] <= 1
+        assert results[variant]["music"] == results[variant]["music_k2"]  # the trained K, both ways
+        assert {"music_k1", "music_k2", "music_k3"} <= results[variant].keys()
+        assert results[variant]["music"]["ci_low"] <= results[variant]["music"]["accuracy"] <= results[variant]["music"]["ci_high"]
+    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 2
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
     assert all(len(t["hidden"]) == 3 for t in trees)
 
@@ -91,8 +96,6 @@ def mlflow_runs(root):
     names = {r.info.run_id: r.info.run_name for r in runs}
     return {r.info.run_name: (r, names.get(r.data.tags.get("mlflow.parentRunId"))) for r in runs}
 
-
-STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "eval"}
 
 
 def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_metrics(repo):
@@ -157,9 +160,9 @@ def test_dvc_repro_dry_on_the_paper_profile_lists_every_stage_and_runs_none(repo
         out = run(["dvc", "repro", "--dry"], root)
     finally:
         (root / "params.yaml").write_bytes(params)
-    for stage in ("base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "eval"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out, out
-    assert "accelerate launch --config_file configs/accelerate/multi_gpu.yaml stages/train.py --variant music" in out
+    assert "accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml stages/train.py --variant music" in out
     assert (root / "dvc.lock").read_bytes() == lock
 
 

@@ -84,3 +84,81 @@ def test_gemma2_refuses_sdpa_attention():
         check_attention("gemma2", None)
     with pytest.raises(ParamsError, match="sdpa"):
         check_attention("gemma2", "sdpa")
+
+
+def test_truncate_oldest_keeps_system_message_and_contrasted_turns(tiny_model):
+    from music_rm.reward import drop_oldest_exchange, token_ids
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    history = [{"role": "system", "content": "Be brief."}]
+    for i in range(6):
+        history += [{"role": "user", "content": f"old question {i} " * 8}, {"role": "assistant", "content": f"old answer {i} " * 8}]
+    opening = history + [{"role": "user", "content": "Plan a trip to Rome."}]
+    chosen = opening + [{"role": "assistant", "content": "Where from?"}, {"role": "user", "content": "Paris."},
+                        {"role": "assistant", "content": "Take the night train."}]
+    rejected = opening + [{"role": "assistant", "content": "Rome has many museums."}, {"role": "user", "content": "Paris."},
+                          {"role": "assistant", "content": "The Louvre is in Paris."}]
+    pair = {"chosen": chosen, "rejected": rejected}
+    full = max(len(token_ids(tokenizer, chosen)), len(token_ids(tokenizer, rejected)))
+    limit = full - 60
+    dropped_rows, dropped = tokenize_pairs(tokenizer, [pair], limit, "drop")
+    rows, summary = tokenize_pairs(tokenizer, [pair], limit, "truncate_oldest")
+    assert dropped_rows == [] and dropped["pairs_dropped_too_long"] == 1
+    assert summary["pairs_truncated"] == 1 and summary["pairs_dropped_too_long"] == 0
+    assert max(len(rows[0]["chosen_ids"]), len(rows[0]["rejected_ids"])) <= limit
+    text = tokenizer.decode(rows[0]["chosen_ids"])
+    assert "Be brief." in text and "old question 0" not in text and "Plan a trip to Rome." in text
+    assert text.rstrip().endswith(tokenizer.decode(token_ids(tokenizer, chosen[-3:]))[-40:].rstrip())
+    # the opening user message and every contrasted turn survive however small max_length gets
+    c, r = chosen, rejected
+    while (smaller := drop_oldest_exchange(c, r)) is not None:
+        c, r = smaller
+    assert c == [history[0]] + chosen[-4:] and r == [history[0]] + rejected[-4:]
+    _, impossible = tokenize_pairs(tokenizer, [pair], 10, "truncate_oldest")
+    assert impossible["pairs_dropped_too_long"] == 1
+
+
+def test_length_grouped_batches_pad_less_than_random_ones(tiny_model, pairs, tmp_path):
+    from music_rm.reward import build_trainer, padding_fraction
+
+    fractions = {}
+    for grouped in (True, False):
+        trainer, _ = build_trainer(str(tiny_model), pairs * 3, config(group_by_length=grouped), str(tmp_path))
+        fractions[grouped] = padding_fraction(trainer)
+    assert 0 <= fractions[True] < fractions[False]
+
+
+def test_summary_reports_padding_fraction(trained):
+    _, summary, _ = trained
+    assert 0 <= summary["padding_fraction"] < 1 and summary["pairs_truncated"] == 0
+
+
+def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same_scores(tiny_model, pairs, tmp_path):
+    import torch
+
+    from music_rm.reward import build_trainer, save_plain
+
+    trainer, _ = build_trainer(str(tiny_model), pairs, config(lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=2),
+                               str(tmp_path / "work"))
+    head_before = trainer.model.base_model.model.score.modules_to_save["default"].weight.detach().clone()
+    trainer.train()
+    peft_model = trainer.model.eval()
+    assert not torch.equal(head_before, peft_model.base_model.model.score.modules_to_save["default"].weight)
+    conversations = [p["chosen"] for p in pairs[:4]] + [p["rejected"] for p in pairs[:4]]
+    tokenizer = load_tokenizer(str(tiny_model))
+    in_memory = score(peft_model, tokenizer, conversations, batch_size=4)
+    save_plain(trainer, str(tmp_path / "merged"))
+    assert not list((tmp_path / "merged").glob("adapter*"))
+    model, tokenizer = load_reward_model(str(tmp_path / "merged"))
+    assert type(model).__name__ == "LlamaForSequenceClassification"
+    assert score(model, tokenizer, conversations, batch_size=4) == pytest.approx(in_memory, abs=1e-4)
+
+
+def test_global_batch_size_sets_accumulation_from_the_world_size():
+    from music_rm.params import ParamsError
+
+    assert config(global_batch_size=64, batch_size=2).accumulation(8) == 4
+    assert config(global_batch_size=64, batch_size=2).accumulation(1) == 32
+    assert config(grad_accum=3).accumulation(8) == 3
+    with pytest.raises(ParamsError, match="not a multiple"):
+        config(global_batch_size=64, batch_size=3).accumulation(2)

@@ -1,0 +1,78 @@
+"""The MT-Bench human-agreement suite on the real files in ../shared/data, with a tiny random reward model."""
+import pytest
+
+from music_rm.io import InputError
+from music_rm.mt_bench import agreement, baselines, load, score_conversations, table
+from music_rm.reward import load_reward_model
+
+
+@pytest.fixture(scope="module")
+def mt_bench(shared):
+    return load(shared / "mt_bench" / "question.jsonl", shared / "mt_bench" / "model_answer",
+                shared / "mt_bench_human_judgments" / "human.jsonl", shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl")
+
+
+def test_votes_and_conversations_are_rebuilt(mt_bench):
+    votes, gpt4, conversations = mt_bench
+    assert len(votes) == 3355 - 780  # the README's vote and tie counts
+    assert len(conversations) == 6 * 80 and len(gpt4) == 2400
+    conv = conversations[("gpt-4", 81)]
+    assert [m["role"] for m in conv] == ["user", "assistant"] * 2 and conv[0]["content"].startswith("Compose an engaging")
+
+
+def test_baselines_match_the_published_length_baseline(mt_bench):
+    votes, gpt4, conversations = mt_bench
+    base = baselines(votes, gpt4, conversations, 200, 0)
+    assert base["longer_wins.turn2"]["accuracy"] == pytest.approx(0.696, abs=0.0005)  # 69.6% in the issue
+    assert 0.6 < base["gpt4.turn1"]["accuracy"] < 0.9 and 0.6 < base["gpt4.turn2"]["accuracy"] < 0.9
+
+
+def test_reward_model_agreement_table(mt_bench, tiny_reward_model, report):
+    votes, gpt4, conversations = mt_bench
+    model, tokenizer = load_reward_model(str(tiny_reward_model))
+    rewards = score_conversations(model, tokenizer, conversations, batch_size=16, max_length=256, desc="tiny")
+    result = agreement(rewards, votes, conversations, 200, 0)
+    for turn in (1, 2):
+        r = result[f"turn{turn}"]
+        assert r["n"] == sum(v["turn"] == turn for v in votes) and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+        assert 0 < result[f"turn{turn}_shorter_preferred"]["n"] < r["n"]
+        assert -1 <= result[f"turn{turn}_reward_length_spearman"] <= 1
+    text = table({"tiny-random": result}, baselines(votes, gpt4, conversations, 200, 0))
+    assert text.count("\n") == 4
+    report("MT-Bench human agreement (non-tie votes), a tiny random-init reward model:\n" + text)
+
+
+def test_a_missing_answer_file_is_named(shared, tmp_path):
+    (tmp_path / "gpt-4.jsonl").write_text("")
+    with pytest.raises(InputError, match="no answers for model"):
+        load(shared / "mt_bench" / "question.jsonl", tmp_path, shared / "mt_bench_human_judgments" / "human.jsonl",
+             shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl")
+
+
+def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["variants"] = {"tiny": {"pairs": "unused.jsonl"}}
+    params["mt_bench"].update(max_length=128, batch_size=32, bootstrap_resamples=100, sources={"shared": {
+        "questions": str(shared / "mt_bench" / "question.jsonl"), "answers": str(shared / "mt_bench" / "model_answer"),
+        "human": str(shared / "mt_bench_human_judgments" / "human.jsonl"),
+        "gpt4": str(shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl")}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(tiny_reward_model)
+    result = subprocess.run([sys.executable, "stages/mt_bench.py", "--source", "shared", "--params",
+                             str(tmp_path / "params.yaml"), "--models", str(tmp_path / "models"), "--out",
+                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = yaml.safe_load((tmp_path / "out" / "shared" / "metrics.json").read_text())
+    assert metrics["reward_models"]["tiny"]["turn2"]["n"] == 1291
+    assert metrics["baselines"]["longer_wins.turn2"]["accuracy"] == pytest.approx(0.696, abs=0.0005)
+    assert "| RM tiny |" in (tmp_path / "out" / "shared" / "report.md").read_text() and "| RM tiny |" in result.stdout
