@@ -83,12 +83,13 @@ def accuracy_by_k_plot(results: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    for variant, by_suite in results.items():
+    for i, (variant, by_suite) in enumerate(results.items()):
         ks = sorted(int(s[len("music_k"):]) for s in by_suite if s.startswith("music_k"))
         rows = [by_suite[f"music_k{k}"] for k in ks]
         acc = [r["accuracy"] for r in rows]
         err = [[a - r["ci_low"] for a, r in zip(acc, rows)], [r["ci_high"] - a for a, r in zip(acc, rows)]]
-        ax.errorbar(ks, acc, yerr=err, marker="o", capsize=3, label=variant)
+        offset = 0.06 * (i - (len(results) - 1) / 2)  # side by side, so equal values stay visible
+        ax.errorbar([k + offset for k in ks], acc, yerr=err, marker="o", capsize=3, label=variant)
     ax.set(xlabel="contrasted turns K", ylabel="pairwise accuracy", ylim=(0, 1.05),
            title="Held-out MUSIC pairs (95% bootstrap CI)")
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")

@@ -208,6 +208,26 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class JudgeParams:
+    """The LLM judge: generation fields as in simulate (make_backend reads backend, dtype, batch_size, vllm, openai)."""
+    backend: str = "transformers"  # transformers: the base model (a small local judge) | vllm | openai
+    dtype: str = "bfloat16"
+    batch_size: int = 8
+    sampling: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=4, temperature=0.0),
+                               metadata={"section": Sampling})
+    vllm: VLLMParams = field(default_factory=VLLMParams, metadata={"section": VLLMParams})
+    openai: OpenAIParams = field(default_factory=OpenAIParams, metadata={"section": OpenAIParams})
+    limit: int | None = None  # first N held-out MUSIC pairs
+    seed: int = 0
+    bootstrap_resamples: int = 1000
+    cache: bool = True
+
+    def check(self):
+        return (_choice(self.dtype, "dtype", ("float32", "bfloat16", "float16"))
+                or _choice(self.backend, "backend", ("transformers", "vllm", "openai")))
+
+
+@dataclass(frozen=True)
 class MTBenchSource:
     questions: str  # MT-Bench question.jsonl
     answers: str    # folder of model_answer/<model>.jsonl
@@ -230,7 +250,8 @@ class MTBenchParams:
 
 
 SECTIONS = {"base": BaseParams, "fetch": FetchParams, "simulate": SimulateParams,
-            "contrast": ContrastParams, "train": TrainParams, "eval": EvalParams, "mt_bench": MTBenchParams}
+            "contrast": ContrastParams, "train": TrainParams, "eval": EvalParams, "mt_bench": MTBenchParams,
+            "judge": JudgeParams}
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

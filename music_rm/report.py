@@ -16,7 +16,8 @@ def html_report(title: str, sections: list[tuple[str, str, str]]) -> str:
     """sections: (heading, kind, content) with kind "table" (a markdown table), "text" or "png" (a file path)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
              "body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}</style></head>"
+             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}img{max-width:100%}"
+             "</style></head>"
              f"<body><h1>{html.escape(title)}</h1>"]
     for heading, kind, content in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")

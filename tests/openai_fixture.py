@@ -1,8 +1,9 @@
 """A hand-written OpenAI-compatible server on 127.0.0.1 for fault injection in tests.
 
 `faults` is consumed one entry per request: "429", "500", "400", "timeout", "malformed", "drop" (close the
-connection without a response) or "ok". When it runs out, every request is answered normally, with a
-completion that names the request's last message and seed so tests can check what was sent.
+connection without a response) or "ok". When it runs out, every request is answered normally: by
+`reply(request body)` when given, else with a completion that names the request's last message and seed
+so tests can check what was sent.
 """
 import json
 import threading
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FixtureServer:
-    def __init__(self, faults=(), timeout_sleep_s: float = 2.0, port: int = 0):
+    def __init__(self, faults=(), timeout_sleep_s: float = 2.0, port: int = 0, reply=None):
         self.faults = list(faults)
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -41,8 +42,9 @@ class FixtureServer:
                     self.wfile.write(b'{"error": {"message": "injected"}}')
                     return
                 last = body["messages"][-1]["content"]
+                text = reply(body) if reply else f"re: {last[-30:]} #{body['seed']}"
                 payload = (b'{"choices": [' if fault == "malformed" else json.dumps({
-                    "choices": [{"message": {"role": "assistant", "content": f"re: {last[-30:]} #{body['seed']}"}}],
+                    "choices": [{"message": {"role": "assistant", "content": text}}],
                     "usage": {"completion_tokens": 5}}).encode())
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

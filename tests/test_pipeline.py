@@ -13,7 +13,8 @@ import yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
-STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval"}
+STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
+          "judge"}
 SOURCES = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
 
@@ -129,7 +130,7 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     root, _, _ = repo
     out = run(["dvc", "exp", "run", "-S", "contrast.turns=1"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"contrast", "train@music", "eval"}
+    assert ran == {"contrast", "train@music", "eval", "judge"}
     assert read(root, "data/contrast/summary.json")["k"] == 1
     shown = run(["dvc", "exp", "show", "--json"], root)
     rows = list(rows_of(json.loads(shown)))
@@ -189,7 +190,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
-    assert stages_run == {"contrast", "train@music", "eval"}
+    assert stages_run == {"contrast", "train@music", "eval", "judge"}
     table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
     assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
 

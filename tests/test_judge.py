@@ -1,0 +1,64 @@
+"""The LLM judge: verdict parsing, both answer orders, consistency, agreement, through real backends."""
+import re
+
+import pytest
+
+from music_rm.generation import Generator, TransformersBackend
+from music_rm.judge import agreement, judge_pairs, parse_verdict
+from music_rm.openai_backend import OpenAIBackend
+from music_rm.params import Sampling
+from tests.openai_fixture import FixtureServer
+
+GREEDY = Sampling(max_new_tokens=4, temperature=0.0)
+
+
+def pair(i, good="Here is the poem you asked for.", bad="Here is a story instead."):
+    opening = [{"role": "user", "content": f"Write poem number {i}."}]
+    return {"id": f"p{i}", "chosen": opening + [{"role": "assistant", "content": good}],
+            "rejected": opening + [{"role": "assistant", "content": bad}]}
+
+
+def test_parse_verdict():
+    answers = ("A", " b.", "Conversation B", "A is better", "Neither", "", "this is a test", "**B**")
+    assert [parse_verdict(t) for t in answers] == ["A", "B", "B", "A", None, None, None, "B"]
+
+
+def served_judge(monkeypatch, reply):
+    monkeypatch.setenv("MUSIC_JUDGE_KEY", "k")
+    server = FixtureServer(reply=reply)
+    return server, lambda: Generator(OpenAIBackend(server.url, "judge", "MUSIC_JUDGE_KEY", concurrency=2,
+                                                   timeout_s=5, max_attempts=2, backoff_s=0.01))
+
+
+def content_judge(body):
+    """Prefers the conversation whose assistant wrote the poem, wherever it is shown."""
+    text = body["messages"][-1]["content"]
+    a = re.search(r"\[Conversation A\](.*)\[Conversation B\]", text, re.S).group(1)
+    return "A" if "poem you asked" in a else "B"
+
+
+def test_a_content_judge_is_consistent_and_rms_are_scored_against_it(monkeypatch):
+    pairs = [pair(i) for i in range(4)]
+    server, generator = served_judge(monkeypatch, content_judge)
+    with server:
+        verdicts = judge_pairs(generator(), pairs, GREEDY, seed=0)
+    assert len(server.requests) == 8 and [v["verdict"] for v in verdicts] == ["chosen"] * 4
+    result = agreement(verdicts, {"right": [1.0, 2.0, 0.5, 0.1], "wrong": [-1.0, 1.0, -1.0, -1.0]}, 100, 0)
+    assert result["inconsistency_rate"] == 0 and result["judge_vs_label"]["accuracy"] == 1.0
+    assert result["rm_vs_judge.right"]["accuracy"] == 1.0 and result["rm_vs_judge.wrong"]["accuracy"] == 0.25
+
+
+def test_a_position_biased_judge_counts_as_inconsistent(monkeypatch):
+    server, generator = served_judge(monkeypatch, lambda body: "A")
+    with server:
+        verdicts = judge_pairs(generator(), [pair(i) for i in range(3)], GREEDY, seed=0)
+    result = agreement(verdicts, {"rm": [1.0, 1.0, 1.0]}, 100, 0)
+    assert result["verdicts_inconsistent"] == 3 and result["inconsistency_rate"] == 1.0
+    assert result["judge_vs_label"]["n"] == 0 and result["rm_vs_judge.rm"]["n"] == 0
+
+
+def test_a_local_transformers_judge_runs(tiny_model):
+    verdicts = judge_pairs(Generator(TransformersBackend(str(tiny_model), "float32", 4)), [pair(i) for i in range(3)],
+                           GREEDY, seed=0)
+    assert len(verdicts) == 3 and all(len(v["answers"]) == 2 for v in verdicts)
+    assert {v["verdict"] for v in verdicts} <= {"chosen", "rejected", "inconsistent", "unparsed"}
