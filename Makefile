@@ -29,6 +29,6 @@ test: $(VENV)/.test-deps
 
 # Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
 # matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'
-EXP_COLUMNS ?= Experiment|Created|contrast\..*|.*accuracy
+EXP_COLUMNS ?= Experiment|Created|contrast\.turns|.*\.(original|music)\.accuracy
 exps:
 	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)'

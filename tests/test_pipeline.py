@@ -15,7 +15,8 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
           "judge"}
-SOURCES = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
+# .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
+SOURCES = [".gitignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
 
 def copy_sources(root: Path) -> None:
@@ -167,7 +168,7 @@ def test_dvc_repro_dry_on_the_paper_profile_lists_every_stage_and_runs_none(repo
     assert (root / "dvc.lock").read_bytes() == lock
 
 
-def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo):
+def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo, monkeypatch):
     """Values no earlier run used: DVC restores a stage it has run with the same inputs from its run-cache
     instead of running it, and a stage that does not run logs nothing."""
     root, _, _ = repo
@@ -191,6 +192,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
     assert stages_run == {"contrast", "train@music", "eval", "judge"}
+    monkeypatch.setenv("COLUMNS", "300")  # no terminal here: rich would fit the table in 80 columns
     table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
     assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
 
