@@ -134,24 +134,11 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     assert ran == {"contrast", "train@music", "eval", "judge"}
     assert read(root, "data/contrast/summary.json")["k"] == 1
     shown = run(["dvc", "exp", "show", "--json"], root)
-    rows = list(rows_of(json.loads(shown)))
+    rows = [node["data"] for node in walk_experiments(json.loads(shown))]
     turns = [row["params"]["params.yaml"].get("data", {}).get("contrast", {}).get("turns") for row in rows]
     assert sorted(turns) == [1, 1, 2], shown[:3000]  # workspace and experiment at K=1, the commit at K=2
     evals = [row["metrics"].get("data/eval/metrics.json", {}).get("data", {}) for row in rows]
     assert all("baseline" in e and "music" in e for e in evals), shown[:3000]
-
-
-def rows_of(node):
-    """Every experiment row (params and metrics) in `dvc exp show --json` output."""
-    if isinstance(node, dict):
-        data = node.get("data")
-        if isinstance(data, dict) and "params" in data and "metrics" in data:
-            yield data
-        for value in node.values():
-            yield from rows_of(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from rows_of(value)
 
 
 def test_dvc_repro_dry_on_the_paper_profile_lists_every_stage_and_runs_none(repo):
