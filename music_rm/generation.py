@@ -34,14 +34,16 @@ class Request:
     prompt: str | tuple  # raw completion text (after `prefix`), or a tuple of {"role", "content"} messages
     sampling: Sampling
     prefix: str = ""
+    sample: int = 0  # tells apart several draws of one prompt (Best-of-N candidates)
 
     @property
     def raw(self) -> bool:
         return isinstance(self.prompt, str)
 
     def key(self) -> dict:
-        return {"prompt": self.prompt if self.raw else list(self.prompt), "prefix": self.prefix,
-                "sampling": asdict(self.sampling)}
+        key = {"prompt": self.prompt if self.raw else list(self.prompt), "prefix": self.prefix,
+               "sampling": asdict(self.sampling)}
+        return {**key, "sample": self.sample} if self.sample else key
 
 
 def model_fingerprint(model_dir: str) -> str:

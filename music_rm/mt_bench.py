@@ -12,7 +12,6 @@ preferred the shorter answer, and the rank correlation of reward with answer len
 """
 from pathlib import Path
 
-import numpy as np
 
 from .evaluate import accuracy_summary
 from .io import InputError, read_jsonl

@@ -249,9 +249,69 @@ class MTBenchParams:
         return _build(MTBenchSource, self.sources[name], f"mt_bench.sources.{name}")
 
 
+@dataclass(frozen=True)
+class RewardBenchFile:
+    path: str                  # a RewardBench-schema file or folder, or LLMBar's folder
+    format: str = "reward_bench"  # reward_bench | llmbar
+
+    def check(self):
+        return _choice(self.format, "format", ("reward_bench", "llmbar"))
+
+
+@dataclass(frozen=True)
+class RewardBenchHub:
+    hf_dataset: str = "allenai/reward-bench"
+    hf_revision: str = "main"  # the commit the Hub resolved is recorded in metrics.json
+    hf_split: str = "filtered"
+
+
+@dataclass(frozen=True)
+class RewardBenchParams:
+    batch_size: int = 8
+    max_length: int | None = 2048  # a longer pair keeps its last tokens (the judged answer)
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    files: dict = field(default_factory=dict)  # name: RewardBenchFile; one reward_bench_file@name stage each
+    hub: dict = field(default_factory=dict)    # name: RewardBenchHub; one reward_bench_hub@name stage each
+
+    def source(self, kind: str, name: str) -> "RewardBenchFile | RewardBenchHub":
+        """The entry `name` of `files` (kind "file") or of `hub` (kind "hub")."""
+        key, entries, cls = ("files", self.files, RewardBenchFile) if kind == "file" else ("hub", self.hub, RewardBenchHub)
+        if name not in entries:
+            raise ParamsError(f"reward_bench.{key}: no source {name!r}; defined: {sorted(entries)}")
+        return _build(cls, entries[name], f"reward_bench.{key}.{name}")
+
+
+@dataclass(frozen=True)
+class BestOfNParams:
+    """Multi-turn Best-of-N: the policy and user simulator are simulate's generator; the judge is judge's."""
+    prompts: str = "data/fetch/test.jsonl"  # seed prompts: the first user message of each pair
+    limit: int | None = 6
+    turns: int = 3
+    n: list = field(default_factory=lambda: [2, 4, 8])
+    variants: list = field(default_factory=lambda: ["baseline", "music"])  # reward models picking the candidates
+    reference: str = "baseline"  # every other variant's BoN is also judged against this one's
+    policy: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=48, temperature=0.7, top_p=0.9),
+                             metadata={"section": Sampling})
+    batch_size: int = 16  # reward-model scoring
+    max_length: int | None = 1024
+    seed: int = 0
+    bootstrap_resamples: int = 1000
+
+    def check(self):
+        if self.turns < 1:
+            return f"turns must be >= 1, got {self.turns}"
+        if not self.n or any(not isinstance(k, int) or k < 1 for k in self.n):
+            return f"n must be a list of positive integers, got {self.n!r}"
+        if self.reference not in self.variants:
+            return f"reference {self.reference!r} must be one of variants {self.variants}"
+        if self.policy.temperature == 0:
+            return "policy.temperature must be > 0: N greedy candidates would all be the same"
+
+
 SECTIONS = {"base": BaseParams, "fetch": FetchParams, "simulate": SimulateParams,
             "contrast": ContrastParams, "train": TrainParams, "eval": EvalParams, "mt_bench": MTBenchParams,
-            "judge": JudgeParams}
+            "judge": JudgeParams, "reward_bench": RewardBenchParams, "best_of_n": BestOfNParams}
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

@@ -196,10 +196,12 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
 
 
 def load_reward_model(model_dir: str):
+    """For scoring: on the GPU in bfloat16 when there is one, else on the CPU in float32."""
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-    return model, load_tokenizer(model_dir)
+    gpu = torch.cuda.is_available()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.bfloat16 if gpu else torch.float32)
+    return model.to("cuda" if gpu else "cpu").eval(), load_tokenizer(model_dir)
 
 
 @torch.inference_mode()
@@ -214,7 +216,7 @@ def score(model, tokenizer, conversations: list[list[dict]], batch_size: int, de
     scores = [math.nan] * len(ids)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         idx = order[start:start + batch_size]
-        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(model.device)
         logits = model(**enc).logits.squeeze(-1).float()
         for i, value in zip(idx, logits.tolist()):
             scores[i] = value

@@ -115,10 +115,12 @@ class TreeBuilder:
         self.dropped = Counter()
         self.retries = Counter()
 
-    def _assistant_request(self, history: list) -> Request:
-        return Request(with_instructions(history, self.assistant_instructions, self.p.system_role), self.p.assistant)
+    def assistant_request(self, history: list, sampling=None, sample: int = 0) -> Request:
+        """The assistant simulator's next message; `sampling` other than simulate.assistant (Best-of-N's policy)."""
+        return Request(with_instructions(history, self.assistant_instructions, self.p.system_role),
+                       sampling or self.p.assistant, sample=sample)
 
-    def _user_request(self, history: list) -> Request:
+    def user_request(self, history: list) -> Request:
         prefix, suffix = self.user_template
         conversation = render(history[-self.p.context_messages:], max_chars=self.p.context_chars)
         return Request(conversation + suffix, self.p.user, prefix=prefix)
@@ -166,7 +168,7 @@ class TreeBuilder:
             alive = [t for t in trees if not t.dropped]
             answers, rewrites = {}, {}
             self._run(
-                [(t, self._assistant_request(t.chosen), check_assistant, None,
+                [(t, self.assistant_request(t.chosen), check_assistant, None,
                   lambda text, t=t: answers.__setitem__(id(t), text)) for t in alive]
                 + [(t, self._rewrite_request(t.pending_user), check_rewrite, (t.pending_user, self.rewrite_examples),
                     lambda text, t=t: rewrites.__setitem__(id(t), text)) for t in alive],
@@ -174,7 +176,7 @@ class TreeBuilder:
             alive = [t for t in alive if not t.dropped]
             hidden_answers = {}
             self._run(
-                [(t, self._assistant_request(t.rejected + [{"role": "user", "content": rewrites[id(t)]}]),
+                [(t, self.assistant_request(t.rejected + [{"role": "user", "content": rewrites[id(t)]}]),
                   check_assistant, None, lambda text, t=t: hidden_answers.__setitem__(id(t), text)) for t in alive],
                 turn, "hidden answer", f"turn {turn}: rejected answers")
             for t in alive:
@@ -189,9 +191,9 @@ class TreeBuilder:
             alive = [t for t in alive if not t.dropped]
             next_chosen = {}
             self._run(
-                [(t, self._user_request(t.chosen), check_user, self.user_examples,
+                [(t, self.user_request(t.chosen), check_user, self.user_examples,
                   lambda text, t=t: next_chosen.__setitem__(id(t), text)) for t in alive]
-                + [(t, self._user_request(t.rejected), check_user, self.user_examples,
+                + [(t, self.user_request(t.rejected), check_user, self.user_examples,
                     lambda text, t=t: setattr(t, "pending_user", text)) for t in alive],
                 turn, "next user", f"turn {turn}: next user messages")
             for t in alive:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import yaml
@@ -54,7 +55,9 @@ def flatten(obj, prefix: str = "") -> dict:
 
 
 def numeric(metrics: dict) -> dict:
-    return {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The numbers of a nested metrics dict, flattened, under names MLflow accepts."""
+    return {mlflow_key(k): float(v) for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _clip(text: str, limit: int) -> str:
@@ -148,7 +151,11 @@ def stage_run(stage: str, params: dict, inputs=(), params_path: str = "params.ya
         mlflow.log_params(mlflow_params(params))
         mlflow.log_dict(params, "params.json")
         for path, digest in hashes.items():
-            mlflow.log_input(MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=path, digest=digest[:36]))
+            with warnings.catch_warnings():
+                # a local path also matches other registered sources; MLflow warns, then picks the local one
+                warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+                source = resolve_dataset_source(str(Path(path).resolve()))
+            mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]))
         yield mlflow
     final = client.get_run(run.info.run_id).data.metrics
     for name, value in final.items():

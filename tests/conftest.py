@@ -75,3 +75,26 @@ def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"{SHARED}/data is not present")
     return SHARED / "data"
+
+
+def run_stage(script: str, *args: str, tmp_path: Path, params: dict):
+    """stages/<script> run from the repo root, with `params` written to tmp_path and an MLflow store there."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run([sys.executable, f"stages/{script}", "--params", str(tmp_path / "params.yaml"), *args],
+                          cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+
+
+def models_folder(tmp_path: Path, reward_model: Path, variants) -> Path:
+    """A models/rm-like folder in which every variant is `reward_model`."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for variant in variants:
+        (folder / variant).symlink_to(reward_model)
+    return folder

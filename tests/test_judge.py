@@ -1,8 +1,6 @@
 """The LLM judge: verdict parsing, both answer orders, consistency, agreement, through real backends."""
 import re
 
-import pytest
-
 from music_rm.generation import Generator, TransformersBackend
 from music_rm.judge import agreement, judge_pairs, parse_verdict
 from music_rm.openai_backend import OpenAIBackend

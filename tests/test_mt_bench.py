@@ -50,13 +50,9 @@ def test_a_missing_answer_file_is_named(shared, tmp_path):
 
 
 def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     import yaml
 
-    from tests.conftest import REPO
+    from tests.conftest import REPO, models_folder, run_stage
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["variants"] = {"tiny": {"pairs": "unused.jsonl"}}
@@ -64,13 +60,9 @@ def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, t
         "questions": str(shared / "mt_bench" / "question.jsonl"), "answers": str(shared / "mt_bench" / "model_answer"),
         "human": str(shared / "mt_bench_human_judgments" / "human.jsonl"),
         "gpt4": str(shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl")}})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "tiny").symlink_to(tiny_reward_model)
-    result = subprocess.run([sys.executable, "stages/mt_bench.py", "--source", "shared", "--params",
-                             str(tmp_path / "params.yaml"), "--models", str(tmp_path / "models"), "--out",
-                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    models = models_folder(tmp_path, tiny_reward_model, ["tiny"])
+    result = run_stage("mt_bench.py", "--source", "shared", "--models", str(models), "--out", str(tmp_path / "out"),
+                       tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = yaml.safe_load((tmp_path / "out" / "shared" / "metrics.json").read_text())
     assert metrics["reward_models"]["tiny"]["turn2"]["n"] == 1291

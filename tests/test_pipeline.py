@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
-          "judge"}
+          "judge", "best_of_n"}
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
 SOURCES = [".gitignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
@@ -42,6 +42,8 @@ def tiny(params: dict) -> dict:
         params["simulate"][role]["max_new_tokens"] = 16
     params["contrast"]["turns"] = 2
     params["train"]["config"].update(batch_size=4, max_length=384)
+    params["best_of_n"].update(limit=2, turns=2, n=[2, 3])
+    params["best_of_n"]["policy"]["max_new_tokens"] = 16
     return params
 
 
@@ -87,6 +89,9 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 2
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
     assert all(len(t["hidden"]) == 3 for t in trees)
+    best_of_n = read(root, "data/eval/best_of_n/metrics.json")
+    assert best_of_n["prompts"] == 2 and set(best_of_n["win_rates"]) == {
+        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
 
 
 def mlflow_runs(root):
@@ -131,7 +136,7 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     root, _, _ = repo
     out = run(["dvc", "exp", "run", "-S", "contrast.turns=1"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"contrast", "train@music", "eval", "judge"}
+    assert ran == {"contrast", "train@music", "eval", "judge", "best_of_n"}
     assert read(root, "data/contrast/summary.json")["k"] == 1
     shown = run(["dvc", "exp", "show", "--json"], root)
     rows = [node["data"] for node in walk_experiments(json.loads(shown))]
@@ -178,7 +183,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
-    assert stages_run == {"contrast", "train@music", "eval", "judge"}
+    assert stages_run == {"contrast", "train@music", "eval", "judge", "best_of_n"}
     monkeypatch.setenv("COLUMNS", "300")  # no terminal here: rich would fit the table in 80 columns
     table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
     assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
