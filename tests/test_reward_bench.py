@@ -95,6 +95,32 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
            + (tmp_path / "out" / "llmbar" / "report.md").read_text().strip())
 
 
+def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_reward_model, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    subsets = ["alpacaeval-easy", "llmbar-natural", "donotanswer", "math-prm", "hep-rust"]
+    rows = [rb_row(i, subset, chosen=f"Answer {i} done well.", rejected=f"Answer {i} done badly.")
+            for i, subset in enumerate(subsets * 3)]
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / "data" / "filtered-00000-of-00001.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["variants"] = {"a": {"pairs": "x"}, "b": {"pairs": "x"}}
+    params["reward_bench"].update(bootstrap_resamples=100, hub={"rb": {"hf_dataset": str(tmp_path / "hub")}})
+    models = models_folder(tmp_path, tiny_reward_model, ["a", "b"])
+    result = run_stage("reward_bench.py", "--hub", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
+                       tmp_path=tmp_path, params=params)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "out" / "rb" / "metrics.json").read_text())
+    assert metrics["resolved_revision"] == "local:" + str(tmp_path / "hub") and metrics["pairs"] == 15
+    for variant in ("a", "b"):
+        r = metrics["reward_models"][variant]
+        assert set(r["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}
+        assert r["score"]["score"] == pytest.approx(sum(x["score"] for x in r["sections"].values()) / 4, abs=1e-5)
+    assert metrics["reward_models"]["a"] == metrics["reward_models"]["b"]  # the same model, the same scores
+    assert "RewardBench score" in (tmp_path / "out" / "rb" / "report.md").read_text()
+
+
 def test_the_stage_script_needs_exactly_one_source(tmp_path):
     result = subprocess.run([sys.executable, "stages/reward_bench.py"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "one of --file NAME or --hub NAME" in result.stderr
