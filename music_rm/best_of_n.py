@@ -26,7 +26,7 @@ class Rollout:
     variant: str | None  # None: the greedy policy
     n: int
     messages: list
-    picked: list = field(default_factory=list)  # per assistant turn: {"index", "reward", "rewards"}
+    picked: list = field(default_factory=list)  # per assistant turn: {"turn", "index", "rewards"} (greedy: no rewards)
     failed: str | None = None
 
     @property
