@@ -59,22 +59,16 @@ def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, us
     greedy = replace(p.policy, temperature=0.0)
     for turn in range(1, p.turns + 1):
         alive = [r for r in rollouts if not r.failed]
-        requests, spans = [], []
-        for r in alive:
-            spans.append((len(requests), r.n))
-            requests += ([builder.assistant_request(r.messages, greedy)] if r.variant is None else
-                         [builder.assistant_request(r.messages, p.policy, sample=k) for k in range(1, r.n + 1)])
+        requests = [request for r in alive for request in (
+            [builder.assistant_request(r.messages, greedy)] if r.variant is None else
+            [builder.assistant_request(r.messages, p.policy, sample=k) for k in range(1, r.n + 1)])]
         texts = generator.generate(requests, seed=derive_seed(p.seed, "best_of_n", turn), desc=f"turn {turn}: answers")
-        candidates = {id(r): texts[start:start + n] for r, (start, n) in zip(alive, spans)}
+        candidates = _per_rollout(texts, alive)
         rewards = {id(r): [0.0] for r in alive if r.variant is None}
         for variant in p.variants:
             group = [r for r in alive if r.variant == variant]
-            flat = reward_fns[variant]([r.messages + [{"role": "assistant", "content": c}]
-                                        for r in group for c in candidates[id(r)]])
-            start = 0
-            for r in group:
-                rewards[id(r)] = flat[start:start + r.n]
-                start += r.n
+            rewards.update(_per_rollout(reward_fns[variant]([r.messages + [{"role": "assistant", "content": c}]
+                                                             for r in group for c in candidates[id(r)]]), group))
         for r in alive:
             index = pick(rewards[id(r)], candidates[id(r)])
             if index is None:
@@ -86,6 +80,15 @@ def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, us
         if turn < p.turns:
             _next_user_messages([r for r in alive if not r.failed], generator, builder, p.seed, turn, user_retries)
     return rollouts
+
+
+def _per_rollout(flat: list, rollouts: list[Rollout]) -> dict:
+    """{id(rollout): its n items} of a flat list holding each rollout's n items in turn."""
+    out, start = {}, 0
+    for r in rollouts:
+        out[id(r)] = flat[start:start + r.n]
+        start += r.n
+    return out
 
 
 def _next_user_messages(rollouts, generator, builder, seed: int, turn: int, retries: int) -> None:
