@@ -39,7 +39,7 @@ def policy_reply(body):
     last = body["messages"][-1]["content"]
     if last.rstrip().endswith("Next user message:"):
         return f"What else about item {body['seed'] % 97}?"
-    return "Answer 0" if body["temperature"] == 0 else f"Answer {body['seed'] % 100_000 + 1}"
+    return "Answer 0" if body["temperature"] == 0 else f"Answer {body['seed'] + 1}"
 
 
 def sum_judge(body):
@@ -91,9 +91,13 @@ def test_rollouts_pick_the_reward_models_favourite_and_the_judge_sees_both_order
         assert v["verdict"] == ("win" if a_total > b_total else "loss")
     rates = win_rates(verdicts, p)
     assert rates["baseline_vs_greedy@4"]["win_rate"] == 1.0 and rates["baseline_vs_greedy@4"]["wins"] == len(PROMPTS)
-    assert rates["music_vs_baseline@4"]["win_rate"] == 0.0  # smallest numbers vs largest, every time
-    assert rates["music_vs_baseline@4"]["losses"] == len(PROMPTS)
-    assert "| music vs baseline | 0.000 [0.00, 0.00] (0/0/3) |" in table(rates, p)
+    # The draws depend on the server's port (it is part of the backend's identity, hence of the seeds), so the
+    # music-vs-baseline outcome is computed from the rollouts: smallest-number picks against largest.
+    music_wins = sum(total(by_policy[(pid, "music@4")]) > total(by_policy[(pid, "baseline@4")]) for pid, _ in PROMPTS)
+    assert rates["music_vs_baseline@4"]["wins"] == music_wins == len(PROMPTS) - rates["music_vs_baseline@4"]["losses"]
+    assert rates["music_vs_baseline@4"]["win_rate"] == pytest.approx(music_wins / len(PROMPTS))
+    cell = f"({music_wins}/0/{len(PROMPTS) - music_wins}) |"
+    assert next(line for line in table(rates, p).splitlines() if line.startswith("| music vs baseline |")).endswith(cell)
 
 
 def test_rollouts_are_reproducible_and_a_rerun_comes_from_the_cache(tmp_path):
