@@ -117,6 +117,15 @@ def from_hh(text: str, field: str) -> list[dict]:
     return [{"role": roles[speaker], "content": content.strip()} for speaker, content in zip(parts[1::2], parts[2::2])]
 
 
+def fold_system(messages: list[dict]) -> list[dict]:
+    """A leading system message folded into the first user message, for chat templates without a system
+    role (Gemma-2's raises on one)."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system, first, *rest = messages
+    return [{"role": "user", "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+
+
 def render(messages: list[dict], max_chars: int | None = None) -> str:
     """A plain "User: …/Assistant: …" transcript, each message optionally clipped to its last `max_chars`."""
     lines = []

@@ -8,12 +8,15 @@ after the part both conversations share), and drops the pair only when that is n
 are grouped by length (`group_by_length`) so less of each batch is padding; the padding fraction of
 the batches actually trained on is reported.
 """
+import contextlib
+import json
 import math
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from .conversation import fold_system
 from .params import ParamsError, TrainConfig
 
 # Gemma-2's attention logit soft-capping is lost under sdpa, which degrades it silently.
@@ -27,9 +30,27 @@ def check_attention(model_type: str, attn_implementation: str | None) -> None:
                           f"got {attn_implementation!r} (sdpa, the default, drops its attention soft-capping)")
 
 CURVE_KEYS = ("loss", "accuracy", "margin", "learning_rate", "grad_norm")
+# Written into every trained reward-model folder: how it was trained, so it is loaded the same way.
+CARD_FILE = "reward_model.json"
+REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the end of training
+
+
+def accepts_system_role(tokenizer) -> bool:
+    """Whether the chat template renders a system message (Gemma-2's raises; some drop it silently)."""
+    known = getattr(tokenizer, "_music_accepts_system", None)
+    if known is None:
+        probe = [{"role": "system", "content": "SYSTEM-PROBE"}, {"role": "user", "content": "hi"}]
+        try:
+            known = "SYSTEM-PROBE" in tokenizer.apply_chat_template(probe, tokenize=False)
+        except Exception:  # jinja2's TemplateError from raise_exception, or whatever a template raises
+            known = False
+        tokenizer._music_accepts_system = known
+    return known
 
 
 def token_ids(tokenizer, messages: list[dict]) -> list[int]:
+    if messages[0]["role"] == "system" and not accepts_system_role(tokenizer):
+        messages = fold_system(messages)
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     return tokenizer(text, add_special_tokens=False).input_ids
 
@@ -102,6 +123,14 @@ def lora_config(cfg: TrainConfig):
                       lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules, modules_to_save=["score"])
 
 
+def load_dtype(cfg: TrainConfig):
+    """bf16 weights under DeepSpeed ZeRO-3 with bf16 on (DeepSpeed keeps the fp32 master copy, sharded);
+    otherwise fp32 weights, with bf16 autocast when `cfg.bf16` (mixed precision)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return torch.bfloat16 if cfg.bf16 and is_deepspeed_zero3_enabled() else torch.float32
+
+
 def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: str, callbacks=()):
     """(a RewardTrainer ready to train from `base_dir` on `pairs`, the data summary). `work_dir` receives
     checkpoints when `cfg.save_steps` is set."""
@@ -117,10 +146,8 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
     if not rows:
         raise ParamsError(f"train.config.max_length: no training pairs left, all {len(pairs)} exceed "
                           f"{cfg.max_length} tokens (truncation: {cfg.truncation})")
-    set_seed(cfg.seed)  # the score head is initialised at random when the model loads
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32,
-                                                               attn_implementation=cfg.attn_implementation)
-    model.config.pad_token_id = tokenizer.pad_token_id
+    # The training arguments come first: under `accelerate launch` with DeepSpeed ZeRO-3 they register the
+    # DeepSpeed config, so the model below loads sharded across processes (zero.Init), not whole in each.
     args = RewardConfig(
         output_dir=work_dir,
         per_device_train_batch_size=cfg.batch_size,
@@ -145,20 +172,49 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
         report_to="none",
         dataloader_num_workers=0,
     )
+    set_seed(cfg.seed)  # the score head is initialised at random when the model loads
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_dir, num_labels=1, dtype=load_dtype(cfg), attn_implementation=cfg.attn_implementation)
+    model.config.pad_token_id = tokenizer.pad_token_id
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                             processing_class=tokenizer, callbacks=list(callbacks),
                             peft_config=lora_config(cfg) if cfg.lora_r else None)
     return trainer, data_summary
 
 
-def save_plain(trainer, out_dir: str) -> None:
-    """An AutoModelForSequenceClassification folder: LoRA adapters are merged into the weights first."""
+@contextlib.contextmanager
+def whole_model_loading():
+    """from_pretrained without DeepSpeed ZeRO-3's sharded initialisation, which transformers applies whenever a
+    ZeRO-3 config is registered (a global weak reference)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    registered = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if registered is not None:
+            hf_deepspeed.set_hf_deepspeed_config(registered)
+
+
+def save_plain(trainer, base_dir: str, cfg: TrainConfig, out_dir: str) -> None:
+    """LoRA adapters merged into a plain AutoModelForSequenceClassification folder. Every process takes part in
+    gathering the full weights (ZeRO-3 and FSDP hold them partitioned); the main process loads them into a
+    fresh copy of the base model with the same adapters, merges and saves."""
+    from peft import get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    state = trainer.accelerator.get_state_dict(trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model)
     if not trainer.is_world_process_zero():
         return
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(out_dir)
+    with whole_model_loading():
+        base = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32,
+                                                                  attn_implementation=cfg.attn_implementation)
+    base.config.pad_token_id = trainer.processing_class.pad_token_id
+    model = get_peft_model(base, lora_config(cfg))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    model.merge_and_unload().save_pretrained(out_dir)
     trainer.processing_class.save_pretrained(out_dir)
 
 
@@ -174,14 +230,19 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
     padding = padding_fraction(trainer)
     last = get_last_checkpoint(work_dir) if cfg.save_steps and Path(work_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
+    stats = reward_stats(trainer, cfg)
     if cfg.lora_r:
         trainer.accelerator.wait_for_everyone()
-        save_plain(trainer, out_dir)
+        save_plain(trainer, base_dir, cfg, out_dir)
     else:
         trainer.save_model(out_dir)
         if trainer.is_world_process_zero():
             # A pickle of the trainer's arguments, temp paths included: two identical runs would differ.
             (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
+    if trainer.is_world_process_zero():
+        card = {"attn_implementation": trainer.model.config._attn_implementation, "max_length": cfg.max_length,
+                "truncation": cfg.truncation, "reward_stats": stats}
+        (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     curve = [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if k in h}}
              for h in trainer.state.log_history if "loss" in h]
     summary = {**data_summary, "steps": trainer.state.global_step, "final_loss": curve[-1]["loss"] if curve else None,
@@ -195,16 +256,59 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
     return summary, curve
 
 
+def reward_stats(trainer, cfg: TrainConfig) -> dict:
+    """Mean and standard deviation of the trained model's rewards on the first training pairs (chosen and
+    rejected), and its accuracy on them, computed in memory as trained: what `score` must give again from
+    the saved folder, and what PPO/GRPO users normalise rewards with. Every process takes part (ZeRO-3 and
+    FSDP gather weights collectively)."""
+    rows = trainer.train_dataset.select(range(min(REWARD_STATS_PAIRS, len(trainer.train_dataset))))
+    model = trainer.model.eval()
+    pad_id = trainer.processing_class.pad_token_id
+    rewards = score_ids(model, pad_id, list(rows["chosen_ids"]) + list(rows["rejected_ids"]), cfg.batch_size)
+    n = len(rows)
+    values = torch.tensor(rewards, dtype=torch.float64)
+    return {"pairs": n, "mean": round(float(values.mean()), 6), "std": round(float(values.std(unbiased=False)), 6),
+            "accuracy": round(sum(c > r for c, r in zip(rewards[:n], rewards[n:])) / n, 6)}
+
+
+def read_card(model_dir: str) -> dict | None:
+    """The reward_model.json of a trained reward-model folder, or None."""
+    path = Path(model_dir) / CARD_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def load_reward_model(model_dir: str):
-    """For scoring: on the GPU in bfloat16 when there is one, else on the CPU in float32."""
+    """For scoring: on the GPU in bfloat16 when there is one, else on the CPU in float32; with the attention
+    implementation the model was trained with (Gemma-2's soft-capping exists only in some)."""
     from transformers import AutoModelForSequenceClassification
 
+    card = read_card(model_dir) or {}
     gpu = torch.cuda.is_available()
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.bfloat16 if gpu else torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, dtype=torch.bfloat16 if gpu else torch.float32,
+        attn_implementation=card.get("attn_implementation"))
     return model.to("cuda" if gpu else "cpu").eval(), load_tokenizer(model_dir)
 
 
 @torch.inference_mode()
+def score_ids(model, pad_token_id: int, ids: list[list[int]], batch_size: int, desc: str = "score") -> list[float]:
+    """One scalar reward per token-id sequence, in input order (batches of similar lengths, right padding)."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    scores = [math.nan] * len(ids)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        idx = order[start:start + batch_size]
+        width = max(len(ids[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+            attention_mask[row, :len(ids[i])] = 1
+        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
+        for i, value in zip(idx, logits.squeeze(-1).float().tolist()):
+            scores[i] = value
+    return scores
+
+
 def score(model, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str = "score",
           max_length: int | None = None) -> list[float]:
     """One scalar reward per conversation, in input order. With `max_length`, a longer conversation keeps its
@@ -212,12 +316,4 @@ def score(model, tokenizer, conversations: list[list[dict]], batch_size: int, de
     ids = [token_ids(tokenizer, c) for c in conversations]
     if max_length:
         ids = [i[-max_length:] for i in ids]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    scores = [math.nan] * len(ids)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
-        idx = order[start:start + batch_size]
-        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(model.device)
-        logits = model(**enc).logits.squeeze(-1).float()
-        for i, value in zip(idx, logits.tolist()):
-            scores[i] = value
-    return scores
+    return score_ids(model, tokenizer.pad_token_id, ids, batch_size, desc)

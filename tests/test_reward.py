@@ -147,7 +147,7 @@ def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same
     conversations = [p["chosen"] for p in pairs[:4]] + [p["rejected"] for p in pairs[:4]]
     tokenizer = load_tokenizer(str(tiny_model))
     in_memory = score(peft_model, tokenizer, conversations, batch_size=4)
-    save_plain(trainer, str(tmp_path / "merged"))
+    save_plain(trainer, str(tiny_model), config(lora_r=4, lora_alpha=8, lora_dropout=0.0), str(tmp_path / "merged"))
     assert not list((tmp_path / "merged").glob("adapter*"))
     model, tokenizer = load_reward_model(str(tmp_path / "merged"))
     assert type(model).__name__ == "LlamaForSequenceClassification"
