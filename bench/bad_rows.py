@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from music_rm.io import InputError  # noqa: E402
-from music_rm.sources import fetch  # noqa: E402
+from music_rm.core.errors import InputError  # noqa: E402
+from music_rm.data.sources import fetch  # noqa: E402
 from tests.bad_rows import CASES, MAX_CHARS, write_case  # noqa: E402
 from tests.test_sources import params  # noqa: E402
 

@@ -8,9 +8,11 @@ import time
 
 import click
 
-from music_rm.generation import Generator, Request, TransformersBackend
-from music_rm.params import FetchParams, Sampling
-from music_rm.sources import fetch
+from music_rm.generation.generator import Generator
+from music_rm.generation.request import Request
+from music_rm.generation.transformers_backend import TransformersBackend
+from music_rm.core.params import FetchParams, Sampling
+from music_rm.data.sources import fetch
 
 
 def run(backend: TransformersBackend, requests: list[Request]) -> tuple[float, int]:

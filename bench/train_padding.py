@@ -44,8 +44,8 @@ def main():
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
 
-    from music_rm.conversation import read_pairs
-    from music_rm.params import TrainConfig
+    from music_rm.data.conversation import read_pairs
+    from music_rm.core.params import TrainConfig
     from music_rm.reward import build_trainer, load_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

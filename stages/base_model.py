@@ -1,23 +1,25 @@
 """Stage base_model: the model that simulates and that every reward model starts from."""
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from music_rm.base_model import prepare
-from music_rm.cli import clean_errors
-from music_rm.io import atomic_path, write_json
-from music_rm.params import section
-from music_rm.tracking import stage_run
+from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.io import atomic_path, write_json
+from music_rm.core.params import load_params
+from music_rm.core.tracking import stage_run
+from music_rm.data.base_model import prepare
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--out", default="models/base", show_default=True, type=click.Path(path_type=Path))
+@params_option
+@click.option("--out", default="models/base", show_default=True, type=click.Path(path_type=Path),
+              help="The model folder to write.")
 @clean_errors
 def main(params_path, out):
-    p = section("base", params_path)
-    with stage_run("base_model", {"base": asdict(p)}, params_path=params_path) as mlflow:
+    """Write the base model (embedded SmolLM2 or a Hub model, per `base`) as a plain HF folder."""
+    params = load_params(params_path)
+    p = params.base
+    with stage_run("base_model", params, ["base"]) as mlflow:
         with atomic_path(out) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)

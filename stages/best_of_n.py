@@ -1,56 +1,62 @@
-"""Stage best_of_n: multi-turn Best-of-N with each reward model, judged against greedy and against each other."""
+"""Stage best_of_n@<set>: multi-turn Best-of-N with each reward model, judged against greedy and each other."""
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from music_rm.best_of_n import heatmap_plot, judge_rollouts, roll_out, seed_prompts, table, win_rates
-from music_rm.cache import GenerationCache, default_path
-from music_rm.cli import clean_errors
-from music_rm.conversation import read_pairs
-from music_rm.generation import Generator, make_backend
-from music_rm.io import read_json, write_json, write_jsonl, write_text
-from music_rm.judge import load_template
-from music_rm.params import ParamsError, section
-from music_rm.reward import load_reward_model, score
-from music_rm.simulate import TreeBuilder
-from music_rm.tracking import numeric, stage_run
+from music_rm.core.cli import clean_errors, models_option, params_option
+from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
+from music_rm.core.params import load_params
+from music_rm.core.tracking import numeric, stage_run
+from music_rm.data.prompts import read_prompts
+from music_rm.evaluation.best_of_n import heatmap_plot, judge_rollouts, roll_out, table, win_rates
+from music_rm.evaluation.judge import load_template
+from music_rm.generation.backends import make_backend
+from music_rm.generation.cache import GenerationCache, default_path
+from music_rm.generation.generator import Generator
+from music_rm.method.simulate import TreeBuilder
+from music_rm.reward.model import load_reward_model
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--set", "set_name", required=True, help="A key of best_of_n.prompt_sets in params.yaml.")
+@params_option
 @click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
               help="The base model: policy, user simulator and local judge, unless their backends name others.")
-@click.option("--models", default="models/rm", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", default="data/eval/best_of_n", show_default=True, type=click.Path(path_type=Path))
+@models_option
+@click.option("--out", default="data/eval/best_of_n", show_default=True, type=click.Path(path_type=Path),
+              help="Parent folder of each set's rollouts, verdicts, metrics, report and heatmap.")
 @clean_errors
-def main(params_path, model, models, out):
-    p = section("best_of_n", params_path)
-    sim, judge = section("simulate", params_path), section("judge", params_path)
-    trained = section("train", params_path).variants
-    missing = [v for v in p.variants if v not in trained]
-    if missing:
-        raise ParamsError(f"{params_path}: best_of_n.variants {missing} are not in train.variants {sorted(trained)}")
-    trust_remote_code = section("base", params_path).trust_remote_code
-    with stage_run("best_of_n", {"best_of_n": asdict(p)}, params_path=params_path,
-                   inputs=[p.prompts, model, models]) as mlflow:
-        prompts = seed_prompts(read_pairs(p.prompts), p.limit)
+def main(set_name, params_path, model, models, out):
+    """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
+    params = load_params(params_path)
+    p, sim, judge = params.best_of_n, params.simulate, params.judge
+    prompt_set = p.prompt_set(set_name)
+    out = out / set_name
+    with stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models]) as mlflow:
+        prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit)
+        trust_remote_code = params.base.trust_remote_code
         policy = Generator(make_backend(sim, str(model), trust_remote_code),
                            GenerationCache(default_path()) if sim.cache else None)
         builder = TreeBuilder(policy, sim, model=read_json(model / "provenance.json"))
-        reward_fns = {}
-        for variant in p.variants:
-            rm, tokenizer = load_reward_model(str(models / variant))
-            reward_fns[variant] = (lambda conversations, rm=rm, tokenizer=tokenizer, variant=variant: score(
-                rm, tokenizer, conversations, p.batch_size, f"{variant}: candidates", p.max_length))
+        def reward_fn(variant):
+            """Loads the variant's RM for each turn's scoring and frees it after: one RM in memory at a time,
+            on the GPUs the policy's engine leaves room on."""
+            def score_candidates(conversations):
+                with load_reward_model(str(models / variant)) as rm:
+                    return rm.score(conversations, p.batch_size, p.max_length, f"{variant}: candidates")
+            return score_candidates
+
+        reward_fns = {variant: reward_fn(variant) for variant in p.variants}
         rollouts = roll_out(policy, builder, reward_fns, prompts, p, sim.max_retries)
         judge_generator = Generator(make_backend(judge, str(model), trust_remote_code),
                                     GenerationCache(default_path()) if judge.cache else None)
         verdicts = judge_rollouts(judge_generator, rollouts, p, judge.sampling, judge.seed)
         rates = win_rates(verdicts, p)
         failed = Counter(r.failed for r in rollouts if r.failed)
-        metrics = {"prompts": len(prompts), "prompts_judged": len({v["prompt_id"] for v in verdicts}),
+        metrics = {"prompts": len(prompts), "prompt_rows_skipped_by_reason": dict(sorted(skipped.items())),
+                   "prompts_judged": len({v["prompt_id"] for v in verdicts}),
+                   "judge_prompts_too_long": sum(v["verdict"] == "prompt_too_long" for v in verdicts),
                    "rollouts_failed": sum(failed.values()), "rollouts_failed_by_reason": dict(sorted(failed.items())),
                    "judge_template": load_template()[1], "win_rates": rates}
         report = table(rates, p)
@@ -58,15 +64,16 @@ def main(params_path, model, models, out):
                                               "picked": r.picked, "failed": r.failed} for r in rollouts])
         write_jsonl(out / "verdicts.jsonl", verdicts)
         write_json(out / "metrics.json", metrics)
-        heatmap_plot(rates, p, out / "heatmap.png")
-        write_text(out / "report.md", f"# Multi-turn Best-of-N ({p.turns} turns, {metrics['prompts_judged']} of "
-                   f"{len(prompts)} seed prompts judged)\n\nWin rate of the first policy named, judged on whole "
+        with atomic_path(out / "heatmap.png") as tmp:
+            heatmap_plot(rates, p, tmp)
+        write_text(out / "report.md", f"# Multi-turn Best-of-N: {set_name} ({p.turns} turns, {metrics['prompts_judged']} "
+                   f"of {len(prompts)} seed prompts judged)\n\nWin rate of the first policy named, judged on whole "
                    "conversations in both orders (ties = ½); [95% bootstrap CI] (wins/ties/losses).\n\n"
                    f"{report}\n\n![heatmap](heatmap.png)\n")
         mlflow.log_metrics(numeric({k: v for k, v in metrics.items() if k != "judge_template"}))
         mlflow.log_artifact(str(out / "heatmap.png"))
-    click.echo(f"best_of_n: {len(prompts)} prompts × {p.turns} turns, {metrics['rollouts_failed']} rollouts failed "
-               f"{metrics['rollouts_failed_by_reason']}; policy {policy.model_calls} model calls "
+    click.echo(f"best_of_n@{set_name}: {len(prompts)} prompts × {p.turns} turns, {metrics['rollouts_failed']} rollouts "
+               f"failed {metrics['rollouts_failed_by_reason']}; policy {policy.model_calls} model calls "
                f"({policy.cache_hits} from the cache), judge {judge_generator.model_calls} "
                f"({judge_generator.cache_hits} from the cache)\n{report}")
 

@@ -1,25 +1,29 @@
-"""Stage contrast: preference pairs cut from the trees after contrast.turns assistant turns."""
-from dataclasses import asdict
+"""Stage contrast: preference pairs cut from the trees, at the trained K and, held out, at every K."""
 from pathlib import Path
 
 import click
 
-from music_rm.cli import clean_errors
-from music_rm.contrast import assemble
-from music_rm.io import read_jsonl, write_json, write_jsonl
-from music_rm.params import section
-from music_rm.tracking import numeric, stage_run
+from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.io import read_jsonl, write_json, write_jsonl
+from music_rm.core.params import load_params
+from music_rm.core.tracking import numeric, stage_run
+from music_rm.method.contrast import assemble
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--trees", default="data/simulate/trees.jsonl", show_default=True, type=click.Path(path_type=Path))
-@click.option("--original", default="data/fetch/train.jsonl", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", default="data/contrast", show_default=True, type=click.Path(path_type=Path))
+@params_option
+@click.option("--trees", default="data/simulate/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
+              help="MUSIC trees (simulate's output).")
+@click.option("--original", default="data/fetch/train.jsonl", show_default=True, type=click.Path(path_type=Path),
+              help="The original train pairs.")
+@click.option("--out", default="data/contrast", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for the pair files and summary.json.")
 @clean_errors
 def main(params_path, trees, original, out):
-    p = section("contrast", params_path)
-    with stage_run("contrast", {"contrast": asdict(p)}, inputs=[trees, original], params_path=params_path) as mlflow:
+    """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
+    params = load_params(params_path)
+    p = params.contrast
+    with stage_run("contrast", params, ["contrast"], inputs=[trees, original]) as mlflow:
         sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
@@ -27,7 +31,8 @@ def main(params_path, trees, original, out):
         write_json(out / "summary.json", summary)
         mlflow.log_metrics(numeric(summary))
     click.echo(f"contrast: K={p.turns}: {summary['pairs_train']} train / {summary['pairs_test']} test MUSIC pairs, "
-               f"{summary['pairs_train_with_original']} pairs with the originals")
+               f"{summary['pairs_train_with_original']} pairs with the originals, "
+               f"{summary['pairs_test_by_k']} held-out pairs over every K")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,25 @@
 """Stage fetch: preference data in one schema, split train/test by a hash of the prompt."""
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from music_rm.cli import clean_errors
-from music_rm.io import write_json, write_jsonl
-from music_rm.params import section
-from music_rm.sources import fetch
-from music_rm.tracking import numeric, stage_run
+from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.io import write_json, write_jsonl
+from music_rm.core.params import load_params
+from music_rm.core.tracking import numeric, stage_run
+from music_rm.data.sources import fetch
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--out", default="data/fetch", show_default=True, type=click.Path(path_type=Path))
+@params_option
+@click.option("--out", default="data/fetch", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for train.jsonl, test.jsonl and summary.json.")
 @clean_errors
 def main(params_path, out):
-    p = section("fetch", params_path)
-    with stage_run("fetch", {"fetch": asdict(p)}, inputs=[p.path] if p.source == "path" else [],
-                   params_path=params_path) as mlflow:
+    """Read the preference source `fetch` names, check every row, split by prompt."""
+    params = load_params(params_path)
+    p = params.fetch
+    with stage_run("fetch", params, ["fetch"], inputs=[p.path] if p.source == "path" else []) as mlflow:
         train, test, summary = fetch(p)
         write_jsonl(out / "train.jsonl", train)
         write_jsonl(out / "test.jsonl", test)

@@ -1,16 +1,17 @@
-"""Stage simulate: MUSIC trees (a chosen and a rejected branch) from every train and test prompt."""
-from dataclasses import asdict
+"""Stage simulate: MUSIC trees (a chosen and a rejected branch) from a seeded sample of the train and test prompts."""
 from pathlib import Path
 
 import click
 
-from music_rm.cli import StageFailure, clean_errors
-from music_rm.cache import GenerationCache, default_path
-from music_rm.generation import Generator, make_backend
-from music_rm.io import read_json, read_jsonl, write_json, write_jsonl, write_text
-from music_rm.params import section
-from music_rm.simulate import TreeBuilder, message_stats, sample_markdown
-from music_rm.tracking import numeric, stage_run
+from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.errors import StageFailure
+from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
+from music_rm.core.params import load_params
+from music_rm.core.tracking import numeric, stage_run
+from music_rm.generation.backends import make_backend
+from music_rm.generation.cache import GenerationCache, default_path
+from music_rm.generation.generator import Generator
+from music_rm.method.simulate import TreeBuilder, message_stats, sample_markdown, sample_prompts
 
 
 def token_counter(model_dir: Path):
@@ -22,19 +23,23 @@ def token_counter(model_dir: Path):
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--data", default="data/fetch", show_default=True, type=click.Path(path_type=Path))
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", default="data/simulate", show_default=True, type=click.Path(path_type=Path))
+@params_option
+@click.option("--data", default="data/fetch", show_default=True, type=click.Path(path_type=Path),
+              help="Folder with fetch's train.jsonl and test.jsonl.")
+@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+              help="The base model folder.")
+@click.option("--out", default="data/simulate", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for trees.jsonl, summary.json and sample.md.")
 @clean_errors
 def main(params_path, data, model, out):
-    p = section("simulate", params_path)
-    with stage_run("simulate", {"simulate": asdict(p)}, params_path=params_path,
-                   inputs=[data / "train.jsonl", data / "test.jsonl", model]) as mlflow:
-        seeds = [(row, split) for split in ("train", "test") for row in read_jsonl(data / f"{split}.jsonl")[: p.limit]]
+    """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
+    params = load_params(params_path)
+    p = params.simulate
+    with stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model]) as mlflow:
+        seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
+                 for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]
         cache = GenerationCache(default_path()) if p.cache else None
-        trust_remote_code = section("base", params_path).trust_remote_code
-        generator = Generator(make_backend(p, str(model), trust_remote_code), cache)
+        generator = Generator(make_backend(p, str(model), params.base.trust_remote_code), cache)
         builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
         try:
             trees = builder.build(seeds)
@@ -48,7 +53,7 @@ def main(params_path, data, model, out):
             "trees_train": sum(t["split"] == "train" for t in trees),
             "trees_test": sum(t["split"] == "test" for t in trees),
             "dropped": sum(builder.dropped.values()),
-            "dropped_by_reason": dict(sorted(builder.dropped.items())),
+            "dropped_by_reason": dict(sorted(builder.dropped.items())),  # prompt_too_long: over the context
             "retries_by_reason": dict(sorted(builder.retries.items())),
             **message_stats(trees, token_counter(model)),
         }

@@ -5,36 +5,41 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 import torch
 from accelerate import PartialState
 
-from music_rm.cache import cache_root
-from music_rm.cli import clean_errors
-from music_rm.conversation import read_pairs
-from music_rm.io import write_json, write_text
-from music_rm.params import section
-from music_rm.reward import CURVE_KEYS, train_reward_model
-from music_rm.tracking import file_sha256, input_hashes, numeric, stage_run, trainer_callback
+from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.io import file_digest, write_json, write_text
+from music_rm.core.params import load_params
+from music_rm.core.paths import cache_root
+from music_rm.core.tracking import input_hashes, numeric, stage_run, trainer_callback
+from music_rm.data.conversation import read_pairs
+from music_rm.reward.train import CURVE_KEYS, train_reward_model
 
 
 @click.command()
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", default="models/rm", show_default=True, type=click.Path(path_type=Path))
-@click.option("--reports", default="data/train", show_default=True, type=click.Path(path_type=Path))
+@params_option
+@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+              help="The base model folder every reward model starts from.")
+@click.option("--out", default="models/rm", show_default=True, type=click.Path(path_type=Path),
+              help="Parent folder of the trained models (one folder per variant).")
+@click.option("--reports", default="data/train", show_default=True, type=click.Path(path_type=Path),
+              help="Parent folder of metrics.json and curve.csv (one folder per variant).")
 @clean_errors
 def main(variant, params_path, model, out, reports):
-    p = section("train", params_path)
+    """Train the reward model of one variant with TRL's RewardTrainer (run under `accelerate launch`)."""
+    params = load_params(params_path)
+    p = params.train
     v = p.variant(variant)
     state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, DDP over gloo needs this to know its rank
     out_dir, partial = out / variant, out / f".{variant}.partial"
-    run_params = {"train": {"config": asdict(p.config), "variant": asdict(v), "accelerate_config": p.accelerate_config}}
-    tracking = (stage_run(f"train@{variant}", run_params, inputs=[model, v.pairs], params_path=params_path)
+    run_params = {"train": {"config": p.config.model_dump(mode="json"), "variant": v.model_dump(mode="json"),
+                            "accelerate_config": p.accelerate_config}}
+    tracking = (stage_run(f"train@{variant}", params, run_params, inputs=[model, v.pairs])
                 if state.is_main_process else contextlib.nullcontext())
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
@@ -65,7 +70,7 @@ def main(variant, params_path, model, out, reports):
             mlflow.log_metrics(numeric(summary))
             # the model by reference: its path and weights hash, not a copy in the MLflow store
             mlflow.set_tags({"model.path": out_dir.as_posix(),
-                             "model.sha256": file_sha256(out_dir / "model.safetensors")})
+                             "model.sha256": file_digest(out_dir / "model.safetensors")})
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
                        f"({summary['pairs_truncated']} truncated, {summary['pairs_dropped_too_long']} dropped: "
                        f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "

@@ -14,6 +14,8 @@ def msg(role, content):
 
 GOOD = {"chosen": [msg("user", "Name a colour."), msg("assistant", "Blue.")],
         "rejected": [msg("user", "Name a colour."), msg("assistant", "Seven.")]}
+GOOD_HH = {"chosen": "\n\nHuman: Name a colour.\n\nAssistant: Blue.",
+           "rejected": "\n\nHuman: Name a colour.\n\nAssistant: Seven."}  # an HH file's good row
 MAX_CHARS = 1000
 
 
@@ -76,8 +78,8 @@ CASES = [
     Case("conversation not ending with the assistant", dump(pair(chosen=[msg("user", "Q?")])),
          (2, "chosen[0].role", "a conversation must end with an assistant message"),
          "chosen: a conversation must end with an assistant message"),
-    Case("chosen equal to rejected", dump(pair(rejected=pair()["chosen"])), (2, "rejected", "identical to chosen"),
-         "rejected: identical to chosen"),
+    Case("chosen equal to rejected", dump(pair(rejected=pair()["chosen"])),
+         (2, "rejected", "identical to chosen (whitespace aside)"), "rejected: identical to chosen (whitespace aside)"),
     Case("different prompts", dump(pair(rejected=[msg("user", "Other?"), msg("assistant", "B.")])),
          (2, "rejected", "chosen and rejected have different prompts"),
          "rejected: chosen and rejected have different prompts (history up to the last user message)"),
@@ -96,5 +98,5 @@ CASES = [
 
 
 def write_case(case: Case, path) -> None:
-    first = dump({**GOOD, "id": "a"} if case.kind == "duplicate id" else GOOD)
+    first = dump({**GOOD, "id": "a"} if case.kind == "duplicate id" else GOOD_HH if case.kind.startswith("HH") else GOOD)
     path.write_bytes(b"" if case.line is None else first + b"\n" + case.line + b"\n")

@@ -25,7 +25,7 @@ def make_tokenizer(template: str = CHATML):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    corpus = (REPO / "music_rm" / "seeds" / "embedded.jsonl").read_text(encoding="utf-8").splitlines()
+    corpus = (REPO / "music_rm" / "data" / "seeds" / "embedded.jsonl").read_text(encoding="utf-8").splitlines()
     tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     eos = "<|im_end|>" if template == CHATML else "<end_of_turn>"
@@ -62,6 +62,12 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma2(tmp_path_factory) -> Path:
+    """A random-init 2-layer Gemma-2 with Gemma-2-9b-it's chat template, which raises on a system message."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-gemma2"), arch="gemma2", hidden=32, heads=2)
+
+
+@pytest.fixture(scope="session")
 def tiny_reward_model(tiny_model, tmp_path_factory) -> Path:
     """The tiny model with a random-init score head, saved as a reward-model folder."""
     import torch
@@ -72,6 +78,22 @@ def tiny_reward_model(tiny_model, tmp_path_factory) -> Path:
     AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
     return out
+
+
+def repo_params(**sections) -> dict:
+    """The repository's params.yaml as data, with `sections` merged in (mappings merge key by key)."""
+    import yaml
+
+    from music_rm.core.params import merge
+
+    return merge(yaml.safe_load((REPO / "params.yaml").read_text()), sections)
+
+
+def params_section(name: str, **overrides):
+    """One typed section of the repository's params.yaml, with `overrides` merged in."""
+    from music_rm.core.params import Params
+
+    return Params.model_fields[name].annotation.model_validate(repo_params(**{name: overrides})[name])
 
 
 _REPORTS: list[str] = []

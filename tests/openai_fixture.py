@@ -1,6 +1,6 @@
 """A hand-written OpenAI-compatible server on 127.0.0.1 for fault injection in tests.
 
-`faults` is consumed one entry per request: "429", "500", "400", "timeout", "malformed", "drop" (close the
+`faults` is consumed one entry per request: "429", "500", "400", "404", "timeout", "malformed", "drop" (close the
 connection without a response) or "ok". When it runs out, every request is answered normally: by
 `reply(request body)` when given, else with a completion that names the request's last message and seed
 so tests can check what was sent.
@@ -35,7 +35,7 @@ class FixtureServer:
                 if fault == "drop":
                     self.close_connection = True
                     return
-                if fault in ("429", "500", "400"):
+                if fault in ("429", "500", "400", "404"):
                     self.send_response(int(fault))
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()

@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from music_rm.io import read_json, write_jsonl
-from music_rm.sources import fetch
+from music_rm.core.io import read_json, write_jsonl
+from music_rm.data.sources import fetch
 from tests.conftest import REPO
 from tests.openai_fixture import FixtureServer
 from tests.test_sources import params as fetch_params
@@ -26,7 +26,7 @@ def workdir(tmp_path, tiny_model):
 
 def simulate(root, model, server, max_attempts=6):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["simulate"].update(backend="openai", turns=2, limit=4)
+    params["simulate"].update(backend="openai", turns=2, train_prompts=4, test_prompts=4)
     params["simulate"]["openai"].update(base_url=server.url, model="fixture", api_key_env="MUSIC_FAULT_TEST_KEY",
                                         concurrency=4, timeout_s=1, max_attempts=max_attempts)
     (root / "params.yaml").write_text(yaml.safe_dump(params))

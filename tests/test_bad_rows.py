@@ -3,10 +3,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from music_rm.io import InputError
-from music_rm.sources import fetch
+from music_rm.core.errors import InputError
+from music_rm.data.sources import fetch
 from tests.bad_rows import CASES, MAX_CHARS, write_case
+from tests.conftest import repo_params
 from tests.test_sources import params
 
 
@@ -49,9 +51,8 @@ def test_skip_counts_the_reason(case, tmp_path):
 def test_fully_invalid_input_exits_nonzero_with_the_message_not_a_traceback(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_bytes(b'{"chosen": [\n')
-    (tmp_path / "params.yaml").write_text(
-        "fetch: {source: path, path: %s, format: auto, hf_dataset: x, hf_revision: main, hf_split: train,"
-        " limit: null, test_fraction: 0.3, on_invalid: skip}\n" % path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(fetch={"source": "path", "path": str(path),
+                                                                            "on_invalid": "skip"})))
     result = subprocess.run([sys.executable, "stages/fetch.py", "--params", str(tmp_path / "params.yaml"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True,
                             env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PATH": ""})

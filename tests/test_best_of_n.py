@@ -3,24 +3,26 @@ import json
 import re
 
 import pytest
-import yaml
 
-from music_rm.best_of_n import comparisons, judge_rollouts, pick, roll_out, table, win_rates
-from music_rm.cache import GenerationCache
-from music_rm.generation import Generator
-from music_rm.openai_backend import OpenAIBackend
-from music_rm.params import Sampling, build_section
-from music_rm.simulate import TreeBuilder
-from tests.conftest import REPO, models_folder, run_stage
+from music_rm.evaluation.best_of_n import comparisons, judge_rollouts, pick, roll_out, table, win_rates
+from music_rm.generation.cache import GenerationCache
+from music_rm.generation.generator import Generator
+from music_rm.generation.openai_backend import OpenAIBackend
+from music_rm.core.errors import ParamsError
+from music_rm.core.params import Sampling, validate
+from music_rm.method.simulate import TreeBuilder
+from tests.conftest import REPO, models_folder, params_section, repo_params, run_stage
 from tests.openai_fixture import FixtureServer
 
 PROMPTS = [(f"p{i}", [{"role": "user", "content": f"Tell me about topic {i}."}]) for i in range(3)]
 
 
+JUDGE = Sampling(max_new_tokens=4, temperature=0.0, top_p=1.0)
+
+
 def params(**overrides):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["best_of_n"].update({"turns": 2, "n": [2, 4], "bootstrap_resamples": 100, **overrides})
-    return build_section("best_of_n", raw, "test"), build_section("simulate", raw, "test")
+    return (params_section("best_of_n", **{"turns": 2, "n": [2, 4], "bootstrap_resamples": 100, **overrides}),
+            params_section("simulate"))
 
 
 def test_pick_takes_the_best_rewarded_usable_candidate_and_the_first_on_a_tie():
@@ -64,7 +66,7 @@ def test_rollouts_pick_the_reward_models_favourite_and_the_judge_sees_both_order
     with policy_server, judge_server:
         policy = served(policy_server)
         rollouts = roll_out(policy, TreeBuilder(policy, sim), reward_fns, PROMPTS, p, user_retries=1)
-        verdicts = judge_rollouts(served(judge_server), rollouts, p, Sampling(4, 0.0), judge_seed=0)
+        verdicts = judge_rollouts(served(judge_server), rollouts, p, JUDGE, judge_seed=0)
     per_prompt_turn = 1 + 2 * (2 + 4)  # greedy + two variants × (N=2 + N=4) candidates
     assistant_calls = [r for r in policy_server.requests if not r["messages"][-1]["content"].endswith("message:")]
     assert len(assistant_calls) == len(PROMPTS) * p.turns * per_prompt_turn
@@ -121,7 +123,7 @@ def test_a_judge_that_cannot_decide_gives_ties(tmp_path):
     policy_server.cache_path = judge_server.cache_path = tmp_path / "cache.sqlite"
     with policy_server, judge_server:
         rollouts = roll_out(served(policy_server), TreeBuilder(None, sim), reward_fns, PROMPTS, p, user_retries=0)
-        verdicts = judge_rollouts(served(judge_server), rollouts, p, Sampling(4, 0.0), judge_seed=0)
+        verdicts = judge_rollouts(served(judge_server), rollouts, p, JUDGE, judge_seed=0)
     rates = win_rates(verdicts, p)
     assert all(r["win_rate"] == 0.5 and r["ties"] == len(PROMPTS) for r in rates.values())
 
@@ -141,7 +143,7 @@ def test_a_rollout_whose_user_simulator_keeps_failing_is_left_out_of_the_judging
         rollouts = roll_out(served(server), TreeBuilder(None, sim), reward_fns, PROMPTS, p, user_retries=1)
     failed = {(r.prompt_id, r.failed) for r in rollouts if r.failed}
     assert failed == {("p0", "user_role_break")}
-    judged = judge_rollouts(Generator(_Fixed("A")), rollouts, p, Sampling(4, 0.0), judge_seed=0)
+    judged = judge_rollouts(Generator(_Fixed("A")), rollouts, p, JUDGE, judge_seed=0)
     assert {v["prompt_id"] for v in judged} == {"p1", "p2"}
 
 
@@ -164,19 +166,19 @@ class _Fixed:
 def test_the_stage_script_writes_every_output_byte_identically(tiny_model, tiny_reward_model, tmp_path):
     """Policy and user simulator served over HTTP (tiny random models rarely finish a turn), the tiny model as
     the local judge, tiny reward models picking."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = repo_params(judge={"cache": False}, best_of_n={
+        "prompt_sets": {"seeds": {"path": str(REPO / "music_rm/data/seeds/embedded.jsonl"), "format": "schema",
+                                  "limit": 2}},
+        "turns": 2, "n": [2, 3], "bootstrap_resamples": 50})
     raw["train"]["variants"] = {"baseline": {"pairs": "x"}, "music": {"pairs": "x"}}
-    raw["judge"]["cache"] = False
-    raw["best_of_n"].update(prompts=str(REPO / "music_rm/seeds/embedded.jsonl"), limit=2, turns=2, n=[2, 3],
-                            bootstrap_resamples=50)
     models = models_folder(tmp_path, tiny_reward_model, ["baseline", "music"])
-    args = ["--model", str(tiny_model), "--models", str(models), "--out", str(tmp_path / "out")]
+    args = ["--set", "seeds", "--model", str(tiny_model), "--models", str(models), "--out", str(tmp_path / "out")]
     with FixtureServer() as server:
-        raw["simulate"].update(backend="openai", cache=False, openai={"base_url": server.url, "model": "m",
-                                                                       "api_key_env": None, "max_attempts": 2})
+        raw["simulate"].update(backend="openai", cache=False)
+        raw["simulate"]["openai"].update(base_url=server.url, model="m", api_key_env=None, max_attempts=2)
         result = run_stage("best_of_n.py", *args, tmp_path=tmp_path, params=raw)
         assert result.returncode == 0, result.stderr[-3000:]
-        out = tmp_path / "out"
+        out = tmp_path / "out" / "seeds"
         first = [(out / name).read_bytes() for name in ("rollouts.jsonl", "verdicts.jsonl", "metrics.json", "heatmap.png")]
         assert run_stage("best_of_n.py", *args, tmp_path=tmp_path, params=raw).returncode == 0
     assert [(out / name).read_bytes() for name in ("rollouts.jsonl", "verdicts.jsonl", "metrics.json",
@@ -195,12 +197,11 @@ def test_the_stage_script_writes_every_output_byte_identically(tiny_model, tiny_
 
 
 def test_variants_must_be_trained_and_the_policy_must_sample(tmp_path):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["best_of_n"]["policy"]["temperature"] = 0
-    with pytest.raises(Exception, match="policy.temperature must be > 0"):
-        build_section("best_of_n", raw, "params.yaml")
-    raw["best_of_n"]["policy"]["temperature"] = 0.7
-    raw["best_of_n"]["variants"] = ["baseline", "nope"]
-    result = run_stage("best_of_n.py", tmp_path=tmp_path, params=raw)
-    assert result.returncode == 1 and "best_of_n.variants ['nope'] are not in train.variants" in result.stderr
+    raw = repo_params(best_of_n={"policy": {"temperature": 0}})
+    with pytest.raises(ParamsError, match="best_of_n.policy.temperature: must be > 0"):
+        validate(raw, "params.yaml")
+    raw = repo_params(best_of_n={"variants": ["baseline", "nope"],
+                                 "prompt_sets": {"s": {"path": "x", "format": "auto", "limit": 1}}})
+    result = run_stage("best_of_n.py", "--set", "s", tmp_path=tmp_path, params=raw)
+    assert result.returncode == 1 and "best_of_n.variants: ['nope'] are not in train.variants" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,6 +1,6 @@
 import pytest
 
-from music_rm.contrast import ContrastError, assemble, cut, pairs_from_trees
+from music_rm.method.contrast import ContrastError, assemble, cut, pairs_from_trees
 
 
 def m(role, content):
@@ -48,10 +48,13 @@ def test_cut_counts_only_simulated_assistant_turns():
 
 def test_assemble_keeps_splits_apart_and_adds_originals():
     original = [{"id": "o1"}, {"id": "o2"}]
-    sets = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2)
+    sets = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2, seed=0)
     assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
     assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
     assert sets["train_with_original"] == original + sets["train"]
+    # the held-out pairs at every K, cut here once: the trained K's are the test set itself
+    assert [(p["seed_id"], p["k"]) for p in sets["test_by_k"]] == [("seed-b", 1), ("seed-b", 2), ("seed-b", 3)]
+    assert [p for p in sets["test_by_k"] if p["k"] == 2] == sets["test"]
 
 
 def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from music_rm.conversation import SchemaError, from_hh, pair_id, prompt_of, render, validate_pair
+from music_rm.data.conversation import SchemaError, from_hh, pair_id, prompt_of, render, validate_pair
 
 
 def msg(role, content):
@@ -63,8 +63,8 @@ def test_render_clips_from_the_left_and_skips_system():
 
 
 def test_read_pairs_accepts_multi_turn_contrast_and_names_a_bad_row(tmp_path):
-    from music_rm.conversation import read_pairs
-    from music_rm.io import InputError
+    from music_rm.data.conversation import read_pairs
+    from music_rm.core.errors import InputError
 
     opening = [msg("user", "Plan a trip.")]
     music = {"chosen": opening + [msg("assistant", "Where to?"), msg("user", "Rome."), msg("assistant", "Great.")],
@@ -74,6 +74,6 @@ def test_read_pairs_accepts_multi_turn_contrast_and_names_a_bad_row(tmp_path):
     path.write_text(json.dumps(music) + "\n\n" + json.dumps({**music, "rejected": music["chosen"]}) + "\n")
     with pytest.raises(InputError) as e:
         read_pairs(path)
-    assert (e.value.row, e.value.field, e.value.reason) == (3, "rejected", "identical to chosen")
+    assert (e.value.row, e.value.field, e.value.reason) == (3, "rejected", "identical to chosen (whitespace aside)")
     path.write_text(json.dumps(music) + "\n")
     assert read_pairs(path) == [music]

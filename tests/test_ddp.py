@@ -5,20 +5,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from music_rm.io import read_json, write_jsonl
-from music_rm.reward import load_reward_model, score
-from music_rm.sources import fetch
-from tests.conftest import REPO
+from music_rm.core.io import read_json, write_jsonl
+from music_rm.reward.model import load_reward_model, read_card
+from music_rm.data.sources import fetch
+from tests.conftest import REPO, repo_params
 from tests.test_sources import params as fetch_params
 
 
-def test_two_process_ddp_trains_one_model_with_the_global_batch(tiny_model, tmp_path):
+def train_on_two_processes(tiny_model, tmp_path, **config):
     train, _, _ = fetch(fetch_params())
     write_jsonl(tmp_path / "train.jsonl", train)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["config"].update(bf16=False, batch_size=2, epochs=1, max_length=384, learning_rate=1e-3)
+    params = repo_params(train={"config": {"bf16": False, "batch_size": 2, "epochs": 1, "max_length": 384,
+                                           "learning_rate": 1e-3, **config}})
     params["train"]["variants"] = {"baseline": {"pairs": str(tmp_path / "train.jsonl")}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     accelerate = Path(sys.executable).parent / "accelerate"
@@ -29,11 +30,29 @@ def test_two_process_ddp_trains_one_model_with_the_global_batch(tiny_model, tmp_
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert result.returncode == 0, result.stderr[-3000:]
+    return train, result
+
+
+def test_two_process_ddp_trains_one_model_with_the_global_batch(tiny_model, tmp_path):
+    train, result = train_on_two_processes(tiny_model, tmp_path)
     summary = read_json(tmp_path / "reports" / "baseline" / "metrics.json")
     assert summary["world_size"] == 2
     assert summary["steps"] == -(-len(train) // (2 * 2))  # per-device batch 2 × 2 processes
     assert "on 2 process(es)" in result.stdout
-    model, tokenizer = load_reward_model(str(tmp_path / "rm" / "baseline"))
-    assert all(abs(s) < 1e4 for s in score(model, tokenizer, [train[0]["chosen"], train[0]["rejected"]], 2))
+    rm = load_reward_model(str(tmp_path / "rm" / "baseline"))
+    assert all(abs(s) < 1e4 for s in rm.score([train[0]["chosen"], train[0]["rejected"]], 2))
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # only the main process logs
         assert db.execute("select count(*) from runs where name = 'workspace/train@baseline'").fetchone()[0] == 1
+
+
+def test_lora_on_two_processes_exports_a_merged_model_that_scores_as_trained(tiny_model, tmp_path):
+    """The export gathers the full weights through accelerate (as under ZeRO-3 or FSDP) and merges them on the
+    main process. FSDP itself does not run on CPU processes: accelerate puts them in DDP (docs/gpu.md)."""
+    train, _ = train_on_two_processes(tiny_model, tmp_path, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    folder = tmp_path / "rm" / "baseline"
+    assert not list(folder.glob("adapter*"))
+    card = read_card(str(folder))
+    n = card["reward_stats"]["pairs"]
+    with load_reward_model(str(folder)) as rm:
+        chosen, rejected = rm.score_pairs(train[:n])
+    assert sum(chosen + rejected) / (2 * n) == pytest.approx(card["reward_stats"]["mean"], abs=1e-5)

@@ -1,11 +1,13 @@
 import pytest
 
-from music_rm.cache import GenerationCache
-from music_rm.generation import Generator, Request, TransformersBackend
-from music_rm.params import Sampling
+from music_rm.generation.cache import GenerationCache
+from music_rm.generation.generator import Generator
+from music_rm.generation.request import Request
+from music_rm.generation.transformers_backend import TransformersBackend
+from music_rm.core.params import Sampling
 
 SAMPLED = Sampling(max_new_tokens=6, temperature=1.0, top_p=1.0)
-GREEDY = Sampling(max_new_tokens=6, temperature=0.0)
+GREEDY = Sampling(max_new_tokens=6, temperature=0.0, top_p=1.0)
 
 
 def chats(n, sampling=SAMPLED):

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
-from music_rm.io import read_json, write_jsonl
-from music_rm.reward import load_reward_model, read_card, score
-from music_rm.sources import fetch
-from tests.conftest import REPO, make_tiny_model
+from music_rm.core.io import read_json, write_jsonl
+from music_rm.reward.model import load_reward_model, read_card
+from music_rm.data.sources import fetch
+from tests.conftest import REPO, make_tiny_model, repo_params
 from tests.test_sources import params as fetch_params
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -33,10 +33,9 @@ def train_stage(tmp_path: Path, model: Path, accelerate_config: str, **config) -
     """Run stages/train.py under accelerate launch on the embedded train pairs; (model folder, metrics, pairs)."""
     train, _, _ = fetch(fetch_params())
     write_jsonl(tmp_path / "train.jsonl", train)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["config"].update({"bf16": True, "batch_size": 8, "epochs": 3, "max_length": 512,
-                                      "learning_rate": 1e-4, "attn_implementation": "eager",
-                                      "gradient_checkpointing": True, **config})
+    params = repo_params(train={"config": {"bf16": True, "batch_size": 8, "epochs": 3, "max_length": 512,
+                                           "learning_rate": 1e-4, "attn_implementation": "eager",
+                                           "gradient_checkpointing": True, **config}})
     params["train"]["variants"] = {"baseline": {"pairs": str(tmp_path / "train.jsonl")}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     accelerate = Path(sys.executable).parent / "accelerate"
@@ -55,14 +54,14 @@ def agreement(folder: Path, pairs: list[dict], report) -> None:
     """Score-time rewards (the folder loaded as `score` loads it: GPU, bf16) against the train-time ones."""
     card = read_card(str(folder))
     assert card["attn_implementation"] == "eager"
-    model, tokenizer = load_reward_model(str(folder))
-    assert model.device.type == "cuda" and model.config._attn_implementation == "eager"
+    rm = load_reward_model(str(folder))
+    assert rm.model.device.type == "cuda" and rm.model.config._attn_implementation == "eager"
     n = card["reward_stats"]["pairs"]
-    rewards = torch.tensor(score(model, tokenizer, [p["chosen"] for p in pairs[:n]] + [p["rejected"] for p in pairs[:n]],
-                                 8), dtype=torch.float64)
+    rewards = torch.tensor(rm.score([p["chosen"] for p in pairs[:n]] + [p["rejected"] for p in pairs[:n]], 8),
+                           dtype=torch.float64)
     accuracy = float((rewards[:n] > rewards[n:]).double().mean())
     trained = card["reward_stats"]
-    line = (f"{folder}: train time (in memory, fp32 weights) mean {trained['mean']:.4f} std {trained['std']:.4f} "
+    line = (f"{folder}: train time (in memory, as trained) mean {trained['mean']:.4f} std {trained['std']:.4f} "
             f"accuracy {trained['accuracy']:.3f}; score time (folder, bf16) mean {float(rewards.mean()):.4f} "
             f"std {float(rewards.std(unbiased=False)):.4f} accuracy {accuracy:.3f} on {n} pairs")
     print(line)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from music_rm.io import write_jsonl
-from music_rm.sources import fetch
+from music_rm.core.io import write_jsonl
+from music_rm.data.sources import fetch
 from tests.conftest import REPO
 from tests.test_sources import params as fetch_params
 
@@ -23,7 +23,7 @@ def workdir(tmp_path_factory, tiny_model):
     write_jsonl(root / "data" / "train.jsonl", train)
     write_jsonl(root / "data" / "test.jsonl", test)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["simulate"].update(dtype="float32", batch_size=4, turns=3, limit=8)
+    params["simulate"].update(dtype="float32", batch_size=4, turns=3, train_prompts=8, test_prompts=8)
     for role in ("assistant", "user", "rewriter"):
         params["simulate"][role]["max_new_tokens"] = 8
     params["train"]["config"].update(bf16=False, batch_size=2, epochs=3, max_length=384, learning_rate=1e-3)

@@ -1,13 +1,14 @@
 """The LLM judge: verdict parsing, both answer orders, consistency, agreement, through real backends."""
 import re
 
-from music_rm.generation import Generator, TransformersBackend
-from music_rm.judge import agreement, judge_pairs, parse_verdict
-from music_rm.openai_backend import OpenAIBackend
-from music_rm.params import Sampling
+from music_rm.generation.generator import Generator
+from music_rm.generation.transformers_backend import TransformersBackend
+from music_rm.evaluation.judge import agreement, judge_pairs, parse_verdict
+from music_rm.generation.openai_backend import OpenAIBackend
+from music_rm.core.params import Sampling
 from tests.openai_fixture import FixtureServer
 
-GREEDY = Sampling(max_new_tokens=4, temperature=0.0)
+GREEDY = Sampling(max_new_tokens=4, temperature=0.0, top_p=1.0)
 
 
 def pair(i, good="Here is the poem you asked for.", bad="Here is a story instead."):
@@ -19,6 +20,10 @@ def pair(i, good="Here is the poem you asked for.", bad="Here is a story instead
 def test_parse_verdict():
     answers = ("A", " b.", "Conversation B", "A is better", "Neither", "", "this is a test", "**B**")
     assert [parse_verdict(t) for t in answers] == ["A", "B", "B", "A", None, None, None, "B"]
+    reasoned = ("Conversation A answers the first turn, but B follows the change of topic.\n"
+                "A misses it.\n\nVerdict: B")
+    assert parse_verdict(reasoned) == "B"  # the last verdict line, not the first letter of the reasoning
+    assert parse_verdict("A looks fine.\nB drifts.") is None  # reasoning without a verdict line
 
 
 def served_judge(monkeypatch, reply):

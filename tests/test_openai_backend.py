@@ -1,9 +1,12 @@
+import json
+
 import pytest
 
-from music_rm.cache import GenerationCache
-from music_rm.generation import Generator, Request
-from music_rm.openai_backend import APIError, OpenAIBackend
-from music_rm.params import Sampling
+from music_rm.generation.cache import GenerationCache
+from music_rm.generation.generator import Generator
+from music_rm.generation.request import Request
+from music_rm.generation.openai_backend import APIError, OpenAIBackend
+from music_rm.core.params import Sampling
 from tests.openai_fixture import FixtureServer
 
 SAMPLING = Sampling(max_new_tokens=16, temperature=0.7, top_p=0.9)
@@ -84,8 +87,8 @@ def test_the_key_stays_out_of_cache_keys_and_errors(tmp_path):
 
 
 def test_simulate_through_an_api_that_fails_now_and_then(tmp_path):
-    from music_rm.simulate import TreeBuilder
-    from music_rm.sources import fetch
+    from music_rm.method.simulate import TreeBuilder
+    from music_rm.data.sources import fetch
     from tests.test_simulate import sim_params
     from tests.test_sources import params as fetch_params
 
@@ -102,3 +105,36 @@ def test_simulate_through_an_api_that_fails_now_and_then(tmp_path):
         n = len(t["context"])
         assert [m["role"] for m in t["rejected"][n:]] == ["user", "assistant"] * 2
         assert all(h["rewritten"].startswith("re: ") for h in t["hidden"])
+
+
+def test_a_retired_model_stops_with_one_line_that_says_so():
+    with FixtureServer(["404"]) as server:
+        with pytest.raises(APIError) as e:
+            Generator(backend(server, concurrency=1)).generate(requests(1), seed=1)
+    assert "has no model 'served-model' (HTTP 404" in str(e.value) and "\n" not in str(e.value)
+    assert len(server.requests) == 1  # not retried
+
+
+def test_a_served_model_without_a_system_role_gets_it_folded():
+    messages = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."})
+    with FixtureServer() as server:
+        Generator(backend(server, system_role=False)).generate([Request(messages, SAMPLING)], seed=1)
+        Generator(backend(server)).generate([Request(messages, SAMPLING)], seed=1)
+    assert server.requests[0]["messages"] == [{"role": "user", "content": "Be brief.\n\nHi."}]
+    assert server.requests[1]["messages"] == list(messages)
+
+
+def test_requests_spread_over_workers_give_the_trees_of_one_worker():
+    """The sharding path of a data-parallel server: whichever replica answers, each request carries its own
+    seed, so many requests in flight give byte-identical trees to one at a time."""
+    from music_rm.data.sources import fetch
+    from music_rm.method.simulate import TreeBuilder
+    from tests.test_simulate import sim_params
+    from tests.test_sources import params as fetch_params
+
+    train, _, _ = fetch(fetch_params())
+    seeds = [(row, "train") for row in train[:4]]
+    with FixtureServer() as server:
+        one = TreeBuilder(Generator(backend(server, concurrency=1)), sim_params(turns=2)).build(seeds)
+        many = TreeBuilder(Generator(backend(server, concurrency=8)), sim_params(turns=2)).build(seeds)
+    assert len(one) == 4 and json.dumps(one, sort_keys=True) == json.dumps(many, sort_keys=True)

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
-          "judge", "best_of_n"}
+          "judge@music", "best_of_n@heldout"}
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
 SOURCES = [".gitignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
@@ -37,12 +37,14 @@ def run(cmd, cwd, **kwargs):
 
 def tiny(params: dict) -> dict:
     params["fetch"]["limit"] = 20
-    params["simulate"].update(turns=3, limit=3, batch_size=8)
+    params["simulate"].update(turns=3, train_prompts=3, test_prompts=3, batch_size=8)
     for role in ("assistant", "user", "rewriter"):
         params["simulate"][role]["max_new_tokens"] = 16
     params["contrast"]["turns"] = 2
     params["train"]["config"].update(batch_size=4, max_length=384)
-    params["best_of_n"].update(limit=2, turns=2, n=[2, 3])
+    params["judge"]["pair_sets"] = {"music": "data/contrast/test.jsonl"}  # the opt-in stages, on
+    params["best_of_n"].update(prompt_sets={"heldout": {"path": "data/fetch/test.jsonl", "format": "schema", "limit": 2}},
+                               turns=2, n=[2, 3])
     params["best_of_n"]["policy"]["max_new_tokens"] = 16
     return params
 
@@ -82,14 +84,16 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     results = read(root, "data/eval/metrics.json")
     for variant in ("baseline", "music", "volume_matched"):
         assert results[variant]["original"]["n"] == fetch["test"]
-        assert results[variant]["music"]["n"] == contrast["pairs_test"]
-        assert results[variant]["music"] == results[variant]["music_k2"]  # the trained K, both ways
-        assert {"music_k1", "music_k2", "music_k3"} <= results[variant].keys()
-        assert results[variant]["music"]["ci_low"] <= results[variant]["music"]["accuracy"] <= results[variant]["music"]["ci_high"]
+        assert sorted(results[variant]) == ["music_k1", "music_k2", "music_k3", "original"]  # each K once
+        assert results[variant]["music_k2"]["n"] == contrast["pairs_test"]  # the trained K
+        r = results[variant]["music_k2"]
+        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+    assert contrast["pairs_test_by_k"] == 3 * contrast["pairs_test"]
     assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 2
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
     assert all(len(t["hidden"]) == 3 for t in trees)
-    best_of_n = read(root, "data/eval/best_of_n/metrics.json")
+    best_of_n = read(root, "data/eval/best_of_n/heldout/metrics.json")
+    assert read(root, "data/eval/judge/music/metrics.json")["pairs"] == contrast["pairs_test"]
     assert best_of_n["prompts"] == 2 and set(best_of_n["win_rates"]) == {
         f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
 
@@ -106,7 +110,7 @@ def mlflow_runs(root):
 
 
 def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_metrics(repo):
-    from music_rm.tracking import flatten
+    from music_rm.core.tracking import flatten
 
     root, _, commit = repo
     runs = mlflow_runs(root)
@@ -136,7 +140,7 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     root, _, _ = repo
     out = run(["dvc", "exp", "run", "-S", "contrast.turns=1"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"contrast", "train@music", "eval", "judge", "best_of_n"}
+    assert ran == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
     assert read(root, "data/contrast/summary.json")["k"] == 1
     shown = run(["dvc", "exp", "show", "--json"], root)
     rows = [node["data"] for node in walk_experiments(json.loads(shown))]
@@ -146,18 +150,21 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     assert all("baseline" in e and "music" in e for e in evals), shown[:3000]
 
 
-def test_dvc_repro_dry_on_the_paper_profile_lists_every_stage_and_runs_none(repo):
-    root, _, _ = repo
-    params, lock = (root / "params.yaml").read_bytes(), (root / "dvc.lock").read_bytes()
-    run([sys.executable, "-m", "music_rm.profile", "profiles/paper.yaml"], root)
-    try:
-        out = run(["dvc", "repro", "--dry"], root)
-    finally:
-        (root / "params.yaml").write_bytes(params)
-    for stage in STAGES:
-        assert f"Running stage '{stage}'" in out, out
+def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_and_runs_none(tmp_path):
+    """Before any stage has run. `--force`: without it DVC's run-cache lookup hashes the deps of each stage even
+    in a dry run and fails on the outputs no stage has produced yet."""
+    root = tmp_path / "clone"
+    root.mkdir()
+    copy_sources(root)
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+    run([sys.executable, "-m", "music_rm", "profile", "profiles/paper.yaml"], root)
+    out = run(["dvc", "repro", "--dry", "--force"], root)
+    paper = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched",
+             "eval", "judge@music", "best_of_n@hh", "best_of_n@ultrainteract", "reward_bench_hub@reward_bench"}
+    assert {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} == paper, out
     assert "accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml stages/train.py --variant music" in out
-    assert (root / "dvc.lock").read_bytes() == lock
+    assert not (root / "dvc.lock").exists() and not (root / "data" / "fetch" / "train.jsonl").exists()
 
 
 def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo, monkeypatch):
@@ -172,7 +179,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
     for entry in walk_experiments(json.loads(run(["dvc", "exp", "show", "--json"], root))):
         params = entry["data"]["params"]["params.yaml"]["data"]
         metrics = entry["data"]["metrics"].get("data/eval/metrics.json", {}).get("data", {})
-        if entry.get("name") and params["contrast"]["turns"] == 3 and "music" in metrics:
+        if entry.get("name") and params["contrast"]["turns"] == 3 and "music" in metrics:  # the variant
             grid[params["eval"]["batch_size"]] = entry["name"]
     assert set(grid) == {2, 3, 4}, out[-3000:]
     runs = mlflow_runs(root)
@@ -183,7 +190,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
-    assert stages_run == {"contrast", "train@music", "eval", "judge", "best_of_n"}
+    assert stages_run == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
     monkeypatch.setenv("COLUMNS", "300")  # no terminal here: rich would fit the table in 80 columns
     table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
     assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table

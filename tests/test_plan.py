@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from music_rm.plan import architecture, estimate, sharding
+from music_rm.commands.plan import architecture, estimate, host_ram_gib, sharding, side_by_side, simulate_volume
 from tests.conftest import REPO
 
 # Gemma-2-9B's published architecture (config.json of google/gemma-2-9b-it)
@@ -46,13 +46,32 @@ def test_plan_command_on_the_paper_profile(tmp_path):
     import json
 
     (tmp_path / "config.json").write_text(json.dumps(GEMMA2_9B))
-    subprocess.run([sys.executable, "-m", "music_rm.profile", "profiles/paper.yaml", "--out", str(tmp_path / "p.yaml")],
+    subprocess.run([sys.executable, "-m", "music_rm", "profile", "profiles/paper.yaml", "--out", str(tmp_path / "p.yaml")],
                    cwd=REPO, check=True)
-    result = subprocess.run([sys.executable, "-m", "music_rm.plan", "--params", str(tmp_path / "p.yaml"),
-                             "--model-config", str(tmp_path / "config.json"), "--gpu-memory-gib", "80"],
+    result = subprocess.run([sys.executable, "-m", "music_rm", "plan", "--params", str(tmp_path / "p.yaml"),
+                             "--model-config", str(tmp_path / "config.json"), "--gpu-memory-gib", "80",
+                             "--prompt-tokens", "300", "--new-tokens-per-s", "1000"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "9.24 B parameters; 8 process(es), sharded (ZeRO-3/FSDP)" in result.stdout and "— fits" in result.stdout
+    assert "host RAM per process while loading: 7.15 GiB (ZeRO-3 sharded initialisation, bf16)" in result.stdout
+    # 31,000 + 1,000 trees of 5 turns, each 3 calls a turn and 2 between turns: 32,000 × 23 = 736,000
+    assert "simulate: 32,000 trees × 5 turns: 736,000 model calls" in result.stdout
+    assert "GPU-hours of generation at 1,000 new tokens/s per GPU" in result.stdout
+
+
+def test_host_ram_simulate_volume_and_engine_room():
+    params = 9_241_705_984
+    assert host_ram_gib(params, 8, sharded_init=False, shard_gib=5) == round(4 * params / 2**30, 2)  # ≈ 37 GB
+    assert host_ram_gib(params, 8, sharded_init=True, shard_gib=5) == round(2 * params / 8 / 2**30 + 5, 2)
+    v = simulate_volume(trees=10, turns=2, prompt_tokens=100, user=5, rewriter=7, assistant=20, template_tokens=0)
+    assert v["model_calls"] == 10 * (3 * 2 + 2 * 1)
+    assert v["new_tokens_max"] == 10 * (2 * (2 * 20 + 7) + 1 * 2 * 5)
+    # turn 1: 2 answers × 100 + rewrite 5 + 2 users × (100 + 20); turn 2: 2 answers × (100 + 25) + rewrite 5
+    assert v["prompt_tokens_max"] == 10 * (200 + 5 + 240 + 250 + 5)
+    assert side_by_side(80, 8, 1, 0.9, 20).startswith("fits: 7 GPU(s) outside the engine")
+    assert side_by_side(80, 1, 1, 0.9, 20).startswith("does NOT fit: the engine leaves 8.0 GiB")
+    assert side_by_side(80, 1, 1, 0.5, 20).startswith("fits: the engine leaves 40.0 GiB")
 
 
 def test_every_committed_accelerate_config_is_understood():

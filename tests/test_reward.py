@@ -2,16 +2,18 @@ import math
 
 import pytest
 
-from music_rm.params import TrainConfig
-from music_rm.reward import load_reward_model, load_tokenizer, score, tokenize_pairs, train_reward_model
-from music_rm.sources import fetch
+from music_rm.core.params import TrainConfig
+from music_rm.data.sources import fetch
+from music_rm.reward.chat import load_tokenizer
+from music_rm.reward.model import load_reward_model, score
+from music_rm.reward.train import tokenize_pairs, train_reward_model
+from tests.conftest import params_section
 from tests.test_sources import params as fetch_params
 
 
 def config(**overrides):
-    base = dict(seed=0, max_length=256, epochs=1, batch_size=4, grad_accum=1, learning_rate=1e-3, bf16=False,
-                gradient_checkpointing=False, logging_steps=1)
-    return TrainConfig(**{**base, **overrides})
+    base = dict(max_length=256, epochs=1, batch_size=4, learning_rate=1e-3, bf16=False, truncation="drop")
+    return TrainConfig.model_validate({**params_section("train").config.model_dump(), **base, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,7 @@ def test_a_few_training_steps_save_a_loadable_reward_model(trained, pairs):
     assert summary["steps"] == 3 and summary["pairs_used"] == len(pairs)
     assert [row["step"] for row in curve] == [1, 2, 3]
     assert all(math.isfinite(row["loss"]) for row in curve)
-    model, tokenizer = load_reward_model(str(out))
-    assert model.config.num_labels == 1
+    assert load_reward_model(str(out)).model.config.num_labels == 1
 
 
 def test_training_changes_the_scores(tiny_model, trained, pairs):
@@ -52,18 +53,18 @@ def test_training_changes_the_scores(tiny_model, trained, pairs):
     out, _, _ = trained
     torch.manual_seed(0)
     conversations = [p["chosen"] for p in pairs[:4]]
-    model, tokenizer = load_reward_model(str(out))
+    rm = load_reward_model(str(out))
     initial = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=1).eval()
-    initial.config.pad_token_id = tokenizer.pad_token_id
-    assert score(model, tokenizer, conversations, 4) != score(initial, tokenizer, conversations, 4)
+    initial.config.pad_token_id = rm.tokenizer.pad_token_id
+    assert rm.score(conversations, 4) != score(initial, rm.tokenizer, conversations, 4)
 
 
 def test_scores_are_the_same_batched_and_one_by_one(trained, pairs):
     out, _, _ = trained
-    model, tokenizer = load_reward_model(str(out))
+    rm = load_reward_model(str(out))
     conversations = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
-    batched = score(model, tokenizer, conversations, batch_size=8)
-    single = score(model, tokenizer, conversations, batch_size=1)
+    batched = rm.score(conversations, batch_size=8)
+    single = rm.score(conversations, batch_size=1)
     assert batched == pytest.approx(single, abs=1e-5)
 
 
@@ -75,8 +76,8 @@ def test_same_seed_same_model(tiny_model, trained, pairs, tmp_path):
 
 
 def test_gemma2_refuses_sdpa_attention():
-    from music_rm.params import ParamsError
-    from music_rm.reward import check_attention
+    from music_rm.core.errors import ParamsError
+    from music_rm.reward.train import check_attention
 
     check_attention("llama", None)
     check_attention("gemma2", "eager")
@@ -87,7 +88,8 @@ def test_gemma2_refuses_sdpa_attention():
 
 
 def test_truncate_oldest_keeps_system_message_and_contrasted_turns(tiny_model):
-    from music_rm.reward import drop_oldest_exchange, token_ids
+    from music_rm.reward.chat import token_ids
+    from music_rm.reward.train import drop_oldest_exchange
 
     tokenizer = load_tokenizer(str(tiny_model))
     history = [{"role": "system", "content": "Be brief."}]
@@ -119,7 +121,7 @@ def test_truncate_oldest_keeps_system_message_and_contrasted_turns(tiny_model):
 
 
 def test_length_grouped_batches_pad_less_than_random_ones(tiny_model, pairs, tmp_path):
-    from music_rm.reward import build_trainer, padding_fraction
+    from music_rm.reward.train import build_trainer, padding_fraction
 
     fractions = {}
     for grouped in (True, False):
@@ -136,7 +138,7 @@ def test_summary_reports_padding_fraction(trained):
 def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same_scores(tiny_model, pairs, tmp_path):
     import torch
 
-    from music_rm.reward import build_trainer, save_plain
+    from music_rm.reward.train import build_trainer, save_plain
 
     trainer, _ = build_trainer(str(tiny_model), pairs, config(lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=2),
                                str(tmp_path / "work"))
@@ -149,13 +151,13 @@ def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same
     in_memory = score(peft_model, tokenizer, conversations, batch_size=4)
     save_plain(trainer, str(tiny_model), config(lora_r=4, lora_alpha=8, lora_dropout=0.0), str(tmp_path / "merged"))
     assert not list((tmp_path / "merged").glob("adapter*"))
-    model, tokenizer = load_reward_model(str(tmp_path / "merged"))
-    assert type(model).__name__ == "LlamaForSequenceClassification"
-    assert score(model, tokenizer, conversations, batch_size=4) == pytest.approx(in_memory, abs=1e-4)
+    rm = load_reward_model(str(tmp_path / "merged"))
+    assert type(rm.model).__name__ == "LlamaForSequenceClassification"
+    assert rm.score(conversations, batch_size=4) == pytest.approx(in_memory, abs=1e-4)
 
 
 def test_global_batch_size_sets_accumulation_from_the_world_size():
-    from music_rm.params import ParamsError
+    from music_rm.core.errors import ParamsError
 
     assert config(global_batch_size=64, batch_size=2).accumulation(8) == 4
     assert config(global_batch_size=64, batch_size=2).accumulation(1) == 32

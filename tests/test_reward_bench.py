@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from music_rm.io import InputError
-from music_rm.reward_bench import EXAMPLE_COUNTS, from_llmbar, load_hub, load_local, scores
+from music_rm.core.errors import InputError
+from music_rm.evaluation.reward_bench import EXAMPLE_COUNTS, from_llmbar, load_hub, load_local, scores
 from tests.conftest import REPO, models_folder, run_stage
 
 
@@ -106,7 +106,8 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / "data" / "filtered-00000-of-00001.parquet")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["variants"] = {"a": {"pairs": "x"}, "b": {"pairs": "x"}}
-    params["reward_bench"].update(bootstrap_resamples=100, hub={"rb": {"hf_dataset": str(tmp_path / "hub")}})
+    params["reward_bench"].update(bootstrap_resamples=100, hub={"rb": {"hf_dataset": str(tmp_path / "hub"),
+                                                                         "hf_revision": "main", "hf_split": "filtered"}})
     models = models_folder(tmp_path, tiny_reward_model, ["a", "b"])
     result = run_stage("reward_bench.py", "--hub", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)

@@ -1,17 +1,21 @@
 import pytest
 
-from music_rm.generation import Generator, Request, TransformersBackend
-from music_rm.params import Sampling, SimulateParams
-from music_rm.simulate import TreeBuilder, check_rewrite, check_user, clean_line, message_stats, with_instructions
-from music_rm.sources import fetch
+from music_rm.generation.generator import Generator
+from music_rm.generation.request import Request
+from music_rm.generation.transformers_backend import TransformersBackend
+from music_rm.core.params import Sampling
+from music_rm.method.simulate import TreeBuilder, check_rewrite, check_user, clean_line, message_stats, with_instructions
+from music_rm.data.sources import fetch
+from tests.conftest import params_section
 from tests.test_sources import params as fetch_params
 
 
 def sim_params(**overrides):
-    s = Sampling(max_new_tokens=8, temperature=1.0, top_p=1.0)
+    s = {"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0}
     base = dict(turns=3, seed=0, batch_size=4, dtype="float32", max_retries=5, context_messages=2,
                 context_chars=200, assistant=s, user=s, rewriter=s)
-    return SimulateParams(**{**base, **overrides})
+    overrides = {k: v.model_dump() if isinstance(v, Sampling) else v for k, v in overrides.items()}
+    return params_section("simulate", **{**base, **overrides})
 
 
 class Recording(Generator):
@@ -66,7 +70,7 @@ def test_hidden_instructions_appear_only_where_the_rejected_assistant_answers(bu
             assert h["rewritten"] != h["original"]
             # The rejected answer at this turn was generated for the hidden instruction, after the rejected history.
             answered = t["rejected"][: n + 2 * turn] + [{"role": "user", "content": h["rewritten"]}]
-            assert any(r.prompt == with_instructions(answered, builder.assistant_instructions, True) for r in chat)
+            assert any(r.prompt == with_instructions(answered, builder.assistant_instructions) for r in chat)
             assert h["rewritten"] not in [m["content"] for m in t["chosen"] + t["rejected"]]
 
 
@@ -113,7 +117,7 @@ def test_a_rewriter_that_only_repeats_drops_the_tree_with_its_reason(tiny_model,
     assert builder.retries["rewrite_same_as_original"] == 2
 
 
-def test_assistant_instructions_come_from_the_template_as_system_message_or_first_user_text(built):
+def test_assistant_instructions_come_from_the_template_as_system_message(built):
     builder, _, log = built
     instructions = builder.assistant_instructions
     assert instructions and builder.template_hashes["assistant"]
@@ -121,10 +125,9 @@ def test_assistant_instructions_come_from_the_template_as_system_message_or_firs
     assert chat and all(p[0] == {"role": "system", "content": instructions} for p in chat)
     history = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."},
                {"role": "user", "content": "And?"}]
-    folded = with_instructions(history, instructions, system_role=False)
-    assert folded[0] == {"role": "user", "content": f"{instructions}\n\nHi?"} and folded[1:] == tuple(history[1:])
+    assert with_instructions(history, instructions) == ({"role": "system", "content": instructions}, *history)
     own_system = [{"role": "system", "content": "Be terse."}] + history
-    assert with_instructions(own_system, instructions, system_role=True) == tuple(own_system)
+    assert with_instructions(own_system, instructions) == tuple(own_system)  # a conversation's own wins
 
 
 def test_message_stats_count_tokens_by_branch_and_role(built):

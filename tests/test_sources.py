@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from music_rm.conversation import prompt_hash
-from music_rm.io import InputError
-from music_rm.params import FetchParams
-from music_rm.sources import fetch
+from music_rm.data.conversation import prompt_hash
+from music_rm.core.errors import InputError
+from music_rm.core.params import FetchParams
+from music_rm.data.sources import fetch
 
 
 def params(**overrides):

@@ -6,7 +6,11 @@ import mlflow
 import pytest
 import yaml
 
-from music_rm.tracking import MAX_PARAM_KEY, MAX_PARAM_VALUE, git_commit, mlflow_params, stage_run
+from music_rm.core.params import load_params
+from music_rm.core.tracking import MAX_PARAM_KEY, MAX_PARAM_VALUE, git_commit, mlflow_params, stage_run
+from tests.conftest import REPO
+
+PARAMS = load_params(REPO / "params.yaml")
 
 
 @pytest.fixture
@@ -15,7 +19,6 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE"):
         monkeypatch.delenv(name, raising=False)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"contrast": {"turns": 2}}))
     (tmp_path / "data.jsonl").write_text('{"a": 1}\n')
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train@m": {"outs": [
         {"path": "models/rm/m", "md5": "0123456789abcdef0123456789abcdef.dir"}]}}}))
@@ -29,15 +32,15 @@ def runs():
 
 
 def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
-    with stage_run("fetch", {"fetch": {"limit": 3}}, inputs=["data.jsonl"]) as run:
+    with stage_run("fetch", PARAMS, ["fetch"], inputs=["data.jsonl"]) as run:
         run.log_metrics({"rows": 3.0})
-    with stage_run("train@m", {}) as run:
+    with stage_run("train@m", PARAMS, {}) as run:
         run.log_metrics({"loss": 0.5})
-    with stage_run("eval", {"eval": {"batch_size": 8}}, inputs=["models/rm"]) as run:
+    with stage_run("eval", PARAMS, ["eval"], inputs=["models/rm"]) as run:
         run.log_metrics({"music.accuracy": 0.75})
     monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
-    with stage_run("eval", {"eval": {"batch_size": 8}}) as run:
+    with stage_run("eval", PARAMS, ["eval"]) as run:
         run.log_metrics({"music.accuracy": 0.5})
 
     client, all_runs = runs()
@@ -52,7 +55,9 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     assert parents["exp-one"].data.tags["dvc_baseline_rev"] == "b" * 40
     workspace = parents["workspace"]
     assert workspace.data.metrics == {"fetch.rows": 3.0, "train_m.loss": 0.5, "eval.music.accuracy": 0.75}
-    assert workspace.data.params == {"contrast.turns": "2"}
+    assert workspace.data.params == mlflow_params(PARAMS.model_dump(mode="json"))  # every param, from the one load
+    fetch_params = next(r for r in stages if r.data.tags["stage"] == "fetch").data.params
+    assert fetch_params == mlflow_params({"fetch": PARAMS.fetch.model_dump(mode="json")})  # the stage's section
     assert parents["exp-one"].data.metrics == {"eval.music.accuracy": 0.5}
 
     fetch_run = next(r for r in stages if r.data.tags["stage"] == "fetch")
@@ -66,7 +71,7 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
 def test_params_over_mlflow_limits_are_clipped_and_kept_whole_as_an_artifact(store):
     long_value, long_key = "x" * (MAX_PARAM_VALUE + 500), "k" * (MAX_PARAM_KEY + 10)
     params = {"simulate": {"note": long_value, long_key: 1}}
-    with stage_run("simulate", params) as run:
+    with stage_run("simulate", PARAMS, params) as run:
         run_id = run.active_run().info.run_id
     client, _ = runs()
     logged = client.get_run(run_id).data.params
@@ -79,7 +84,7 @@ def test_params_over_mlflow_limits_are_clipped_and_kept_whole_as_an_artifact(sto
 
 def test_a_failing_stage_marks_its_run_failed(store):
     with pytest.raises(RuntimeError):
-        with stage_run("fetch", {}):
+        with stage_run("fetch", PARAMS, {}):
             raise RuntimeError("boom")
     _, all_runs = runs()
     assert [r.info.status for r in all_runs if r.data.tags.get("stage") == "fetch"] == ["FAILED"]

@@ -2,9 +2,9 @@ import inspect
 
 import pytest
 
-from music_rm.generation import Request
-from music_rm.params import Sampling
-from music_rm.vllm_backend import VLLMBackend
+from music_rm.generation.request import Request
+from music_rm.core.params import Sampling
+from music_rm.generation.vllm_backend import VLLMBackend
 
 
 def unloaded(unit_size=3) -> VLLMBackend:
@@ -29,3 +29,15 @@ def test_requests_match_the_real_vllm_signatures():
         assert "sampling_params" in params and "use_tqdm" in params
     sp = unloaded().sampling_params(Request(("x",), Sampling(max_new_tokens=7, temperature=0.5, top_p=0.8)), seed=11)
     assert (sp.max_tokens, sp.temperature, sp.top_p, sp.seed) == (7, 0.5, 0.8, 11)
+
+
+def test_a_model_without_a_system_role_gets_it_folded_and_prompts_are_measured(tiny_gemma2):
+    from transformers import AutoTokenizer
+
+    backend = unloaded()
+    backend.tokenizer = AutoTokenizer.from_pretrained(tiny_gemma2)  # what LLM.get_tokenizer() gives
+    messages = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."})
+    request = Request(messages, Sampling(max_new_tokens=7, temperature=0.5, top_p=0.8))
+    assert backend._messages(request) == [{"role": "user", "content": "Be brief.\n\nHi."}]  # what LLM.chat gets
+    ids = backend.tokenizer.apply_chat_template(backend._messages(request), tokenize=True, add_generation_prompt=True)
+    assert backend.prompt_tokens(request) == len(ids) > 0

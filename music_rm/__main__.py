@@ -1,0 +1,3 @@
+from music_rm.commands import main
+
+main(prog_name="music-rm")

@@ -1,0 +1,1 @@
+"""The shared core: params, errors, files, paths, MLflow tracking, command-line helpers. Imports nothing above it."""

@@ -1,0 +1,161 @@
+"""MLflow: one parent run per pipeline run, one nested run per stage execution.
+
+A pipeline run is identified by the DVC experiment name (`workspace` for a plain `dvc repro`), the git
+commit it started from and the hash of params.yaml: the stages of one `dvc exp run` (queued or not) or
+one `dvc repro` find the same parent and nest under it. Stage runs are tagged with the git commit, the
+DVC experiment name and baseline rev, and the content hash of every input (as dvc.lock has it); inputs
+are also logged as MLflow datasets, by reference. A stage's final metrics are copied onto the parent
+as `<stage>.<metric>`, so parents of different experiments compare side by side in the UI.
+"""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import warnings
+from pathlib import Path
+
+import yaml
+
+from .io import file_digest
+from .params import Params
+from .paths import repo_root
+
+EXPERIMENT = "music"
+PIPELINE_KEY_TAG = "music.pipeline_key"
+# MLflow's limits (mlflow.utils.validation): longer keys or values are refused, and the run would fail.
+MAX_PARAM_KEY, MAX_PARAM_VALUE = 250, 6000
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def dvc_experiment() -> str:
+    return os.environ.get("DVC_EXP_NAME") or "workspace"
+
+
+def flatten(obj, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    else:
+        out[prefix.rstrip(".")] = obj
+    return out
+
+
+def numeric(metrics: dict) -> dict:
+    """The numbers of a nested metrics dict, flattened, under names MLflow accepts."""
+    return {mlflow_key(k): float(v) for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` if it fits, else a prefix that ends in a hash of the whole, so distinct values stay distinct."""
+    if len(text) <= limit:
+        return text
+    digest = "...sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return text[: limit - len(digest)] + digest
+
+
+def mlflow_key(name: str) -> str:
+    """A param or metric name MLflow accepts: its allowed characters only, within its length limit."""
+    return _clip(re.sub(r"[^\w\-. :/]", "_", name), MAX_PARAM_KEY)
+
+
+def mlflow_params(params: dict) -> dict:
+    """Flattened params within MLflow's key and value limits (the full set also goes in as params.json)."""
+    return {mlflow_key(k): _clip(str(v), MAX_PARAM_VALUE) for k, v in flatten(params).items()}
+
+
+def input_hashes(paths) -> dict:
+    """{path: content hash} of a stage's inputs: a file's md5 (as DVC computes it), or for a folder the
+    hashes dvc.lock records for the stage outputs in it (models/rm holds one per variant)."""
+    lock = Path("dvc.lock")
+    outs = {}
+    if lock.is_file():
+        for stage in (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {}).values():
+            outs.update({o["path"]: o["md5"] for o in stage.get("outs", [])})
+    hashes = {}
+    for path in map(Path, paths):
+        if path.is_file():
+            hashes[path.as_posix()] = file_digest(path, "md5")
+        else:
+            prefix = path.as_posix().rstrip("/") + "/"
+            hashes.update({p: md5 for p, md5 in outs.items() if p == path.as_posix() or p.startswith(prefix)})
+    return dict(sorted(hashes.items()))
+
+
+def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> str:
+    params_sha = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    key = hashlib.sha256(f"{tags['dvc_exp_name']}\n{tags['git_commit']}\n{params_sha}".encode()).hexdigest()[:16]
+    found = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` = '{key}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    parent = client.create_run(experiment_id, run_name=tags["dvc_exp_name"],
+                               tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha})
+    run_id = parent.info.run_id
+    for name, value in mlflow_params(params).items():
+        client.log_param(run_id, name, value)
+    client.log_dict(run_id, params, "params.json")
+    client.set_terminated(run_id)
+    return run_id
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Params, sections, inputs=()):
+    """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
+    `sections`: the params this stage reads, as `Params.sections` gives them (or a dict of such data)."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (a new store's tables) are no news
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment_id = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)).experiment_id
+    client = mlflow.MlflowClient()
+    commit = git_commit()
+    pipeline_tags = {"git_commit": commit, "dvc_exp_name": dvc_experiment(),
+                     "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit}
+    parent_id = _pipeline_parent(client, experiment_id, pipeline_tags, params.model_dump(mode="json"))
+    if not isinstance(sections, dict):
+        sections = params.sections(*sections)
+    hashes = input_hashes(inputs)
+    tags = {**pipeline_tags, "stage": stage, "dvc_stage": os.environ.get("DVC_STAGE", stage),
+            "mlflow.parentRunId": parent_id, **{f"data.{p}": h for p, h in hashes.items()}}
+    with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run:
+        mlflow.log_params(mlflow_params(sections))
+        mlflow.log_dict(sections, "params.json")
+        for path, digest in hashes.items():
+            with warnings.catch_warnings():
+                # a local path also matches other registered sources; MLflow warns, then picks the local one
+                warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+                source = resolve_dataset_source(str(Path(path).resolve()))
+            mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]))
+        yield mlflow
+    final = client.get_run(run.info.run_id).data.metrics
+    for name, value in final.items():
+        client.log_metric(parent_id, mlflow_key(f"{stage}.{name}"), value)
+
+
+def trainer_callback(mlflow):
+    """A transformers TrainerCallback that sends each logged training step to the active MLflow run."""
+    from transformers import TrainerCallback
+
+    class MLflowStepLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                mlflow.log_metrics({f"train/{k}": float(v) for k, v in logs.items()
+                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=state.global_step)
+
+    return MLflowStepLogger()

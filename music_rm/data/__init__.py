@@ -1,0 +1,1 @@
+"""Data in: the conversation schema, preference sources, the base model."""

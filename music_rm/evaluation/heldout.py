@@ -1,0 +1,72 @@
+"""Pairwise accuracy of reward models on held-out pairs, with bootstrap confidence intervals.
+
+Suites: `original` (held-out seed pairs) and `music_k<K>` for every K = 1 … simulate.turns: the held-out
+MUSIC pairs that contrast cut from the test trees after K turns, so a model trained at one K is also scored
+at every other K.
+"""
+import numpy as np
+
+from ..reward.model import load_reward_model
+from .report import pyplot, save_png
+from .stats import accuracy_summary, cell, markdown_table
+
+
+def music_suites(test_by_k: list[dict]) -> dict[str, list[dict]]:
+    """Held-out MUSIC pairs by K (contrast's test_by_k.jsonl), as suites `music_k<K>` in K order."""
+    suites: dict[int, list[dict]] = {}
+    for pair in test_by_k:
+        suites.setdefault(pair["k"], []).append(pair)
+    return {f"music_k{k}": suites[k] for k in sorted(suites)}
+
+
+def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]], batch_size: int,
+                      max_length: int | None, resamples: int, seed: int) -> tuple[dict, dict]:
+    """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}})."""
+    results, margins = {}, {}
+    for variant, model_dir in model_dirs.items():
+        results[variant], margins[variant] = {}, {}
+        with load_reward_model(model_dir) as rm:  # one model in memory at a time
+            for suite, pairs in suites.items():
+                m = rm.margins(pairs, batch_size, max_length, f"{variant}: {suite}") if pairs else []
+                margins[variant][suite] = m
+                results[variant][suite] = {**accuracy_summary([float(x > 0) for x in m], resamples, seed),
+                                           "mean_margin": round(float(np.mean(m)), 6) if m else None}
+    return results, margins
+
+
+def comparison_table(results: dict) -> str:
+    """Markdown: one row per variant, accuracy [95% CI] (n) per suite."""
+    suites = list(next(iter(results.values())).keys())
+    return markdown_table(["variant", *suites], [
+        [variant, *(cell(by_suite[s]["accuracy"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
+                    for s in suites)] for variant, by_suite in results.items()])
+
+
+def accuracy_by_k_plot(results: dict, path) -> None:
+    """Accuracy on held-out MUSIC pairs against K, one line per variant, 95% CI as error bars (PNG)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for i, (variant, by_suite) in enumerate(results.items()):
+        ks = sorted(int(s[len("music_k"):]) for s in by_suite if s.startswith("music_k"))
+        rows = [by_suite[f"music_k{k}"] for k in ks]
+        acc = [r["accuracy"] for r in rows]
+        err = [[a - r["ci_low"] for a, r in zip(acc, rows)], [r["ci_high"] - a for a, r in zip(acc, rows)]]
+        offset = 0.06 * (i - (len(results) - 1) / 2)  # side by side, so equal values stay visible
+        ax.errorbar([k + offset for k in ks], acc, yerr=err, marker="o", capsize=3, label=variant)
+    ax.set(xlabel="contrasted turns K", ylabel="pairwise accuracy", ylim=(0, 1.05),
+           title="Held-out MUSIC pairs (95% bootstrap CI)")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend()
+    save_png(fig, path)
+
+
+def margin_histogram_plot(margins: dict, suite: str, path) -> None:
+    """Histogram of reward margins (chosen - rejected) on one suite, one panel per variant (PNG)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(margins), figsize=(4 * len(margins), 3), dpi=100, squeeze=False)
+    for ax, (variant, by_suite) in zip(axes[0], margins.items()):
+        ax.hist(by_suite[suite], bins=12, color="tab:blue", alpha=0.8)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set(title=f"{variant}: {suite}", xlabel="reward(chosen) - reward(rejected)", ylabel="pairs")
+    save_png(fig, path)

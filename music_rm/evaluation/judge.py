@@ -1,0 +1,86 @@
+"""An LLM judge on multi-turn pairs, through the generation backends, asked in both answer orders.
+
+Each pair is shown twice, (A = chosen, B = rejected) and swapped. A verdict counts only when both
+orders name the same conversation; otherwise the pair is `inconsistent` (position bias), `unparsed`
+when an answer names neither letter, or `prompt_too_long` when the judge prompt does not fit the judge
+model's context. The prompt is `templates/judge.txt`.
+"""
+import hashlib
+import re
+from importlib import resources
+
+from ..data.conversation import render
+from ..generation.generator import TOO_LONG
+from ..generation.request import Request, derive_seed
+from .stats import accuracy_summary
+
+TEMPLATE = resources.files("music_rm.evaluation") / "templates" / "judge.txt"
+_LETTER = re.compile(r"\b([AB])\b")  # capitals only: a lowercase "a" is an article
+_VERDICT = re.compile(r"verdict\W*([AB])\b", re.IGNORECASE)
+
+
+def load_template() -> tuple[str, str]:
+    text = TEMPLATE.read_text(encoding="utf-8").strip()
+    if text.count("{a}") != 1 or text.count("{b}") != 1:
+        raise ValueError(f"{TEMPLATE}: must contain {{a}} and {{b}} once each")
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A' or 'B': the last "Verdict: X" (a judge that reasons first), else the whole answer when it is one
+    letter, else the first standalone capital A or B of a one-line answer; None when there is none."""
+    verdicts = _VERDICT.findall(text)
+    if verdicts:
+        return verdicts[-1].upper()
+    bare = text.strip().strip(".:)*\"'").strip()
+    if bare.upper() in ("A", "B"):
+        return bare.upper()
+    match = _LETTER.search(text) if len(text.strip().splitlines()) <= 1 else None
+    return match.group(1) if match else None
+
+
+def judge_pairs(generator, pairs: list[dict], sampling, seed: int) -> list[dict]:
+    """One verdict per pair: chosen | rejected | inconsistent | unparsed | prompt_too_long, with both raw answers."""
+    template, _ = load_template()
+
+    def request(a, b):
+        content = template.replace("{a}", render(a)).replace("{b}", render(b))
+        return Request(({"role": "user", "content": content},), sampling)
+
+    requests = [r for p in pairs for r in (request(p["chosen"], p["rejected"]), request(p["rejected"], p["chosen"]))]
+    answers = generator.generate(requests, seed=derive_seed(seed, "judge"), desc="judge")
+    verdicts = []
+    for i, pair in enumerate(pairs):
+        first, second = answers[2 * i], answers[2 * i + 1]
+        if first is None or second is None:
+            verdicts.append({"id": pair["id"], "verdict": TOO_LONG, "answers": [first, second]})
+            continue
+        v1, v2 = parse_verdict(first), parse_verdict(second)
+        if v1 is None or v2 is None:
+            verdict = "unparsed"
+        elif (v1, v2) == ("A", "B"):
+            verdict = "chosen"
+        elif (v1, v2) == ("B", "A"):
+            verdict = "rejected"
+        else:
+            verdict = "inconsistent"
+        verdicts.append({"id": pair["id"], "verdict": verdict, "answers": [first, second]})
+    return verdicts
+
+
+def agreement(verdicts: list[dict], margins: dict[str, list[float]], resamples: int, seed: int) -> dict:
+    """The judge against the pairs' labels, and each reward model against the judge, on consistent verdicts."""
+    n = len(verdicts)
+    counts = {k: sum(v["verdict"] == k for v in verdicts)
+              for k in ("chosen", "rejected", "inconsistent", "unparsed", TOO_LONG)}
+    consistent = [i for i, v in enumerate(verdicts) if v["verdict"] in ("chosen", "rejected")]
+    out = {"pairs": n, **{f"verdicts_{k}": c for k, c in counts.items()},
+           "inconsistency_rate": round(counts["inconsistent"] / n, 6) if n else None,
+           "judge_vs_label": accuracy_summary([float(verdicts[i]["verdict"] == "chosen") for i in consistent],
+                                              resamples, seed)}
+    for variant, m in margins.items():
+        rm_prefers_chosen = [m[i] > 0 for i in consistent]
+        judge_prefers_chosen = [verdicts[i]["verdict"] == "chosen" for i in consistent]
+        out[f"rm_vs_judge.{variant}"] = accuracy_summary(
+            [float(a == b) for a, b in zip(rm_prefers_chosen, judge_prefers_chosen)], resamples, seed)
+    return out

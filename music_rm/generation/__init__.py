@@ -1,0 +1,1 @@
+"""Text generation behind one interface (Generator, Request), its backends and the generation cache."""

@@ -1,0 +1,161 @@
+"""A trained reward model: its folder, loading it as it was trained, and scoring conversations and pairs.
+
+The one truncation rule of scoring: a conversation longer than `max_length` tokens keeps its last
+`max_length` tokens, since the reward is read at the end, where the judged answer is.
+
+On GPUs a model is loaded in bf16 as one replica per GPU that has room for it (a GPU a vLLM engine holds
+has not), and the batches are spread over the replicas; the batches themselves do not depend on how many
+replicas there are. Use it as a context manager (`with load_reward_model(path) as rm:`) so that its memory
+is given back before the next model loads.
+"""
+import copy
+import gc
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..core.errors import StageFailure
+from .chat import load_tokenizer, token_ids
+
+# Written into every trained reward-model folder: how it was trained, so it is loaded the same way.
+CARD_FILE = "reward_model.json"
+HEADROOM = 1.25  # a GPU takes a replica when its free memory is over the bf16 weights times this (scoring batches)
+
+
+def read_card(model_dir: str) -> dict | None:
+    """The reward_model.json of a trained reward-model folder, or None."""
+    path = Path(model_dir) / CARD_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+class RewardModel:
+    """A loaded reward model: `score` conversations, `score_pairs` preference pairs, `margins`."""
+
+    def __init__(self, replicas: list, tokenizer, card: dict):
+        self.replicas, self.tokenizer, self.card = replicas, tokenizer, card
+
+    @property
+    def model(self):
+        return self.replicas[0]
+
+    def score(self, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None,
+              desc: str = "score") -> list[float]:
+        """One reward per conversation (lists of {"role", "content"}), in input order."""
+        return score(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length)
+
+    def score_pairs(self, pairs: list[dict], batch_size: int = 8, max_length: int | None = None,
+                    desc: str = "score") -> tuple[list[float], list[float]]:
+        """(rewards of the chosen conversations, rewards of the rejected ones) of preference pairs."""
+        rewards = self.score([p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], batch_size, max_length, desc)
+        return rewards[: len(pairs)], rewards[len(pairs):]
+
+    def margins(self, pairs: list[dict], batch_size: int = 8, max_length: int | None = None,
+                desc: str = "score") -> list[float]:
+        """reward(chosen) - reward(rejected) per pair."""
+        chosen, rejected = self.score_pairs(pairs, batch_size, max_length, desc)
+        return [c - r for c, r in zip(chosen, rejected)]
+
+    def close(self) -> None:
+        """Give the memory back (every replica)."""
+        self.replicas.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def bf16_bytes(model_dir: str) -> int:
+    """Bytes of the model's weights in bf16, read from the safetensors headers."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in Path(model_dir).glob("*.safetensors"):
+        with safe_open(path, "pt") as f:
+            total += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    return 2 * total
+
+
+def scoring_devices(model_dir: str) -> list[str]:
+    """Every GPU with room for a replica, or the CPU when there is no GPU."""
+    if not torch.cuda.is_available():
+        return ["cpu"]
+    need = HEADROOM * bf16_bytes(model_dir)
+    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count()) if torch.cuda.mem_get_info(i)[0] >= need]
+    if not devices:
+        raise StageFailure(f"{model_dir}: no GPU has {need / 2**30:.1f} GiB free for the reward model (a vLLM engine "
+                           "may hold it: lower its gpu_memory_utilization, or give the engine fewer GPUs)")
+    return devices
+
+
+def load_reward_model(model_dir: str, devices: list[str] | None = None) -> RewardModel:
+    """A trained reward model for scoring, with the attention implementation it was trained with (Gemma-2's
+    soft-capping exists only in some): on the GPUs in bf16, one replica per GPU with room (`devices`
+    overrides), else on the CPU in fp32."""
+    from transformers import AutoModelForSequenceClassification
+
+    card = read_card(model_dir) or {}
+    devices = devices or scoring_devices(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, dtype=torch.float32 if devices[0] == "cpu" else torch.bfloat16,
+        attn_implementation=card.get("attn_implementation")).to(devices[0]).eval()
+    replicas = [model] + [copy.deepcopy(model).to(device) for device in devices[1:]]
+    return RewardModel(replicas, load_tokenizer(model_dir), card)
+
+
+@torch.inference_mode()
+def _forward(model, pad_token_id: int, batch: list[list[int]]) -> list[float]:
+    width = max(map(len, batch))
+    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        attention_mask[row, :len(ids)] = 1
+    device = next(model.parameters()).device
+    logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+    return logits.squeeze(-1).float().tolist()
+
+
+def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, desc: str = "score") -> list[float]:
+    """One scalar reward per token-id sequence, in input order: batches of similar lengths (right padding),
+    spread over the replicas in `models` (one model or a list), each replica in its own thread."""
+    models = models if isinstance(models, list) else [models]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    scores = [math.nan] * len(ids)
+    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False)
+
+    def run(replica: int) -> None:
+        device = next(models[replica].parameters()).device
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # the current device is per thread
+        for idx in batches[replica::len(models)]:
+            for i, value in zip(idx, _forward(models[replica], pad_token_id, [ids[i] for i in idx])):
+                scores[i] = value
+            progress.update()
+
+    if len(models) == 1:
+        run(0)  # in this thread: a sharded model (ZeRO-3, FSDP) gathers its weights with collectives
+    else:
+        with ThreadPoolExecutor(len(models)) as pool:
+            list(pool.map(run, range(len(models))))  # list(): a replica's exception is raised here
+    progress.close()
+    return scores
+
+
+def score(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str = "score",
+          max_length: int | None = None) -> list[float]:
+    """One scalar reward per conversation, in input order; a conversation over `max_length` tokens keeps its
+    last `max_length` tokens (the module's truncation rule)."""
+    ids = [token_ids(tokenizer, c) for c in conversations]
+    if max_length:
+        ids = [i[-max_length:] for i in ids]
+    return score_ids(models, tokenizer.pad_token_id, ids, batch_size, desc)

@@ -1,0 +1,240 @@
+"""Bradley-Terry reward models: TRL's RewardTrainer on pre-tokenized pairs.
+
+We tokenize ourselves (the model's chat template) so that rows longer than `max_length` are handled
+by a stated policy and counted; RewardTrainer would drop them without a word. `truncation: drop`
+drops such a pair; `truncate_oldest` removes the oldest shared (user, assistant) exchanges first,
+keeping a leading system message, the last shared user message and every contrasted turn (everything
+after the part both conversations share), and drops the pair only when that is not enough. Batches
+are grouped by length (`group_by_length`) so less of each batch is padding; the padding fraction of
+the batches actually trained on is reported.
+"""
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+
+from ..core.errors import ParamsError
+from ..core.params import TrainConfig
+from .chat import load_tokenizer, token_ids
+from .model import CARD_FILE, score_ids
+
+# Gemma-2's attention logit soft-capping is lost under sdpa, which degrades it silently.
+SOFTCAP_ATTENTION = {"gemma2": ("eager", "flash_attention_2")}
+
+
+def check_attention(model_type: str, attn_implementation: str | None) -> None:
+    allowed = SOFTCAP_ATTENTION.get(model_type)
+    if allowed and attn_implementation not in allowed:
+        raise ParamsError(f"train.config.attn_implementation: {model_type} needs one of {list(allowed)}, "
+                          f"got {attn_implementation!r} (sdpa, the default, drops its attention soft-capping)")
+
+
+CURVE_KEYS = ("loss", "accuracy", "margin", "learning_rate", "grad_norm")
+REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the end of training
+
+
+def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def drop_oldest_exchange(chosen: list[dict], rejected: list[dict]) -> tuple[list, list] | None:
+    """Both conversations without their oldest shared (user, assistant) exchange, keeping a leading system
+    message, the last shared user message and everything after the shared part (the contrasted turns);
+    None when no such exchange is left."""
+    start = 1 if chosen[0]["role"] == "system" else 0
+    if start + 2 > shared_prefix_length(chosen, rejected) - 1 or chosen[start]["role"] != "user":
+        return None
+    return chosen[:start] + chosen[start + 2:], rejected[:start] + rejected[start + 2:]
+
+
+def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, truncation: str = "drop") -> tuple[list[dict], dict]:
+    """Token ids per pair that fits max_length (after truncation under the policy); the rest counted."""
+    rows, too_long, truncated, longest = [], 0, 0, 0
+    for pair in pairs:
+        chosen, rejected = pair["chosen"], pair["rejected"]
+        ids = token_ids(tokenizer, chosen), token_ids(tokenizer, rejected)
+        longest = max(longest, *map(len, ids))
+        shortened = False
+        while max(map(len, ids)) > max_length and truncation == "truncate_oldest":
+            smaller = drop_oldest_exchange(chosen, rejected)
+            if smaller is None:
+                break
+            chosen, rejected = smaller
+            ids, shortened = (token_ids(tokenizer, chosen), token_ids(tokenizer, rejected)), True
+        if max(map(len, ids)) > max_length:
+            too_long += 1
+            continue
+        truncated += shortened
+        rows.append({"chosen_ids": ids[0], "rejected_ids": ids[1], "length": max(map(len, ids))})
+    return rows, {"pairs": len(pairs), "pairs_used": len(rows), "pairs_dropped_too_long": too_long,
+                  "pairs_truncated": truncated, "truncation": truncation, "longest_tokens": longest,
+                  "max_length": max_length}
+
+
+def padding_fraction(trainer) -> float:
+    """Share of padding in one epoch of training batches, as the trainer's sampler and collator form them."""
+    tokens = slots = 0
+    for batch in trainer.get_train_dataloader():
+        tokens += int(batch["attention_mask"].sum())
+        slots += batch["attention_mask"].numel()
+    return round(1 - tokens / slots, 6)
+
+
+def lora_config(cfg: TrainConfig):
+    """peft's LoRA for a sequence-classification model; the score head is trained in full and saved."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                      lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules, modules_to_save=["score"])
+
+
+def load_dtype(cfg: TrainConfig):
+    """bf16 weights under DeepSpeed ZeRO-3 with bf16 on (DeepSpeed keeps the fp32 master copy, sharded);
+    otherwise fp32 weights, with bf16 autocast when `cfg.bf16` (mixed precision)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return torch.bfloat16 if cfg.bf16 and is_deepspeed_zero3_enabled() else torch.float32
+
+
+def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: str, callbacks=()):
+    """(a RewardTrainer ready to train from `base_dir` on `pairs`, the data summary). `work_dir` receives
+    checkpoints when `cfg.save_steps` is set."""
+    from accelerate import PartialState
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    check_attention(AutoConfig.from_pretrained(base_dir).model_type, cfg.attn_implementation)
+
+    tokenizer = load_tokenizer(base_dir)
+    rows, data_summary = tokenize_pairs(tokenizer, pairs, cfg.max_length, cfg.truncation)
+    if not rows:
+        raise ParamsError(f"train.config.max_length: no training pairs left, all {len(pairs)} exceed "
+                          f"{cfg.max_length} tokens (truncation: {cfg.truncation})")
+    # The training arguments come first: under `accelerate launch` with DeepSpeed ZeRO-3 they register the
+    # DeepSpeed config, so the model below loads sharded across processes (zero.Init), not whole in each.
+    args = RewardConfig(
+        output_dir=work_dir,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.accumulation(PartialState().num_processes),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        bf16=cfg.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=cfg.gradient_checkpointing,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=False,  # keeps "length" for the length-grouped sampler; the collator ignores it
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=1,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    set_seed(cfg.seed)  # the score head is initialised at random when the model loads
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_dir, num_labels=1, dtype=load_dtype(cfg), attn_implementation=cfg.attn_implementation)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                            processing_class=tokenizer, callbacks=list(callbacks),
+                            peft_config=lora_config(cfg) if cfg.lora_r else None)
+    return trainer, data_summary
+
+
+@contextlib.contextmanager
+def whole_model_loading():
+    """from_pretrained without DeepSpeed ZeRO-3's sharded initialisation, which transformers applies whenever a
+    ZeRO-3 config is registered (a global weak reference)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    registered = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if registered is not None:
+            hf_deepspeed.set_hf_deepspeed_config(registered)
+
+
+def save_plain(trainer, base_dir: str, cfg: TrainConfig, out_dir: str) -> None:
+    """LoRA adapters merged into a plain AutoModelForSequenceClassification folder. Every process takes part in
+    gathering the full weights (ZeRO-3 and FSDP hold them partitioned); the main process loads them into a
+    fresh copy of the base model with the same adapters, merges and saves."""
+    from peft import get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    state = trainer.accelerator.get_state_dict(trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model)
+    if not trainer.is_world_process_zero():
+        return
+    with whole_model_loading():
+        base = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32,
+                                                                  attn_implementation=cfg.attn_implementation)
+    base.config.pad_token_id = trainer.processing_class.pad_token_id
+    model = get_peft_model(base, lora_config(cfg))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    model.merge_and_unload().save_pretrained(out_dir)
+    trainer.processing_class.save_pretrained(out_dir)
+
+
+def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_dir: str, work_dir: str,
+                       callbacks=()) -> tuple[dict, list[dict]]:
+    """Train from `base_dir` on `pairs`, save an AutoModelForSequenceClassification folder to `out_dir`.
+    With `cfg.save_steps`, checkpoints go to `work_dir`, and a run finds its last one there and resumes.
+
+    Returns (data and training summary, curve rows per logged step)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    trainer, data_summary = build_trainer(base_dir, pairs, cfg, work_dir, callbacks)
+    padding = padding_fraction(trainer)
+    last = get_last_checkpoint(work_dir) if cfg.save_steps and Path(work_dir).is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    stats = reward_stats(trainer, cfg)
+    if cfg.lora_r:
+        trainer.accelerator.wait_for_everyone()
+        save_plain(trainer, base_dir, cfg, out_dir)
+    else:
+        trainer.save_model(out_dir)
+        if trainer.is_world_process_zero():
+            # A pickle of the trainer's arguments, temp paths included: two identical runs would differ.
+            (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
+    if trainer.is_world_process_zero():
+        card = {"attn_implementation": trainer.model.config._attn_implementation, "max_length": cfg.max_length,
+                "truncation": cfg.truncation, "reward_stats": stats}
+        (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    curve = [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if k in h}}
+             for h in trainer.state.log_history if "loss" in h]
+    summary = {**data_summary, "steps": trainer.state.global_step, "final_loss": curve[-1]["loss"] if curve else None,
+               # the mean of the logged losses, not Trainer's training_loss, which after a resume averages
+               # only the steps run since
+               "mean_loss": sum(r["loss"] for r in curve) / len(curve) if curve else None,
+               "world_size": trainer.args.world_size,
+               "padding_fraction": padding}
+    if last:  # not part of the stage's DVC metrics: a resumed run must write what an uninterrupted one writes
+        summary["resumed_from"] = Path(last).name
+    return summary, curve
+
+
+def reward_stats(trainer, cfg: TrainConfig) -> dict:
+    """Mean and standard deviation of the trained model's rewards on the first training pairs (chosen and
+    rejected), and its accuracy on them, computed in memory as trained: what `score` must give again from
+    the saved folder, and what PPO/GRPO users normalise rewards with. Every process takes part (ZeRO-3 and
+    FSDP gather weights collectively)."""
+    rows = trainer.train_dataset.select(range(min(REWARD_STATS_PAIRS, len(trainer.train_dataset))))
+    model = trainer.model.eval()
+    pad_id = trainer.processing_class.pad_token_id
+    rewards = score_ids(model, pad_id, list(rows["chosen_ids"]) + list(rows["rejected_ids"]), cfg.batch_size)
+    n = len(rows)
+    values = torch.tensor(rewards, dtype=torch.float64)
+    return {"pairs": n, "mean": round(float(values.mean()), 6), "std": round(float(values.std(unbiased=False)), 6),
+            "accuracy": round(sum(c > r for c, r in zip(rewards[:n], rewards[n:])) / n, 6)}

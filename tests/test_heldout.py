@@ -1,0 +1,74 @@
+"""Held-out suites on a tiny random-init reward model: accuracies with bootstrap CIs, every K, plots, report;
+the shared statistics."""
+import numpy as np
+import pytest
+
+from music_rm.evaluation.heldout import (accuracy_by_k_plot, comparison_table, evaluate_variants,
+                                         margin_histogram_plot, music_suites)
+from music_rm.evaluation.report import html_report
+from music_rm.evaluation.stats import accuracy_summary, bootstrap_ci, cell, paired_difference
+from music_rm.method.contrast import assemble
+from tests.test_contrast import tree
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tiny_reward_model):
+    return tiny_reward_model
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_n():
+    small, large = [1, 0] * 10, [1, 0] * 1000
+    low_s, high_s = bootstrap_ci(small, 2000, 0)
+    low_l, high_l = bootstrap_ci(large, 2000, 0)
+    assert low_s < 0.5 < high_s and low_l < 0.5 < high_l
+    assert high_l - low_l < (high_s - low_s) / 5
+    assert bootstrap_ci(small, 2000, 0) == (low_s, high_s)  # seeded
+    assert accuracy_summary([], 100, 0) == {"accuracy": None, "ci_low": None, "ci_high": None, "n": 0}
+    assert accuracy_summary([1, 1, 1], 100, 0) == {"accuracy": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 3}
+
+
+def test_paired_difference_keeps_pairs_together():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=400)  # most of the variation is the item's, shared by both measurements
+    a, b = shared + 0.1, shared
+    paired = paired_difference(a, b, 1000, 0)
+    assert paired["difference"] == pytest.approx(0.1) and paired["n"] == 400
+    assert paired["ci_high"] - paired["ci_low"] < 1e-9  # the same shift on every item: no uncertainty left
+    low, high = bootstrap_ci(a, 1000, 0)
+    assert high - low > 0.1  # unpaired, the shared variation would swamp the difference
+    noisy = paired_difference(shared + rng.normal(scale=0.5, size=400), shared, 1000, 0)
+    assert noisy["ci_low"] < noisy["difference"] < noisy["ci_high"]
+    assert paired_difference([], [], 100, 0)["difference"] is None
+    with pytest.raises(ValueError, match="differ in size"):
+        paired_difference([1, 0], [1], 100, 0)
+
+
+def test_one_cell_format():
+    assert cell(0.9166667, 0.75, 1.0, 12) == "0.917 [0.75, 1.00] (12)"
+    assert cell(0.5, 0.25, 0.75) == "0.500 [0.25, 0.75]"
+    assert cell(None, None, None, 0) == "n/a (0)"
+
+
+def test_every_variant_is_scored_at_every_k_with_intervals_plots_and_report(rm_dir, tmp_path):
+    trees = [tree(f"t{i}", "test") for i in range(6)] + [tree("x", "train")]
+    suites = music_suites(assemble([], trees, 2, 0)["test_by_k"])  # contrast cuts every K once; eval reads them
+    assert list(suites) == ["music_k1", "music_k2", "music_k3"]
+    assert all(p["k"] == 2 and p["split"] == "test" for p in suites["music_k2"]) and len(suites["music_k2"]) == 6
+    results, margins = evaluate_variants({"a": str(rm_dir), "b": str(rm_dir)}, suites, batch_size=4,
+                                         max_length=None, resamples=200, seed=0)
+    for variant in ("a", "b"):
+        for suite, pairs in suites.items():
+            r = results[variant][suite]
+            assert r["n"] == len(pairs) and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+            assert r["accuracy"] == np.mean([m > 0 for m in margins[variant][suite]])
+    assert results["a"] == results["b"]  # same model, same data, same seed
+    table = comparison_table(results)
+    assert table.splitlines()[0] == "| variant | music_k1 | music_k2 | music_k3 |"
+    accuracy_by_k_plot(results, tmp_path / "k.png")
+    margin_histogram_plot(margins, "music_k1", tmp_path / "m.png")
+    for name in ("k.png", "m.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    accuracy_by_k_plot(results, tmp_path / "k2.png")
+    assert (tmp_path / "k.png").read_bytes() == (tmp_path / "k2.png").read_bytes()
+    page = html_report("t", [("table", "table", table), ("plot", "png", tmp_path / "k.png")])
+    assert page.count("<tr>") == 3 and "data:image/png;base64," in page and "http" not in page

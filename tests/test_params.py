@@ -1,0 +1,124 @@
+"""params.yaml as one typed model: every key required, strict types, ranges, cross-section rules, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from music_rm.core.errors import ParamsError
+from music_rm.core.io import atomic_path, read_jsonl, write_jsonl
+from music_rm.core.params import Params, apply_profile, json_schema, load_params, validate
+from tests.conftest import REPO, repo_params
+
+
+def test_the_committed_params_validate_whole():
+    p = load_params(REPO / "params.yaml")
+    assert set(p.train.variants) >= {"baseline", "music"}
+    assert p.simulate.turns >= 3 and p.contrast.turns <= p.simulate.turns
+
+
+def test_the_model_gives_no_defaults_params_yaml_is_the_one_source():
+    def fields(model):
+        for name, field in model.model_fields.items():
+            yield model.__name__, name, field
+            inner = getattr(field.annotation, "model_fields", None)
+            if inner is not None:
+                yield from fields(field.annotation)
+
+    with_default = [f"{m}.{n}" for m, n, f in fields(Params) if not f.is_required()]
+    assert with_default == []
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("eval", "batch_size", "eight", "eval.batch_size: input should be a valid integer (got 'eight')"),
+    ("simulate", "turns", "3", "simulate.turns: input should be a valid integer (got '3')"),
+    ("contrast", "turns", True, "contrast.turns: input should be a valid integer (got True)"),
+    ("fetch", "test_fraction", "0.3", "fetch.test_fraction: input should be a valid number (got '0.3')"),
+    ("fetch", "test_fraction", 1.5, "fetch.test_fraction: input should be less than 1 (got 1.5)"),
+    ("fetch", "on_invalid", "ignore", "fetch.on_invalid: input should be 'fail' or 'skip' (got 'ignore')"),
+    ("train", "config", {"batch_size": 0}, "train.config.batch_size: input should be greater than or equal to 1 (got 0)"),
+    ("simulate", "assistant", {"top_p": 0}, "simulate.assistant.top_p: input should be greater than 0 (got 0)"),
+    ("fetch", "sorce", "hf", "fetch.sorce: unknown key"),
+])
+def test_a_wrong_type_value_or_key_is_one_error_naming_the_key(section, key, value, message):
+    with pytest.raises(ParamsError) as e:
+        validate(repo_params(**{section: {key: value}}), "params.yaml")
+    assert str(e.value) == f"params.yaml: {message}"
+
+
+def test_a_missing_key_is_named():
+    raw = repo_params()
+    del raw["judge"]["sampling"]["top_p"]
+    with pytest.raises(ParamsError, match=r"^params.yaml: judge.sampling.top_p: missing"):
+        validate(raw, "params.yaml")
+
+
+def test_cross_section_rules_name_their_keys():
+    with pytest.raises(ParamsError, match=r"contrast.turns: 4 is more than the 3 turns simulated"):
+        validate(repo_params(contrast={"turns": 4}), "p")
+    with pytest.raises(ParamsError, match=r"best_of_n.reference: 'x' is not one of best_of_n.variants"):
+        validate(repo_params(best_of_n={"reference": "x"}), "p")
+    on = {"prompt_sets": {"s": {"path": "x", "format": "auto", "limit": None}}, "variants": ["baseline", "gone"]}
+    with pytest.raises(ParamsError, match=r"best_of_n.variants: \['gone'\] are not in train.variants"):
+        validate(repo_params(best_of_n=on), "p")
+
+
+@pytest.mark.parametrize("stage, args, section, key, value, message", [
+    ("eval.py", [], "eval", "batch_size", "eight", "eval.batch_size: input should be a valid integer"),
+    ("simulate.py", [], "simulate", "turns", "3", "simulate.turns: input should be a valid integer"),
+])
+def test_a_stage_given_a_bad_param_exits_1_with_one_line(tmp_path, stage, args, section, key, value, message):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**{section: {key: value}})))
+    result = subprocess.run([sys.executable, f"stages/{stage}", "--params", str(tmp_path / "params.yaml"), *args],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_json_schema_of_params_and_of_a_profile():
+    schema = json_schema()
+    assert set(schema["required"]) == set(Params.model_fields)
+    assert schema["additionalProperties"] is False
+    profile = json_schema(profile=True)
+    assert "required" not in json.dumps(profile)
+    result = subprocess.run([sys.executable, "-m", "music_rm", "schema", "--profile"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and json.loads(result.stdout) == profile
+
+
+def test_paper_profile_applies_and_validates():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    paper = validate(apply_profile(params, yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text()), "paper"),
+                     "paper")
+    assert paper.simulate.backend == "openai" and paper.simulate.turns == 5 and not paper.simulate.openai.system_role
+    assert paper.train.config.max_length == 2048 and paper.train.config.attn_implementation == "eager"
+    assert paper.fetch.hf_dataset == "Skywork/Skywork-Reward-Preference-80K-v0.2"
+    assert set(paper.train.variants) == set(params["train"]["variants"])  # untouched sections stay
+    with pytest.raises(ParamsError, match="simulate.turn: unknown key"):
+        apply_profile(params, {"simulate": {"turn": 5}}, "typo")
+    with pytest.raises(ParamsError, match="simulat: unknown key"):
+        apply_profile(params, {"simulat": {}}, "typo")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.jsonl"
+    write_jsonl(target, [{"a": 1}])
+
+    def rows():
+        yield {"a": 2}
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(target, rows())
+    assert read_jsonl(target) == [{"a": 1}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_atomic_folder_replaces_old_contents(tmp_path):
+    folder = tmp_path / "model"
+    for content in ("old", "new"):
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            (tmp / f"{content}.txt").write_text(content)
+    assert [p.name for p in folder.iterdir()] == ["new.txt"]
