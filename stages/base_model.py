@@ -14,12 +14,14 @@ from music_rm.data.base_model import prepare
 @params_option
 @click.option("--out", default="models/base", show_default=True, type=click.Path(path_type=Path),
               help="The model folder to write.")
+@click.option("--environment", default="data/base_model/environment.json", show_default=True,
+              type=click.Path(path_type=Path), help="Where the record of the machine and software goes.")
 @clean_errors
-def main(params_path, out):
+def main(params_path, out, environment):
     """Write the base model (embedded SmolLM2 or a Hub model, per `base`) as a plain HF folder."""
     params = load_params(params_path)
     p = params.base
-    with stage_run("base_model", params, ["base"]) as mlflow:
+    with stage_run("base_model", params, ["base"], environment_file=environment) as mlflow:
         with atomic_path(out) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)

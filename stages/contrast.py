@@ -23,7 +23,8 @@ def main(params_path, trees, original, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
     params = load_params(params_path)
     p = params.contrast
-    with stage_run("contrast", params, ["contrast"], inputs=[trees, original]) as mlflow:
+    with stage_run("contrast", params, ["contrast"], inputs=[trees, original],
+                   environment_file=out / "environment.json") as mlflow:
         sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)

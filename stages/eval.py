@@ -35,7 +35,8 @@ def main(params_path, models, original, music, out):
     params = load_params(params_path)
     p, k = params.eval, params.contrast.turns
     # eval's run carries every section, so runs of different experiments compare side by side in MLflow
-    with stage_run("eval", params, params.model_dump(mode="json"), inputs=[models, original, music]) as mlflow:
+    with stage_run("eval", params, params.model_dump(mode="json"), inputs=[models, original, music],
+                   environment_file=out / "environment.json") as mlflow:
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         results, margins = evaluate_variants({v: str(models / v) for v in params.train.variants}, suites,
                                              p.batch_size, p.max_length, p.bootstrap_resamples, p.seed)

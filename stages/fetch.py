@@ -19,7 +19,8 @@ def main(params_path, out):
     """Read the preference source `fetch` names, check every row, split by prompt."""
     params = load_params(params_path)
     p = params.fetch
-    with stage_run("fetch", params, ["fetch"], inputs=[p.path] if p.source == "path" else []) as mlflow:
+    with stage_run("fetch", params, ["fetch"], inputs=[p.path] if p.source == "path" else [],
+                   environment_file=out / "environment.json") as mlflow:
         train, test, summary = fetch(p)
         write_jsonl(out / "train.jsonl", train)
         write_jsonl(out / "test.jsonl", test)

@@ -32,7 +32,8 @@ def main(set_name, params_path, judge_model, models, out):
     if set_name not in p.pair_sets:
         raise ParamsError(f"judge.pair_sets: no set {set_name!r}; defined: {sorted(p.pair_sets)}")
     pairs_path = Path(p.pair_sets[set_name])
-    with stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models]) as mlflow:
+    with stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
+                   environment_file=out / set_name / "environment.json") as mlflow:
         pairs = read_pairs(pairs_path)[: p.limit]
         generator = Generator(make_backend(p, str(judge_model), params.base.trust_remote_code),
                               GenerationCache(default_path()) if p.cache else None)

@@ -24,7 +24,8 @@ def main(source, params_path, models, out):
     p = params.mt_bench
     s = p.source(source)
     sections = {"mt_bench": {**p.model_dump(mode="json"), "sources": {source: s.model_dump(mode="json")}}}
-    with stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4]) as mlflow:
+    with stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
+                   environment_file=out / source / "environment.json") as mlflow:
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4)
         results = {}
         for variant in params.train.variants:

@@ -30,7 +30,8 @@ def main(file_name, hub_name, params_path, models, out):
     stage = f"reward_bench_{kind}@{name}"
     sections = {"reward_bench": {**p.model_dump(mode="json"), "files": {}, "hub": {},
                                  {"file": "files", "hub": "hub"}[kind]: {name: s.model_dump(mode="json")}}}
-    with stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else [])) as mlflow:
+    with stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
+                   environment_file=out / name / "environment.json") as mlflow:
         if kind == "file":
             pairs, resolved = load_local(s.path, s.format), None
         else:

@@ -35,7 +35,8 @@ def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
     params = load_params(params_path)
     p = params.simulate
-    with stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model]) as mlflow:
+    with stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
+                   environment_file=out / "environment.json") as mlflow:
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]
         cache = GenerationCache(default_path()) if p.cache else None

@@ -39,7 +39,8 @@ def main(variant, params_path, model, out, reports):
     out_dir, partial = out / variant, out / f".{variant}.partial"
     run_params = {"train": {"config": p.config.model_dump(mode="json"), "variant": v.model_dump(mode="json"),
                             "accelerate_config": p.accelerate_config}}
-    tracking = (stage_run(f"train@{variant}", params, run_params, inputs=[model, v.pairs])
+    tracking = (stage_run(f"train@{variant}", params, run_params, inputs=[model, v.pairs],
+                          environment_file=reports / variant / "environment.json")
                 if state.is_main_process else contextlib.nullcontext())
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)

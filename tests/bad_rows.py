@@ -92,6 +92,13 @@ CASES = [
          "id: expected a string or integer, got dict"),
     Case("duplicate id", dump(pair(id="a")), (2, "id", "duplicate id: an earlier row (row 1) has another pair"),
          "id: duplicate id: an earlier row (row 1) has another pair"),
+    Case("chosen equal to rejected but for whitespace", dump(pair(rejected=[msg("user", "Q?"), msg("assistant", " A.  ")])),
+         (2, "rejected", "identical to chosen (whitespace aside)"), "rejected: identical to chosen (whitespace aside)"),
+    Case("NUL character", dump(pair(chosen=[msg("user", "Q?"), msg("assistant", "A\u0000.")])),
+         (2, "chosen[1].content", "contains a NUL character"), "chosen: contains a NUL character"),
+    Case("message with a filled optional key", dump(pair(chosen=[{**msg("user", "Q?"), "name": "bob"},
+                                                                 msg("assistant", "A.")])),
+         (2, "chosen[0]", "unexpected key(s) ['name']"), "chosen: unexpected key(s) ['name']"),
     Case("duplicate pair", dump(GOOD), None, "duplicate pair"),
     Case("empty file", None, (None, None, "empty file: no rows"), None),
 ]

@@ -199,3 +199,37 @@ def test_the_judge_gives_its_engine_back_before_reward_models_load_one_at_a_time
                                              str(models), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert events == ["generate"] * 6 + ["engine closed", "rm loaded", "rm freed", "rm loaded", "rm freed"]
+
+
+def test_the_model_loads_after_the_training_arguments_so_zero3_can_shard_it(tiny_model, tmp_path, monkeypatch):
+    """Under `accelerate launch` with DeepSpeed ZeRO-3, building the training arguments registers the DeepSpeed
+    config; transformers loads a model sharded (zero.Init, bf16) only when it is registered by then."""
+    import transformers
+    import transformers.integrations
+    import trl
+
+    from music_rm.reward.train import build_trainer, load_dtype
+
+    order = []
+    real_config, real_load = trl.RewardConfig, transformers.AutoModelForSequenceClassification.from_pretrained
+
+    class RecordingConfig(real_config):
+        def __post_init__(self):
+            order.append("training arguments")
+            super().__post_init__()
+
+    def recording_load(*args, **kwargs):
+        order.append(f"model loaded in {kwargs['dtype']}")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "RewardConfig", RecordingConfig)
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", recording_load)
+    rows, _, _ = fetch(fetch_params())
+    cfg = params_section("train", config={"bf16": False, "batch_size": 4, "max_length": 384}).config
+    build_trainer(str(tiny_model), rows[:4], cfg, str(tmp_path))
+    assert order == ["training arguments", "model loaded in torch.float32"]
+    monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: True)
+    import torch
+
+    assert load_dtype(cfg.model_copy(update={"bf16": True})) == torch.bfloat16  # ZeRO-3 keeps the fp32 master copy
+    assert load_dtype(cfg) == torch.float32

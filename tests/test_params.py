@@ -122,3 +122,22 @@ def test_atomic_folder_replaces_old_contents(tmp_path):
             tmp.mkdir()
             (tmp / f"{content}.txt").write_text(content)
     assert [p.name for p in folder.iterdir()] == ["new.txt"]
+
+
+def test_compare_says_which_numbers_leave_the_committed_intervals(tmp_path):
+    import os
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    path = tmp_path / "data" / "eval" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    cell = lambda a, lo, hi: {"accuracy": a, "ci_low": lo, "ci_high": hi, "n": 12}  # noqa: E731
+    path.write_text(json.dumps({"music": {"original": cell(0.9, 0.75, 1.0), "music_k2": cell(0.5, 0.25, 0.75)}}))
+    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
+    path.write_text(json.dumps({"music": {"original": cell(0.8, 0.6, 0.9), "music_k2": cell(0.9, 0.7, 1.0)}}))
+    result = subprocess.run([sys.executable, "-m", "music_rm", "compare"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**env, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "music.music_k2: 0.900 now, 0.500 [0.25, 0.75] at HEAD" in result.stdout
+    assert "1 of 2 rates lie inside the 95% intervals at HEAD" in result.stdout

@@ -88,3 +88,25 @@ def test_a_failing_stage_marks_its_run_failed(store):
             raise RuntimeError("boom")
     _, all_runs = runs()
     assert [r.info.status for r in all_runs if r.data.tags.get("stage") == "fetch"] == ["FAILED"]
+
+
+def test_the_machine_and_software_are_recorded_beside_the_outputs_and_in_the_run(store):
+    env_file = store / "out" / "environment.json"
+    with stage_run("fetch", PARAMS, ["fetch"], environment_file=env_file) as run:
+        run_id = run.active_run().info.run_id
+        assert not env_file.exists()  # written with the outputs, once the stage has succeeded
+    env = json.loads(env_file.read_text())
+    import torch
+
+    assert env["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0] and env["cpu_count"] >= 1
+    assert {"cpu", "cpu_flags", "torch_threads", "gpus", "python"} <= env.keys()
+    client, _ = runs()
+    tags = client.get_run(run_id).data.tags
+    assert tags["env.cpu"] == env["cpu"] and tags["env.packages.transformers"] == env["packages"]["transformers"]
+    with stage_run("fetch", PARAMS, ["fetch"], environment_file=env_file):
+        pass
+    assert json.loads(env_file.read_text()) == env  # the same machine writes the same bytes
+    with pytest.raises(RuntimeError):
+        with stage_run("fetch", PARAMS, ["fetch"], environment_file=store / "failed" / "environment.json"):
+            raise RuntimeError("boom")
+    assert not (store / "failed").exists()

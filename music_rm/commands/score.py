@@ -2,9 +2,11 @@
 
     music-rm score models/rm/music pairs.jsonl --out scores.jsonl
 
-Each input row holds either `messages` (one conversation) or `chosen` and `rejected` (a preference
-pair), as lists of {"role", "content"}. Each output row keeps the input's `id` (or its row number) and
-adds `reward`, or `reward_chosen`, `reward_rejected` and `margin`. Without --out, rows go to stdout.
+The input is any file fetch reads (.jsonl, .json, .parquet, each optionally .gz). Each row holds either
+`messages` (one conversation, a list of {"role", "content"}) or a preference pair in any format fetch reads
+(data/formats.py; detected from the file's first pair). Each output row keeps the input's `id` (or its row
+number) and adds `reward`, or `reward_chosen`, `reward_rejected` and `margin`. Without --out, rows go to
+stdout. A folder that is not a trained reward model is refused before anything is written.
 """
 import json
 import sys
@@ -14,26 +16,30 @@ import click
 
 from ..core.cli import clean_errors
 from ..core.errors import InputError
-from ..core.io import iter_jsonl, write_jsonl
+from ..core.io import write_jsonl
 from ..data.conversation import SchemaError, validate_conversation
+from ..data.formats import convert, drop_nulls
+from ..data.sources import read_rows, resolve_format
 
 
 def read_scoring_rows(path) -> list[tuple[int, dict]]:
+    """(row number, {"messages"} or {"chosen", "rejected"}, with the row's id if it has one), each checked."""
+    raw_rows = read_rows(path)
+    fmt = resolve_format("auto", [(n, r) for n, r in raw_rows if not (isinstance(r, dict) and "messages" in r)], path)
     rows = []
-    for row_no, row in iter_jsonl(path):
-        if isinstance(row, InputError):
-            raise row
-        fields = ["messages"] if "messages" in row else ["chosen", "rejected"]
+    for row_no, raw in raw_rows:
+        if isinstance(raw, InputError):
+            raise raw
         try:
-            for field in fields:
-                if field not in row:
-                    raise SchemaError(field, "missing (a row needs `messages`, or `chosen` and `rejected`)")
-                validate_conversation(row[field], field)
+            if not isinstance(raw, dict):
+                raise SchemaError("row", f"expected an object, got {type(raw).__name__}")
+            raw = drop_nulls(raw)
+            row = {"messages": raw["messages"]} if "messages" in raw else convert(raw, fmt)
+            for field, messages in row.items():
+                validate_conversation(messages, field)
         except SchemaError as e:
             raise InputError(path, row_no, e.field, e.reason) from None
-        rows.append((row_no, row))
-    if not rows:
-        raise InputError(path, None, None, "empty file: no rows")
+        rows.append((row_no, {**row, **({"id": raw["id"]} if "id" in raw else {})}))
     return rows
 
 

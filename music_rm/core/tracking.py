@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from .io import file_digest
+from .environment import environment
+from .io import file_digest, write_json
 from .params import Params
 from .paths import repo_root
 
@@ -113,9 +114,11 @@ def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> st
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, sections, inputs=()):
+def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=None):
     """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
-    `sections`: the params this stage reads, as `Params.sections` gives them (or a dict of such data)."""
+    `sections`: the params this stage reads, as `Params.sections` gives them (or a dict of such data). The
+    machine and software it runs on go to the run (tags `env.*`, artifact environment.json) and to
+    `environment_file`, next to the stage's outputs."""
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
@@ -136,6 +139,9 @@ def stage_run(stage: str, params: Params, sections, inputs=()):
     with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run:
         mlflow.log_params(mlflow_params(sections))
         mlflow.log_dict(sections, "params.json")
+        env = environment()
+        mlflow.log_dict(env, "environment.json")
+        mlflow.set_tags({mlflow_key(f"env.{k}"): _clip(str(v), MAX_PARAM_VALUE) for k, v in flatten(env).items()})
         for path, digest in hashes.items():
             with warnings.catch_warnings():
                 # a local path also matches other registered sources; MLflow warns, then picks the local one
@@ -143,6 +149,8 @@ def stage_run(stage: str, params: Params, sections, inputs=()):
                 source = resolve_dataset_source(str(Path(path).resolve()))
             mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]))
         yield mlflow
+        if environment_file:  # with the outputs, once the stage has succeeded
+            write_json(environment_file, env)
     final = client.get_run(run.info.run_id).data.metrics
     for name, value in final.items():
         client.log_metric(parent_id, mlflow_key(f"{stage}.{name}"), value)

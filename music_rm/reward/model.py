@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..core.errors import StageFailure
+from ..core.errors import InputError, StageFailure
 from .chat import load_tokenizer, token_ids
 
 # Written into every trained reward-model folder: how it was trained, so it is loaded the same way.
@@ -96,12 +96,27 @@ def scoring_devices(model_dir: str) -> list[str]:
     return devices
 
 
+def check_reward_model(model_dir: str) -> None:
+    """Refuse, with one InputError, a folder that is not a reward model: no model there, or a model without a
+    scalar score head (a base model's folder)."""
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise InputError(model_dir, None, None, "not a model folder (no config.json); name one model's folder, "
+                                                "e.g. models/rm/music")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
+    if not heads or len(config.get("id2label") or {"0": None}) != 1:
+        raise InputError(model_dir, None, None, f"not a reward model: {config.get('architectures')} has no trained "
+                                                "scalar score head (train one with the train stage)")
+
+
 def load_reward_model(model_dir: str, devices: list[str] | None = None) -> RewardModel:
     """A trained reward model for scoring, with the attention implementation it was trained with (Gemma-2's
     soft-capping exists only in some): on the GPUs in bf16, one replica per GPU with room (`devices`
     overrides), else on the CPU in fp32."""
     from transformers import AutoModelForSequenceClassification
 
+    check_reward_model(model_dir)
     card = read_card(model_dir) or {}
     devices = devices or scoring_devices(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
