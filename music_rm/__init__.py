@@ -1,1 +1,43 @@
-"""MUSIC: multi-step instruction contrast for multi-turn reward models (arXiv 2512.24693)."""
+"""MUSIC (multi-step instruction contrast) reward models, as a DVC + MLflow experiment repo.
+
+The functions a notebook needs, importable from here (each loads its module on first use, so that a stage
+importing one sub-package does not import them all):
+
+    from music_rm import load_reward_model, score
+    rewards = score("models/rm/music", [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]])
+"""
+import importlib
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("music-rm")
+except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+    __version__ = "0.2.0"
+
+_API = {
+    "load_reward_model": "music_rm.reward.model",   # a trained RM folder -> RewardModel (.score, .score_pairs, .margins)
+    "RewardModel": "music_rm.reward.model",
+    "score": "music_rm.reward.model",               # rewards of conversations with a model folder or a RewardModel
+    "read_card": "music_rm.reward.model",           # a trained folder's reward_model.json (attention, reward stats)
+    "train_reward_model": "music_rm.reward.train",
+    "load_params": "music_rm.core.params",          # params.yaml (or a profile applied to it), checked
+    "fetch": "music_rm.data.sources",               # preference data in any supported format -> train, test, summary
+    "read_pairs": "music_rm.data.conversation",
+    "read_prompts": "music_rm.data.prompts",
+    "TreeBuilder": "music_rm.method.simulate",
+    "pairs_from_trees": "music_rm.method.contrast",
+    "evaluate_variants": "music_rm.evaluation.heldout",
+    "paired_difference": "music_rm.evaluation.stats",
+    "bootstrap_ci": "music_rm.evaluation.stats",
+}
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'music_rm' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

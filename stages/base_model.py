@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import atomic_path, write_json
 from music_rm.core.params import load_params
 from music_rm.core.tracking import stage_run
@@ -17,6 +17,7 @@ from music_rm.data.base_model import prepare
 @click.option("--environment", default="data/base_model/environment.json", show_default=True,
               type=click.Path(path_type=Path), help="Where the record of the machine and software goes.")
 @clean_errors
+@logged
 def main(params_path, out, environment):
     """Write the base model (embedded SmolLM2 or a Hub model, per `base`) as a plain HF folder."""
     params = load_params(params_path)

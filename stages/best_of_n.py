@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, models_option, params_option
+from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
@@ -27,6 +27,7 @@ from music_rm.reward.model import load_reward_model
 @click.option("--out", default="data/eval/best_of_n", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each set's rollouts, verdicts, metrics, report and heatmap.")
 @clean_errors
+@logged
 def main(set_name, params_path, model, models, out):
     """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
     params = load_params(params_path)

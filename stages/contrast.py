@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
@@ -19,6 +19,7 @@ from music_rm.method.contrast import assemble
 @click.option("--out", default="data/contrast", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
+@logged
 def main(params_path, trees, original, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
     params = load_params(params_path)

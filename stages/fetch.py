@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
@@ -15,6 +15,7 @@ from music_rm.data.sources import fetch
 @click.option("--out", default="data/fetch", show_default=True, type=click.Path(path_type=Path),
               help="Folder for train.jsonl, test.jsonl and summary.json.")
 @clean_errors
+@logged
 def main(params_path, out):
     """Read the preference source `fetch` names, check every row, split by prompt."""
     params = load_params(params_path)

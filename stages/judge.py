@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, models_option, params_option
+from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.errors import ParamsError
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.params import load_params
@@ -25,6 +25,7 @@ from music_rm.reward.model import load_reward_model
 @click.option("--out", default="data/eval/judge", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each set's verdicts.jsonl and metrics.json.")
 @clean_errors
+@logged
 def main(set_name, params_path, judge_model, models, out):
     """Judge each pair of the set in both orders; agreement of the judge with the labels and of each RM with it."""
     params = load_params(params_path)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, models_option, params_option
+from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
@@ -18,6 +18,7 @@ from music_rm.reward.model import load_reward_model
 @click.option("--out", default="data/eval/mt_bench", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each source's metrics.json and report.md.")
 @clean_errors
+@logged
 def main(source, params_path, models, out):
     """Agreement of every variant with the MT-Bench human votes, per turn, beside GPT-4 and answer length."""
     params = load_params(params_path)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, models_option, params_option
+from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
@@ -19,6 +19,7 @@ from music_rm.reward.model import load_reward_model
 @click.option("--out", default="data/eval/reward_bench", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each source's metrics.json and report.md.")
 @clean_errors
+@logged
 def main(file_name, hub_name, params_path, models, out):
     """Section scores of every variant on a RewardBench source (a local copy or the Hub dataset)."""
     if (file_name is None) == (hub_name is None):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, params_option
+from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.core.params import load_params
@@ -31,6 +31,7 @@ def token_counter(model_dir: Path):
 @click.option("--out", default="data/simulate", show_default=True, type=click.Path(path_type=Path),
               help="Folder for trees.jsonl, summary.json and sample.md.")
 @clean_errors
+@logged
 def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
     params = load_params(params_path)

@@ -11,12 +11,14 @@ import click
 import torch
 from accelerate import PartialState
 
-from music_rm.core.cli import clean_errors, params_option
-from music_rm.core.io import file_digest, write_json, write_text
+from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.io import file_digest, read_json, write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
 from music_rm.core.tracking import input_hashes, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
+from music_rm.reward.card import model_card
+from music_rm.reward.model import read_card
 from music_rm.reward.train import CURVE_KEYS, train_reward_model
 
 
@@ -30,6 +32,7 @@ from music_rm.reward.train import CURVE_KEYS, train_reward_model
 @click.option("--reports", default="data/train", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of metrics.json and curve.csv (one folder per variant).")
 @clean_errors
+@logged
 def main(variant, params_path, model, out, reports):
     """Train the reward model of one variant with TRL's RewardTrainer (run under `accelerate launch`)."""
     params = load_params(params_path)
@@ -58,6 +61,9 @@ def main(variant, params_path, model, out, reports):
         resumed_from = summary.pop("resumed_from", None)
         state.wait_for_everyone()
         if state.is_main_process:
+            provenance = read_json(model / "provenance.json") if (model / "provenance.json").is_file() else {}
+            write_text(partial / "README.md", model_card(variant, provenance, input_hashes([v.pairs]), summary,
+                                                         p.config.model_dump(mode="json"), read_card(str(partial))))
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             os.replace(partial, out_dir)

@@ -5,7 +5,7 @@ import pytest
 from music_rm.core.params import TrainConfig
 from music_rm.data.sources import fetch
 from music_rm.reward.chat import load_tokenizer
-from music_rm.reward.model import load_reward_model, score
+from music_rm.reward.model import load_reward_model, score, score_conversations
 from music_rm.reward.train import tokenize_pairs, train_reward_model
 from tests.conftest import params_section
 from tests.test_sources import params as fetch_params
@@ -56,7 +56,8 @@ def test_training_changes_the_scores(tiny_model, trained, pairs):
     rm = load_reward_model(str(out))
     initial = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=1).eval()
     initial.config.pad_token_id = rm.tokenizer.pad_token_id
-    assert rm.score(conversations, 4) != score(initial, rm.tokenizer, conversations, 4)
+    assert rm.score(conversations, 4) != score_conversations(initial, rm.tokenizer, conversations, 4)
+    assert score(str(out), conversations, 4) == rm.score(conversations, 4)  # the notebook function
 
 
 def test_scores_are_the_same_batched_and_one_by_one(trained, pairs):
@@ -148,7 +149,7 @@ def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same
     assert not torch.equal(head_before, peft_model.base_model.model.score.modules_to_save["default"].weight)
     conversations = [p["chosen"] for p in pairs[:4]] + [p["rejected"] for p in pairs[:4]]
     tokenizer = load_tokenizer(str(tiny_model))
-    in_memory = score(peft_model, tokenizer, conversations, batch_size=4)
+    in_memory = score_conversations(peft_model, tokenizer, conversations, batch_size=4)
     save_plain(trainer, str(tiny_model), config(lora_r=4, lora_alpha=8, lora_dropout=0.0), str(tmp_path / "merged"))
     assert not list((tmp_path / "merged").glob("adapter*"))
     rm = load_reward_model(str(tmp_path / "merged"))

@@ -33,15 +33,15 @@ def runs():
 
 def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     with stage_run("fetch", PARAMS, ["fetch"], inputs=["data.jsonl"]) as run:
-        run.log_metrics({"rows": 3.0})
+        run.log_metrics({"rows_kept": 3.0})
     with stage_run("train@m", PARAMS, {}) as run:
-        run.log_metrics({"loss": 0.5})
+        run.log_metrics({"final_loss": 0.5, "padding_fraction": 0.2})
     with stage_run("eval", PARAMS, ["eval"], inputs=["models/rm"]) as run:
-        run.log_metrics({"music.accuracy": 0.75})
+        run.log_metrics({"music.original.accuracy": 0.75, "music.original.ci_low": 0.5})
     monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
     with stage_run("eval", PARAMS, ["eval"]) as run:
-        run.log_metrics({"music.accuracy": 0.5})
+        run.log_metrics({"music.original.accuracy": 0.5})
 
     client, all_runs = runs()
     parents = {r.data.tags["dvc_exp_name"]: r for r in all_runs if "stage" not in r.data.tags}
@@ -54,11 +54,18 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
         assert stage.info.run_name == f"{stage.data.tags['dvc_exp_name']}/{stage.data.tags['stage']}"
     assert parents["exp-one"].data.tags["dvc_baseline_rev"] == "b" * 40
     workspace = parents["workspace"]
-    assert workspace.data.metrics == {"fetch.rows": 3.0, "train_m.loss": 0.5, "eval.music.accuracy": 0.75}
+    # the headline numbers only: details (an interval's bounds, the padding) stay on the stage runs
+    assert workspace.data.metrics == {"fetch.rows_kept": 3.0, "train_m.final_loss": 0.5,
+                                      "eval.music.original.accuracy": 0.75}
+    first = min(r.info.start_time for r in stages if r.data.tags["dvc_exp_name"] == "workspace")
+    last = max(r.info.end_time for r in stages if r.data.tags["dvc_exp_name"] == "workspace")
+    assert workspace.info.start_time <= first and workspace.info.end_time >= last  # it spans its stages
+    assert workspace.info.status == "FINISHED"
+    assert client.get_experiment_by_name("music").tags["mlflow.experimentKind"] == "custom_model_development"
     assert workspace.data.params == mlflow_params(PARAMS.model_dump(mode="json"))  # every param, from the one load
     fetch_params = next(r for r in stages if r.data.tags["stage"] == "fetch").data.params
     assert fetch_params == mlflow_params({"fetch": PARAMS.fetch.model_dump(mode="json")})  # the stage's section
-    assert parents["exp-one"].data.metrics == {"eval.music.accuracy": 0.5}
+    assert parents["exp-one"].data.metrics == {"eval.music.original.accuracy": 0.5}
 
     fetch_run = next(r for r in stages if r.data.tags["stage"] == "fetch")
     md5 = hashlib.md5(b'{"a": 1}\n').hexdigest()
@@ -88,6 +95,7 @@ def test_a_failing_stage_marks_its_run_failed(store):
             raise RuntimeError("boom")
     _, all_runs = runs()
     assert [r.info.status for r in all_runs if r.data.tags.get("stage") == "fetch"] == ["FAILED"]
+    assert [r.info.status for r in all_runs if "stage" not in r.data.tags] == ["FAILED"]  # the pipeline run too
 
 
 def test_the_machine_and_software_are_recorded_beside_the_outputs_and_in_the_run(store):

@@ -26,6 +26,15 @@ from .paths import repo_root
 
 EXPERIMENT = "music"
 PIPELINE_KEY_TAG = "music.pipeline_key"
+# MLflow 3 opens an experiment on its GenAI traces view unless the experiment says it trains models.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# What a parent run carries from its stages (the rest stays on the stage runs): the numbers two experiments
+# are compared by. Patterns on `<stage>.<metric>` names.
+HEADLINE = (r"eval\.[^.]+\.[^.]+\.accuracy", r"train_[^.]+\.(final_loss|mean_loss|pairs_used|steps)",
+            r"fetch\.(rows_kept|train|test)", r"simulate\.(trees|dropped)", r"contrast\.pairs_(train|test)",
+            r"judge_[^.]+\.(judge_vs_label\.accuracy|inconsistency_rate)", r"best_of_n_[^.]+\.win_rates\..+\.win_rate",
+            r"mt_bench_[^.]+\.reward_models\.[^.]+\.turn[12]\.accuracy",
+            r"reward_bench_[^.]+\.reward_models\.[^.]+\.(sections\.[^.]+|score)\.score")
 # MLflow's limits (mlflow.utils.validation): longer keys or values are refused, and the run would fail.
 MAX_PARAM_KEY, MAX_PARAM_VALUE = 250, 6000
 
@@ -109,8 +118,13 @@ def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> st
     for name, value in mlflow_params(params).items():
         client.log_param(run_id, name, value)
     client.log_dict(run_id, params, "params.json")
-    client.set_terminated(run_id)
-    return run_id
+    return run_id  # it starts with its first stage; each stage's end moves its end (see stage_run)
+
+
+def headline(stage: str, metrics: dict) -> dict:
+    """The metrics of a stage run that its parent carries, as `<stage>.<metric>`."""
+    named = {mlflow_key(f"{stage}.{name}"): value for name, value in metrics.items()}
+    return {name: value for name, value in named.items() if any(re.fullmatch(p, name) for p in HEADLINE)}
 
 
 @contextlib.contextmanager
@@ -127,6 +141,8 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     mlflow.set_tracking_uri(tracking_uri())
     experiment_id = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)).experiment_id
     client = mlflow.MlflowClient()
+    for tag, value in EXPERIMENT_KIND.items():
+        client.set_experiment_tag(experiment_id, tag, value)
     commit = git_commit()
     pipeline_tags = {"git_commit": commit, "dvc_exp_name": dvc_experiment(),
                      "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit}
@@ -136,24 +152,29 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     hashes = input_hashes(inputs)
     tags = {**pipeline_tags, "stage": stage, "dvc_stage": os.environ.get("DVC_STAGE", stage),
             "mlflow.parentRunId": parent_id, **{f"data.{p}": h for p, h in hashes.items()}}
-    with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run:
-        mlflow.log_params(mlflow_params(sections))
-        mlflow.log_dict(sections, "params.json")
-        env = environment()
-        mlflow.log_dict(env, "environment.json")
-        mlflow.set_tags({mlflow_key(f"env.{k}"): _clip(str(v), MAX_PARAM_VALUE) for k, v in flatten(env).items()})
-        for path, digest in hashes.items():
-            with warnings.catch_warnings():
-                # a local path also matches other registered sources; MLflow warns, then picks the local one
-                warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
-                source = resolve_dataset_source(str(Path(path).resolve()))
-            mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]))
-        yield mlflow
-        if environment_file:  # with the outputs, once the stage has succeeded
-            write_json(environment_file, env)
-    final = client.get_run(run.info.run_id).data.metrics
-    for name, value in final.items():
-        client.log_metric(parent_id, mlflow_key(f"{stage}.{name}"), value)
+    status = "FAILED"
+    try:
+        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run:
+            mlflow.log_params(mlflow_params(sections))
+            mlflow.log_dict(sections, "params.json")
+            env = environment()
+            mlflow.log_dict(env, "environment.json")
+            mlflow.set_tags({mlflow_key(f"env.{k}"): _clip(str(v), MAX_PARAM_VALUE) for k, v in flatten(env).items()})
+            for path, digest in hashes.items():
+                with warnings.catch_warnings():
+                    # a local path also matches other registered sources; MLflow warns, then picks the local one
+                    warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+                    source = resolve_dataset_source(str(Path(path).resolve()))
+                mlflow.log_input(MetaDataset(source, name=path, digest=digest[:36]))
+            yield mlflow
+            if environment_file:  # with the outputs, once the stage has succeeded
+                write_json(environment_file, env)
+            status = "FINISHED"
+    finally:
+        # the parent spans its stages: it ends when its latest stage ends, failed if that one failed
+        client.set_terminated(parent_id, status)
+    for name, value in headline(stage, client.get_run(run.info.run_id).data.metrics).items():
+        client.log_metric(parent_id, name, value)
 
 
 def trainer_callback(mlflow):

@@ -4,11 +4,15 @@ Suites: `original` (held-out seed pairs) and `music_k<K>` for every K = 1 … si
 MUSIC pairs that contrast cut from the test trees after K turns, so a model trained at one K is also scored
 at every other K.
 """
+import logging
+
 import numpy as np
 
 from ..reward.model import load_reward_model
 from .report import pyplot, save_png
 from .stats import accuracy_summary, cell, markdown_table
+
+log = logging.getLogger(__name__)
 
 
 def music_suites(test_by_k: list[dict]) -> dict[str, list[dict]]:
@@ -25,6 +29,7 @@ def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]],
     results, margins = {}, {}
     for variant, model_dir in model_dirs.items():
         results[variant], margins[variant] = {}, {}
+        log.info("scoring %s on %d suites", variant, len(suites))
         with load_reward_model(model_dir) as rm:  # one model in memory at a time
             for suite, pairs in suites.items():
                 m = rm.margins(pairs, batch_size, max_length, f"{variant}: {suite}") if pairs else []
@@ -69,4 +74,25 @@ def margin_histogram_plot(margins: dict, suite: str, path) -> None:
         ax.hist(by_suite[suite], bins=12, color="tab:blue", alpha=0.8)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(title=f"{variant}: {suite}", xlabel="reward(chosen) - reward(rejected)", ylabel="pairs")
+    save_png(fig, path)
+
+
+def read_curve(path) -> list[dict]:
+    """The rows of a training curve.csv (train stage), numbers as floats, empty cells as None."""
+    import csv
+
+    with open(path, encoding="utf-8") as f:
+        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def training_curves_plot(curves: dict[str, list[dict]], path) -> None:
+    """Loss, accuracy and margin per training step, one line per variant (PNG): the training curves, offline."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), dpi=100)
+    for ax, key in zip(axes, ("loss", "accuracy", "margin")):
+        for variant, rows in curves.items():
+            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=variant)
+        ax.set(xlabel="step", title=f"training {key}")
+    axes[0].legend()
     save_png(fig, path)

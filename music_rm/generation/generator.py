@@ -13,6 +13,7 @@ A backend holding devices may have `close()`.
 """
 import hashlib
 import json
+import logging
 from collections import Counter
 
 from tqdm.auto import tqdm
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from .request import Request, derive_seed, first_line
 
 TOO_LONG = "prompt_too_long"
+log = logging.getLogger(__name__)
 
 
 class Generator:
@@ -59,9 +61,11 @@ class Generator:
         results = [self.cache.get(key) if self.cache else None for key in keys]
         self.cache_hits += sum(len(idx) for idx, result in zip(units, results) if result is not None)
         missing = [u for u, result in enumerate(results) if result is None]
+        log.info("%s: %d requests in %d units, %d units from the cache", desc, len(requests), len(units),
+                 len(units) - len(missing))
         jobs = [([requests[i] for i in units[u]], derive_seed(keys[u])) for u in missing]
         for j, (completions, new_tokens) in tqdm(self.backend.run_many(jobs), total=len(jobs), desc=desc,
-                                                  unit="batch", leave=False):
+                                                  unit="batch", leave=True):
             u = missing[j]
             results[u] = completions
             self.model_calls += len(units[u])

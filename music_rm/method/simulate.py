@@ -7,6 +7,7 @@ simulator reads the rejected history. Every generation is checked; a failed chec
 new seed up to `max_retries` times, then the tree is dropped and the reason counted.
 """
 import hashlib
+import logging
 import random
 import re
 from collections import Counter
@@ -18,6 +19,7 @@ from ..data.conversation import prompt_hash, prompt_of, render
 from ..generation.request import Request
 
 TEMPLATES = resources.files("music_rm.method") / "templates"
+log = logging.getLogger(__name__)
 
 
 def _template_hash(text: str) -> str:
@@ -114,6 +116,8 @@ class _Growing:
 
 
 class TreeBuilder:
+    """Grows MUSIC trees from seed rows through a Generator: `build([(row, split), ...])` -> tree records."""
+
     def __init__(self, generator, p: SimulateParams, model: dict | None = None):
         self.generator, self.p, self.model = generator, p, model or {}
         *self.user_template, user_hash = load_template("user_simulator", "{conversation}")
@@ -171,6 +175,7 @@ class TreeBuilder:
 
         for turn in range(1, self.p.turns + 1):
             alive = [t for t in trees if not t.dropped]
+            log.info("turn %d of %d: %d trees growing, %d dropped", turn, self.p.turns, len(alive), len(trees) - len(alive))
             answers, rewrites = {}, {}
             self._run(
                 [(t, self.assistant_request(t.chosen), check_assistant, None,

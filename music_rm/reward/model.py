@@ -45,7 +45,7 @@ class RewardModel:
     def score(self, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None,
               desc: str = "score") -> list[float]:
         """One reward per conversation (lists of {"role", "content"}), in input order."""
-        return score(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length)
+        return score_conversations(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length)
 
     def score_pairs(self, pairs: list[dict], batch_size: int = 8, max_length: int | None = None,
                     desc: str = "score") -> tuple[list[float], list[float]]:
@@ -146,7 +146,7 @@ def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, 
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     scores = [math.nan] * len(ids)
-    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False)
+    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=True)
 
     def run(replica: int) -> None:
         device = next(models[replica].parameters()).device
@@ -166,11 +166,20 @@ def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, 
     return scores
 
 
-def score(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str = "score",
-          max_length: int | None = None) -> list[float]:
+def score_conversations(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str = "score",
+                        max_length: int | None = None) -> list[float]:
     """One scalar reward per conversation, in input order; a conversation over `max_length` tokens keeps its
     last `max_length` tokens (the module's truncation rule)."""
     ids = [token_ids(tokenizer, c) for c in conversations]
     if max_length:
         ids = [i[-max_length:] for i in ids]
     return score_ids(models, tokenizer.pad_token_id, ids, batch_size, desc)
+
+
+def score(model, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None) -> list[float]:
+    """Rewards of `conversations` (lists of {"role", "content"}) by `model`: a trained reward-model folder
+    (loaded, used and freed) or a RewardModel."""
+    if isinstance(model, RewardModel):
+        return model.score(conversations, batch_size, max_length)
+    with load_reward_model(str(model)) as rm:
+        return rm.score(conversations, batch_size, max_length)

@@ -10,6 +10,7 @@ the batches actually trained on is reported.
 """
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ def check_attention(model_type: str, attn_implementation: str | None) -> None:
 
 
 CURVE_KEYS = ("loss", "accuracy", "margin", "learning_rate", "grad_norm")
+log = logging.getLogger(__name__)
 REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the end of training
 
 
@@ -141,6 +143,8 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
         report_to="none",
         dataloader_num_workers=0,
     )
+    log.info("%d of %d pairs fit %d tokens (%d truncated); loading %s", data_summary["pairs_used"], len(pairs),
+             cfg.max_length, data_summary["pairs_truncated"], base_dir)
     set_seed(cfg.seed)  # the score head is initialised at random when the model loads
     model = AutoModelForSequenceClassification.from_pretrained(
         base_dir, num_labels=1, dtype=load_dtype(cfg), attn_implementation=cfg.attn_implementation)

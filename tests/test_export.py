@@ -1,0 +1,86 @@
+"""A trained reward-model folder as users meet it: its model card, the export for the Hub, plain transformers."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from music_rm.core.io import write_jsonl
+from music_rm.data.sources import fetch
+from music_rm.reward.model import load_reward_model
+from tests.conftest import REPO, repo_params
+from tests.test_sources import params as fetch_params
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    train, test, _ = fetch(fetch_params())
+    write_jsonl(root / "train.jsonl", train)
+    params = repo_params(train={"config": {"bf16": False, "batch_size": 4, "max_length": 384, "learning_rate": 1e-3}})
+    params["train"]["variants"] = {"music": {"pairs": str(root / "train.jsonl")}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for out in ("rm", "rm-again"):
+        result = subprocess.run(
+            [sys.executable, "stages/train.py", "--variant", "music", "--params", str(root / "params.yaml"),
+             "--model", str(tiny_model), "--out", str(root / out), "--reports", str(root / f"{out}-reports")],
+            cwd=REPO, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/m.db"})
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root, train, test
+
+
+def test_every_trained_folder_has_a_deterministic_model_card(trained):
+    root, train, _ = trained
+    card = (root / "rm" / "music" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
+    md5 = hashlib.md5((root / "train.jsonl").read_bytes()).hexdigest()
+    assert f"(md5 `{md5}`" in card and f"{len(train)} of {len(train)} pairs used" in card
+    assert "tiny-random-test-model-llama" in card and "learning_rate: 0.001" in card
+    stats = json.loads((root / "rm" / "music" / "reward_model.json").read_text())["reward_stats"]
+    assert f"mean {stats['mean']}" in card and "arXiv:2512.24693" in card
+    for name in ("README.md", "reward_model.json", "model.safetensors"):  # no timestamps: same run, same bytes
+        assert (root / "rm" / "music" / name).read_bytes() == (root / "rm-again" / "music" / name).read_bytes()
+
+
+def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(trained, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    root, _, test = trained
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"music": {"original": {"accuracy": 0.75, "ci_low": 0.5, "ci_high": 1.0, "n": 12}}}))
+    result = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music"), str(tmp_path / "out"),
+                             "--metrics", str(metrics)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "out"
+    assert "| original | 0.750 [0.50, 1.00] (12) |" in (out / "README.md").read_text()
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    conversations = [test[0]["chosen"], test[0]["rejected"]]
+    with torch.no_grad():
+        plain = [model(**tokenizer(tokenizer.apply_chat_template(c, tokenize=False), return_tensors="pt",
+                                   add_special_tokens=False)).logits.item() for c in conversations]
+    with load_reward_model(str(root / "rm" / "music")) as rm:
+        assert rm.score(conversations) == pytest.approx(plain, abs=1e-5)
+    refused = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music"), str(tmp_path / "x"),
+                              "--push-to-hub", "me/rm"], cwd=REPO, capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
+    assert refused.returncode == 1 and "HF_TOKEN: not set" in refused.stderr and not (tmp_path / "x").exists()
+
+
+def test_the_notebook_api(trained):
+    import music_rm
+
+    root, _, test = trained
+    assert {"load_reward_model", "score", "train_reward_model", "fetch", "load_params"} <= set(music_rm.__all__)
+    assert all(getattr(music_rm, name).__doc__ for name in music_rm.__all__ if name != "__version__")
+    folder = str(root / "rm" / "music")
+    with music_rm.load_reward_model(folder) as rm:
+        assert music_rm.score(folder, [test[0]["chosen"]]) == rm.score([test[0]["chosen"]])
+    light = subprocess.run([sys.executable, "-c", "import sys, music_rm.core.params; print('torch' in sys.modules)"],
+                           cwd=REPO, capture_output=True, text=True)
+    assert light.stdout.strip() == "False"  # the API is loaded on first use: a light stage stays light
