@@ -45,7 +45,8 @@ def main(set_name, params_path, model, models, out):
             """Loads the variant's RM for each turn's scoring and frees it after: one RM in memory at a time,
             on the GPUs the policy's engine leaves room on."""
             def score_candidates(conversations):
-                with load_reward_model(str(models / variant)) as rm:
+                with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype,
+                                       cache=params.eval.cache) as rm:
                     return rm.score(conversations, p.batch_size, p.max_length, f"{variant}: candidates")
             return score_candidates
 

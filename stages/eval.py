@@ -1,23 +1,15 @@
 """Stage eval: every reward-model variant on held-out original pairs and held-out MUSIC pairs at every K."""
-import tempfile
 from pathlib import Path
 
 import click
 
 from music_rm.core.cli import clean_errors, logged, models_option, params_option
-from music_rm.core.io import atomic_path, read_jsonl, write_json, write_text
+from music_rm.core.io import read_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.conversation import read_pairs
-from music_rm.evaluation.heldout import (accuracy_by_k_plot, comparison_table, evaluate_variants,
-                                         margin_histogram_plot, music_suites, read_curve, training_curves_plot)
-from music_rm.evaluation.report import html_report
-
-
-def intro(trained_k: int) -> str:
-    return ("Pairwise accuracy: share of held-out pairs whose chosen conversation gets the higher reward, with a "
-            "95% percentile-bootstrap interval and n. original: held-out seed pairs; music_kK: held-out MUSIC pairs "
-            f"cut after K turns (the music variant was trained at K = {trained_k}, contrast.turns).")
+from music_rm.evaluation.heldout import (differences, evaluate_variants, longer_answer_wins, music_suites, read_curve,
+                                         write_outputs)
 
 
 @click.command()
@@ -42,27 +34,13 @@ def main(params_path, models, original, music, curves, out):
                    environment_file=out / "environment.json") as mlflow:
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         results, margins = evaluate_variants({v: str(models / v) for v in params.train.variants}, suites,
-                                             p.batch_size, p.max_length, p.bootstrap_resamples, p.seed)
-        table = comparison_table(results)
-        with tempfile.TemporaryDirectory() as tmp:
-            by_k, hist, train = Path(tmp) / "accuracy_by_k.png", Path(tmp) / "margins.png", Path(tmp) / "training.png"
-            accuracy_by_k_plot(results, by_k)
-            margin_histogram_plot(margins, f"music_k{k}", hist)
-            training_curves_plot({v: read_curve(curves / v / "curve.csv") for v in params.train.variants}, train)
-            report = html_report("MUSIC reward models: held-out evaluation", [
-                ("Pairwise accuracy", "text", intro(k)), ("By variant and suite", "table", table),
-                ("Accuracy by contrasted turns K", "png", by_k),
-                (f"Reward margins on held-out MUSIC pairs at K = {k}", "png", hist),
-                ("Training curves", "png", train)])
-            for name, src in (("accuracy_by_k.png", by_k), ("margins.png", hist), ("training_curves.png", train)):
-                with atomic_path(out / name) as dst:
-                    dst.write_bytes(src.read_bytes())
-        write_json(out / "metrics.json", results)
-        write_text(out / "report.md", f"# Held-out pairwise accuracy\n\n{intro(k)}\n\n{table}\n\n"
-                                      "![accuracy by K](accuracy_by_k.png)\n\n![margins](margins.png)\n\n"
-                                      "![training curves](training_curves.png)\n")
-        write_text(out / "report.html", report)
-        mlflow.log_metrics(numeric(results))
+                                             p.batch_size, p.max_length, p.bootstrap_resamples, p.seed,
+                                             p.cpu_dtype, p.cache)
+        baseline = {suite: longer_answer_wins(pairs, p.bootstrap_resamples, p.seed) for suite, pairs in suites.items()}
+        diffs = differences(margins, p.compare, p.bootstrap_resamples, p.seed)
+        metrics, table = write_outputs(out, results, margins, baseline, diffs,
+                                       {v: read_curve(curves / v / "curve.csv") for v in params.train.variants}, k)
+        mlflow.log_metrics(numeric(metrics))
         for name in ("report.md", "report.html", "accuracy_by_k.png", "margins.png", "training_curves.png"):
             mlflow.log_artifact(str(out / name))
     click.echo("eval: held-out pairwise accuracy, 95% bootstrap CI, n\n" + table)

@@ -42,7 +42,7 @@ def main(set_name, params_path, judge_model, models, out):
         generator.close()  # a vLLM judge gives its GPUs back before the reward models load, one at a time
         margins = {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant)) as rm:
+            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, params.eval.batch_size, params.eval.max_length,
                                               f"{variant}: judged pairs")
         result = {**agreement(verdicts, margins, p.bootstrap_resamples, p.seed), "template": load_template()[1]}

@@ -7,7 +7,7 @@ from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
-from music_rm.evaluation.mt_bench import agreement, baselines, load, score_conversations, table
+from music_rm.evaluation.mt_bench import agreement, baselines, differences, load, score_conversations, table
 from music_rm.reward.model import load_reward_model
 
 
@@ -28,17 +28,18 @@ def main(source, params_path, models, out):
     with stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json") as mlflow:
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4)
-        results = {}
+        results, rewards = {}, {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant)) as rm:
-                rewards = score_conversations(rm, conversations, p.batch_size, p.max_length, variant)
-            results[variant] = agreement(rewards, votes, conversations, p.bootstrap_resamples, p.seed)
+            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+                rewards[variant] = score_conversations(rm, conversations, p.batch_size, p.max_length, variant)
+            results[variant] = agreement(rewards[variant], votes, conversations, p.bootstrap_resamples, p.seed)
         base = baselines(votes, gpt4, conversations, p.bootstrap_resamples, p.seed)
+        diffs = differences(rewards, votes, params.eval.compare, p.bootstrap_resamples, p.seed)
         report = table(results, base)
-        write_json(out / source / "metrics.json", {"reward_models": results, "baselines": base})
+        write_json(out / source / "metrics.json", {"reward_models": results, "baselines": base, "differences": diffs})
         write_text(out / source / "report.md", "# Agreement with MT-Bench human experts (non-tie votes)\n\n"
                    "accuracy [95% bootstrap CI] (n votes)\n\n" + report + "\n")
-        mlflow.log_metrics(numeric({"reward_models": results, "baselines": base}))
+        mlflow.log_metrics(numeric({"reward_models": results, "baselines": base, "differences": diffs}))
     click.echo(f"mt_bench@{source}: agreement with human experts on {len(votes)} non-tie votes\n{report}")
 
 

@@ -7,7 +7,8 @@ from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
-from music_rm.evaluation.reward_bench import correct_by_subset, load_hub, load_local, scores, subset_counts, table
+from music_rm.evaluation.reward_bench import (correct_by_subset, differences, load_hub, load_local,
+                                              longer_answer_by_subset, scores, subset_counts, table)
 from music_rm.reward.model import load_reward_model
 
 
@@ -37,19 +38,21 @@ def main(file_name, hub_name, params_path, models, out):
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
-        results = {}
+        results, correct = {}, {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant)) as rm:
-                correct = correct_by_subset(rm, pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
-            results[variant] = scores(correct, p.bootstrap_resamples, p.seed)
-        report = table(results)
+            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+                correct[variant] = correct_by_subset(rm, pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
+            results[variant] = scores(correct[variant], p.bootstrap_resamples, p.seed)
+        longer = scores(longer_answer_by_subset(pairs), p.bootstrap_resamples, p.seed)
+        report = table({**results, "longer answer wins": longer})
         metrics = {"pairs": len(pairs), "subsets": subset_counts(pairs), "resolved_revision": resolved,
-                   "reward_models": results}
+                   "reward_models": results, "longer_answer": longer,
+                   "differences": differences(correct, params.eval.compare, p.bootstrap_resamples, p.seed)}
         write_json(out / name / "metrics.json", metrics)
         write_text(out / name / "report.md", f"# RewardBench: {name}\n\nSection scores: accuracy per subset, "
                    "weighted by upstream's example counts; [95% bootstrap CI]. Subsets: "
                    f"{metrics['subsets']}\n\n{report}\n")
-        mlflow.log_metrics(numeric({"reward_models": results}))
+        mlflow.log_metrics(numeric({k: metrics[k] for k in ("reward_models", "longer_answer", "differences")}))
     click.echo(f"{stage}: {len(pairs)} pairs\n{report}")
 
 

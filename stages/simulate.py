@@ -11,7 +11,7 @@ from music_rm.core.tracking import numeric, stage_run
 from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
-from music_rm.method.simulate import TreeBuilder, message_stats, sample_markdown, sample_prompts
+from music_rm.method.simulate import TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
 
 
 def token_counter(model_dir: Path):
@@ -58,6 +58,7 @@ def main(params_path, data, model, out):
             "dropped_by_reason": dict(sorted(builder.dropped.items())),  # prompt_too_long: over the context
             "retries_by_reason": dict(sorted(builder.retries.items())),
             **message_stats(trees, token_counter(model)),
+            "relatedness": relatedness_stats(trees),  # hidden instruction vs the user message it replaced
         }
         # Depends on what the cache already held, so it goes to MLflow and the log, not to DVC outputs.
         calls = {"model_calls": generator.model_calls, "cache_hits": generator.cache_hits,

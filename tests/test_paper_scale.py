@@ -175,8 +175,8 @@ def test_the_judge_gives_its_engine_back_before_reward_models_load_one_at_a_time
             events.append("engine closed")
 
     class Loaded:
-        def __init__(self, path):
-            self.rm = load_reward_model(path)
+        def __init__(self, path, **options):
+            self.rm = load_reward_model(path, **options)
             events.append("rm loaded")
 
         def __enter__(self):

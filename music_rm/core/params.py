@@ -155,10 +155,15 @@ class TrainParams(Section):
 
 
 class EvalParams(Section):
+    """Held-out evaluation; `batch_size`, `max_length` and `cpu_dtype` are also how the judge scores."""
     batch_size: PositiveInt
     max_length: PositiveInt | None  # a longer conversation keeps its last tokens (see reward.model.score)
+    cpu_dtype: Literal["float32", "bfloat16"]  # reward-model scoring on a CPU (on a GPU: bfloat16)
+    cache: bool  # reuse reward-model scores of batches scored before (.cache/rewards.sqlite), in every suite
     bootstrap_resamples: PositiveInt
     seed: int
+    # [a, b]: paired differences a - b in every suite; a pair naming a variant that is not trained is left out
+    compare: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
 
 
 class JudgeParams(GenerationParams):

@@ -2,15 +2,21 @@
 
 Suites: `original` (held-out seed pairs) and `music_k<K>` for every K = 1 … simulate.turns: the held-out
 MUSIC pairs that contrast cut from the test trees after K turns, so a model trained at one K is also scored
-at every other K.
+at every other K. Beside the reward models, on the same pairs: the "longer answer wins" baseline (more
+assistant characters after the part both conversations share; equal lengths left out), and for each
+compared pair of variants the paired-bootstrap difference of their accuracies.
 """
 import logging
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
+from ..core.io import atomic_path, write_json, write_text
 from ..reward.model import load_reward_model
-from .report import pyplot, save_png
-from .stats import accuracy_summary, cell, markdown_table
+from ..reward.train import shared_prefix_length
+from .report import html_report, pyplot, save_png
+from .stats import accuracy_summary, cell, markdown_table, paired_difference
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +29,39 @@ def music_suites(test_by_k: list[dict]) -> dict[str, list[dict]]:
     return {f"music_k{k}": suites[k] for k in sorted(suites)}
 
 
+def answer_chars(pair: dict, side: str) -> int:
+    """Characters of the assistant messages of one side after the part both conversations share."""
+    start = shared_prefix_length(pair["chosen"], pair["rejected"])
+    return sum(len(m["content"]) for m in pair[side][start:] if m["role"] == "assistant")
+
+
+def longer_answer_wins(pairs: list[dict], resamples: int, seed: int) -> dict:
+    """How often the chosen side has the longer answers, over the pairs whose lengths differ."""
+    outcomes = [float(answer_chars(p, "chosen") > answer_chars(p, "rejected")) for p in pairs
+                if answer_chars(p, "chosen") != answer_chars(p, "rejected")]
+    return accuracy_summary(outcomes, resamples, seed)
+
+
+def differences(margins: dict, compare: list, resamples: int, seed: int) -> dict:
+    """{"a-b": {suite: paired difference of accuracy}} for each compared pair of variants, on the same pairs."""
+    out = {}
+    for a, b in compare:
+        if a in margins and b in margins:
+            out[f"{a}-{b}"] = {suite: paired_difference([float(x > 0) for x in margins[a][suite]],
+                                                        [float(x > 0) for x in margins[b][suite]], resamples, seed)
+                               for suite in margins[a]}
+    return out
+
+
 def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]], batch_size: int,
-                      max_length: int | None, resamples: int, seed: int) -> tuple[dict, dict]:
+                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str = "float32",
+                      cache: bool = False) -> tuple[dict, dict]:
     """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}})."""
     results, margins = {}, {}
     for variant, model_dir in model_dirs.items():
         results[variant], margins[variant] = {}, {}
         log.info("scoring %s on %d suites", variant, len(suites))
-        with load_reward_model(model_dir) as rm:  # one model in memory at a time
+        with load_reward_model(model_dir, cpu_dtype=cpu_dtype, cache=cache) as rm:  # one model at a time
             for suite, pairs in suites.items():
                 m = rm.margins(pairs, batch_size, max_length, f"{variant}: {suite}") if pairs else []
                 margins[variant][suite] = m
@@ -39,12 +70,23 @@ def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]],
     return results, margins
 
 
-def comparison_table(results: dict) -> str:
-    """Markdown: one row per variant, accuracy [95% CI] (n) per suite."""
+def comparison_table(results: dict, baseline: dict | None = None) -> str:
+    """Markdown: one row per variant, accuracy [95% CI] (n) per suite; then the longer-answer baseline."""
     suites = list(next(iter(results.values())).keys())
+    rows = {**results, **({"longer answer wins": baseline} if baseline else {})}
     return markdown_table(["variant", *suites], [
         [variant, *(cell(by_suite[s]["accuracy"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
-                    for s in suites)] for variant, by_suite in results.items()])
+                    for s in suites)] for variant, by_suite in rows.items()])
+
+
+def differences_table(diffs: dict) -> str:
+    """Markdown: one row per compared pair, accuracy difference [95% paired-bootstrap CI] (n) per suite."""
+    if not diffs:
+        return ""
+    suites = list(next(iter(diffs.values())).keys())
+    return markdown_table(["difference", *suites], [
+        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
+                 for s in suites)] for name, by_suite in diffs.items()])
 
 
 def accuracy_by_k_plot(results: dict, path) -> None:
@@ -96,3 +138,41 @@ def training_curves_plot(curves: dict[str, list[dict]], path) -> None:
         ax.set(xlabel="step", title=f"training {key}")
     axes[0].legend()
     save_png(fig, path)
+
+
+def intro(trained_k: int) -> str:
+    return ("Pairwise accuracy: share of held-out pairs whose chosen conversation gets the higher reward, with a "
+            "95% percentile-bootstrap interval and n. original: held-out seed pairs; music_kK: held-out MUSIC pairs "
+            f"cut after K turns (the music variant was trained at K = {trained_k}, contrast.turns). Longer answer "
+            "wins: the chosen side has more assistant characters after the shared part (equal lengths left out). "
+            "Differences: accuracy of the first variant minus the second's on the same pairs, 95% paired-bootstrap "
+            "interval.")
+
+
+def write_outputs(out: Path, results: dict, margins: dict, baseline: dict, diffs: dict, curves: dict,
+                  trained_k: int) -> tuple[dict, str]:
+    """metrics.json, report.md, a self-contained report.html and the PNG plots, each written atomically;
+    returns (the metrics, the accuracy table)."""
+    table, diff_table = comparison_table(results, baseline), differences_table(diffs)
+    metrics = {**results, "longer_answer": baseline, "differences": diffs}
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = {name: Path(tmp) / name for name in ("accuracy_by_k.png", "margins.png", "training_curves.png")}
+        accuracy_by_k_plot(results, plots["accuracy_by_k.png"])
+        margin_histogram_plot(margins, f"music_k{trained_k}", plots["margins.png"])
+        training_curves_plot(curves, plots["training_curves.png"])
+        html = html_report("MUSIC reward models: held-out evaluation", [
+            ("Pairwise accuracy", "text", intro(trained_k)), ("By variant and suite", "table", table),
+            *([("Differences", "table", diff_table)] if diff_table else []),
+            ("Accuracy by contrasted turns K", "png", plots["accuracy_by_k.png"]),
+            (f"Reward margins on held-out MUSIC pairs at K = {trained_k}", "png", plots["margins.png"]),
+            ("Training curves", "png", plots["training_curves.png"])])
+        for name, src in plots.items():
+            with atomic_path(out / name) as dst:
+                dst.write_bytes(src.read_bytes())
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "report.md", f"# Held-out pairwise accuracy\n\n{intro(trained_k)}\n\n{table}\n\n"
+               + (f"{diff_table}\n\n" if diff_table else "")
+               + "![accuracy by K](accuracy_by_k.png)\n\n![margins](margins.png)\n\n"
+                 "![training curves](training_curves.png)\n")
+    write_text(out / "report.html", html)
+    return metrics, table + (f"\n\n{diff_table}" if diff_table else "")

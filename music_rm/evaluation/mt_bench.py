@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.io import read_jsonl
-from .stats import accuracy_summary, cell, markdown_table
+from .stats import accuracy_summary, cell, markdown_table, paired_difference
 
 
 def load(questions: str, answers: str, human: str, gpt4: str) -> tuple[list[dict], dict, dict]:
@@ -79,16 +79,29 @@ def _spearman(x, y) -> float | None:
     return None if len(x) < 3 else round(float(spearmanr(x, y).statistic), 6)
 
 
+def hits(rewards: dict, votes, turn: int) -> list[float]:
+    """1.0 where the reward model prefers the answer the human preferred, per non-tie vote of `turn`."""
+    out = []
+    for v in (v for v in votes if v["turn"] == turn):
+        a, b, qid = v["model_a"], v["model_b"], v["question_id"]
+        out.append(float((a if rewards[(a, qid, turn)] > rewards[(b, qid, turn)] else b) == v[v["winner"]]))
+    return out
+
+
+def differences(rewards: dict, votes, compare: list, resamples: int, seed: int) -> dict:
+    """{"a-b": {turn1, turn2}}: paired-bootstrap difference of agreement between two variants, on the same votes."""
+    return {f"{a}-{b}": {f"turn{t}": paired_difference(hits(rewards[a], votes, t), hits(rewards[b], votes, t),
+                                                       resamples, seed) for t in (1, 2)}
+            for a, b in compare if a in rewards and b in rewards}
+
+
 def agreement(rewards: dict, votes, conversations, resamples: int, seed: int) -> dict:
     """rewards: {(model, question, turn): reward}. Agreement of the reward model with the human votes."""
     out = {}
     for turn in (1, 2):
-        agree, shorter_preferred = [], []
-        for v in (v for v in votes if v["turn"] == turn):
+        agree, shorter_preferred = hits(rewards, votes, turn), []
+        for v, hit in zip((v for v in votes if v["turn"] == turn), agree):
             a, b, qid = v["model_a"], v["model_b"], v["question_id"]
-            reward_winner = a if rewards[(a, qid, turn)] > rewards[(b, qid, turn)] else b
-            hit = float(reward_winner == v[v["winner"]])
-            agree.append(hit)
             loser = b if v["winner"] == "model_a" else a
             if answer_length(conversations[(v[v["winner"]], qid)], turn) < answer_length(conversations[(loser, qid)], turn):
                 shorter_preferred.append(hit)

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..data.conversation import SchemaError, pair_id, validate_pair
 from ..data.sources import read_hf, read_rows
-from .stats import cell, interval, markdown_table, resample_means
+from .stats import cell, interval, markdown_table, paired_difference, resample_means
 
 # allenai/reward-bench, rewardbench/constants.py (EXAMPLE_COUNTS, SUBSET_MAPPING)
 EXAMPLE_COUNTS = {
@@ -146,6 +146,24 @@ def correct_by_subset(rm, pairs: list[dict], batch_size: int, max_length: int | 
     for pair, c, r in zip(pairs, chosen, rejected):
         correct.setdefault(pair["subset"], []).append(float(c > r))
     return correct
+
+
+def longer_answer_by_subset(pairs: list[dict]) -> dict:
+    """{subset: [1.0 where the chosen answer is the longer one]}, equal lengths left out: the baseline any
+    reward model should beat."""
+    out: dict[str, list[float]] = {}
+    for pair in pairs:
+        chosen, rejected = len(pair["chosen"][-1]["content"]), len(pair["rejected"][-1]["content"])
+        if chosen != rejected:
+            out.setdefault(pair["subset"], []).append(float(chosen > rejected))
+    return out
+
+
+def differences(correct: dict, compare: list, resamples: int, seed: int) -> dict:
+    """{"a-b": paired-bootstrap difference of accuracy over all pairs}, two variants on the same pairs."""
+    flat = {v: [x for subset in sorted(c) for x in c[subset]] for v, c in correct.items()}
+    return {f"{a}-{b}": paired_difference(flat[a], flat[b], resamples, seed) for a, b in compare
+            if a in flat and b in flat}
 
 
 def subset_counts(pairs: list[dict]) -> dict:

@@ -228,6 +228,37 @@ class TreeBuilder:
         }
 
 
+STOP_WORDS = frozenset("""a an the and or but if then so of to in on at by for with from about as into is are was were be
+been being do does did have has had i you he she it we they me him her us them my your his its our their this that
+these those what which who whom how why when where can could would should will shall may might must not no yes
+please me some any all""".split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that are not stop words, a final plural "s" dropped (eggs and egg count as one)."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _normalized(text).split() if w not in STOP_WORDS}
+
+
+def relatedness(original: str, rewritten: str) -> float:
+    """How related a hidden instruction is to the user message it replaced, lexically: the Jaccard overlap of
+    their content words (stop words left out); 0 when they share none, 1 when they use the same ones."""
+    a, b = content_words(original), content_words(rewritten)
+    return round(len(a & b) / len(a | b), 6) if a | b else 0.0
+
+
+def relatedness_stats(trees: list[dict]) -> dict:
+    """Summary of the relatedness of every hidden instruction of every tree."""
+    values = sorted(relatedness(h["original"], h["rewritten"]) for t in trees for h in t["hidden"])
+    if not values:
+        return {"hidden_instructions": 0}
+    bins = {"0": sum(v == 0 for v in values), "0-0.25": sum(0 < v <= 0.25 for v in values),
+            "0.25-0.5": sum(0.25 < v <= 0.5 for v in values), "0.5-0.75": sum(0.5 < v <= 0.75 for v in values),
+            "0.75-1": sum(v > 0.75 for v in values)}
+    return {"hidden_instructions": len(values), "mean": round(sum(values) / len(values), 6),
+            "median": values[len(values) // 2], "share_unrelated": round(sum(v == 0 for v in values) / len(values), 6),
+            "share_at_least_half": round(sum(v >= 0.5 for v in values) / len(values), 6), "bins": bins}
+
+
 def message_stats(trees: list[dict], count_tokens) -> dict:
     """Mean tokens (as `count_tokens` counts them) per simulated message, by branch and role."""
     stats = {}

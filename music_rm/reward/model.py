@@ -10,6 +10,7 @@ is given back before the next model loads.
 """
 import copy
 import gc
+import hashlib
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import InputError, StageFailure
+from ..core.paths import cache_root
+from ..core.store import Store
 from .chat import load_tokenizer, token_ids
 
 # Written into every trained reward-model folder: how it was trained, so it is loaded the same way.
@@ -33,10 +36,14 @@ def read_card(model_dir: str) -> dict | None:
 
 
 class RewardModel:
-    """A loaded reward model: `score` conversations, `score_pairs` preference pairs, `margins`."""
+    """A loaded reward model: `score` conversations, `score_pairs` preference pairs, `margins`. With `cache`,
+    every scored batch is kept by a key of the model's weights, dtype, device type and the batch's token ids, so
+    scoring the same conversations again (another experiment of a grid) costs nothing and gives the same bytes."""
 
-    def __init__(self, replicas: list, tokenizer, card: dict):
+    def __init__(self, replicas: list, tokenizer, card: dict, cache=None):
         self.replicas, self.tokenizer, self.card = replicas, tokenizer, card
+        self.cache = cache if card.get("weights_sha256") else None
+        self.identity = [card.get("weights_sha256"), str(self.model.dtype), self.model.device.type]
 
     @property
     def model(self):
@@ -45,7 +52,8 @@ class RewardModel:
     def score(self, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None,
               desc: str = "score") -> list[float]:
         """One reward per conversation (lists of {"role", "content"}), in input order."""
-        return score_conversations(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length)
+        return score_conversations(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length,
+                                   self.cache, self.identity)
 
     def score_pairs(self, pairs: list[dict], batch_size: int = 8, max_length: int | None = None,
                     desc: str = "score") -> tuple[list[float], list[float]]:
@@ -110,20 +118,26 @@ def check_reward_model(model_dir: str) -> None:
                                                 "scalar score head (train one with the train stage)")
 
 
-def load_reward_model(model_dir: str, devices: list[str] | None = None) -> RewardModel:
+def default_cache() -> Store:
+    """The reward-score cache, `.cache/rewards.sqlite` (MUSIC_CACHE_DIR moves it)."""
+    return Store(cache_root() / "rewards.sqlite", "scores")
+
+
+def load_reward_model(model_dir: str, devices: list[str] | None = None, cpu_dtype: str = "float32",
+                      cache: bool = False) -> RewardModel:
     """A trained reward model for scoring, with the attention implementation it was trained with (Gemma-2's
     soft-capping exists only in some): on the GPUs in bf16, one replica per GPU with room (`devices`
-    overrides), else on the CPU in fp32."""
+    overrides), else on the CPU in `cpu_dtype`."""
     from transformers import AutoModelForSequenceClassification
 
     check_reward_model(model_dir)
     card = read_card(model_dir) or {}
     devices = devices or scoring_devices(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, dtype=torch.float32 if devices[0] == "cpu" else torch.bfloat16,
+        model_dir, dtype=getattr(torch, cpu_dtype) if devices[0] == "cpu" else torch.bfloat16,
         attn_implementation=card.get("attn_implementation")).to(devices[0]).eval()
     replicas = [model] + [copy.deepcopy(model).to(device) for device in devices[1:]]
-    return RewardModel(replicas, load_tokenizer(model_dir), card)
+    return RewardModel(replicas, load_tokenizer(model_dir), card, default_cache() if cache else None)
 
 
 @torch.inference_mode()
@@ -139,21 +153,32 @@ def _forward(model, pad_token_id: int, batch: list[list[int]]) -> list[float]:
     return logits.squeeze(-1).float().tolist()
 
 
-def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, desc: str = "score") -> list[float]:
+def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, desc: str = "score", cache=None,
+              identity=None) -> list[float]:
     """One scalar reward per token-id sequence, in input order: batches of similar lengths (right padding),
-    spread over the replicas in `models` (one model or a list), each replica in its own thread."""
+    spread over the replicas in `models` (one model or a list), each replica in its own thread; with `cache`,
+    a batch scored before (same `identity`, same ids) is read back instead."""
     models = models if isinstance(models, list) else [models]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     scores = [math.nan] * len(ids)
     progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=True)
 
+    def key(idx) -> str:
+        return hashlib.sha256(json.dumps([identity, [ids[i] for i in idx]]).encode()).hexdigest()
+
     def run(replica: int) -> None:
         device = next(models[replica].parameters()).device
         if device.type == "cuda":
             torch.cuda.set_device(device)  # the current device is per thread
+        store = cache and type(cache)(cache.db_path, cache.table)  # a SQLite connection per thread
         for idx in batches[replica::len(models)]:
-            for i, value in zip(idx, _forward(models[replica], pad_token_id, [ids[i] for i in idx])):
+            values = store.get(key(idx)) if store else None
+            if values is None:
+                values = _forward(models[replica], pad_token_id, [ids[i] for i in idx])
+                if store:
+                    store.put(key(idx), values)
+            for i, value in zip(idx, values):
                 scores[i] = value
             progress.update()
 
@@ -167,13 +192,13 @@ def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, 
 
 
 def score_conversations(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str = "score",
-                        max_length: int | None = None) -> list[float]:
+                        max_length: int | None = None, cache=None, identity=None) -> list[float]:
     """One scalar reward per conversation, in input order; a conversation over `max_length` tokens keeps its
     last `max_length` tokens (the module's truncation rule)."""
     ids = [token_ids(tokenizer, c) for c in conversations]
     if max_length:
         ids = [i[-max_length:] for i in ids]
-    return score_ids(models, tokenizer.pad_token_id, ids, batch_size, desc)
+    return score_ids(models, tokenizer.pad_token_id, ids, batch_size, desc, cache, identity)
 
 
 def score(model, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None) -> list[float]:

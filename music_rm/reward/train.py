@@ -9,6 +9,7 @@ are grouped by length (`group_by_length`) so less of each batch is padding; the 
 the batches actually trained on is reported.
 """
 import contextlib
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import ParamsError
+from ..core.io import file_digest
 from ..core.params import TrainConfig
 from .chat import load_tokenizer, token_ids
 from .model import CARD_FILE, score_ids
@@ -213,8 +215,9 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
             # A pickle of the trainer's arguments, temp paths included: two identical runs would differ.
             (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
     if trainer.is_world_process_zero():
+        weights = hashlib.sha256("".join(file_digest(p) for p in sorted(Path(out_dir).glob("*.safetensors"))).encode())
         card = {"attn_implementation": trainer.model.config._attn_implementation, "max_length": cfg.max_length,
-                "truncation": cfg.truncation, "reward_stats": stats}
+                "truncation": cfg.truncation, "reward_stats": stats, "weights_sha256": weights.hexdigest()}
         (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     curve = [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if k in h}}
              for h in trainer.state.log_history if "loss" in h]
