@@ -2,14 +2,13 @@
 
     music-rm results cpu-study --out results/cpu-study.md     # the experiments named cpu-study-*
 
-Reads `dvc exp show --json` and each experiment's dvc.lock from git; the same experiments give the same files.
+Finds the experiments with `dvc exp show --json` and reads their params, metrics and dvc.lock from git; the same experiments give the same files.
 """
 import json
 import subprocess
 from pathlib import Path
 
 import click
-import yaml
 
 from ..core.cli import clean_errors
 from ..core.errors import InputError
@@ -44,15 +43,14 @@ def main(study, out, title):
     shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if shown.returncode:
         raise InputError("dvc exp show", None, None, shown.stderr.strip().splitlines()[-1])
-    exps = experiments(json.loads(shown.stdout), f"{study}-")
+    exps = experiments(json.loads(shown.stdout), f"{study}-", git_show)
     if not exps:
         raise InputError(study, None, None, f"no DVC experiment named {study}-* (run the study first: the commands at the top of its profile)")
-    locks = {e["name"]: yaml.safe_load(git_show(e["rev"], "dvc.lock")) for e in exps}
     plots = {"by_k": f"{out.stem}-accuracy-by-k.png", "differences": f"{out.stem}-differences.png"}
     _, _, rows = heldout_tables(exps)
     with atomic_path(out.parent / plots["by_k"]) as tmp:
         accuracy_by_k_plot(rows, tmp)
     with atomic_path(out.parent / plots["differences"]) as tmp:
         differences_plot(exps, tmp)
-    write_text(out, results_markdown(exps, locks, title or f"Results: {study}", COMMANDS.format(study=study), plots))
+    write_text(out, results_markdown(exps, title or f"Results: {study}", COMMANDS.format(study=study), plots))
     click.echo(f"results: {len(exps)} experiments ({', '.join(e['name'] for e in exps)}) → {out}")

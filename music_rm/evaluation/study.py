@@ -1,12 +1,15 @@
 """A study's results page from its DVC experiments: one experiment per contrast.turns (K), each with baseline,
 music and volume_matched reward models scored on every suite.
 
-`results_markdown` reads what `dvc exp show --json` gives for the experiments whose names start with a
-prefix, and each experiment's dvc.lock from git; it writes tables (accuracy with 95% intervals beside the
-"longer answer wins" baseline, paired-bootstrap differences), two PNG plots, the params and the input
-hashes. The same experiments give the same bytes.
+`experiments` finds the experiments whose names start with a prefix in what `dvc exp show --json` gives and
+reads their params, metrics and dvc.lock from git; `results_markdown` writes tables (accuracy with 95% intervals
+beside the "longer answer wins" baseline, paired-bootstrap differences), the params and the input hashes; two
+PNG plots go beside it. The same experiments give the same bytes.
 """
+import json
 import re
+
+import yaml
 
 from .report import pyplot, save_png
 from .stats import cell, markdown_table
@@ -15,19 +18,20 @@ METRICS = {"eval": "data/eval/metrics.json", "fetch": "data/fetch/summary.json",
            "simulate": "data/simulate/summary.json", "contrast": "data/contrast/summary.json"}
 
 
-def experiments(show: list, prefix: str) -> list[dict]:
-    """[{name, rev, k, params, metrics: {file: data}}] of the experiments named `prefix`…, in K order."""
-    found = []
+def experiments(show: list, prefix: str, read) -> list[dict]:
+    """[{name, rev, k, params, metrics: {file: data}, lock}] of the experiments named `prefix`…, in K order.
+
+    `show` is what `dvc exp show --json` prints; it names the experiments, their commits and their metrics files.
+    `read(rev, path)` gives a file's text at a commit: params, metrics and dvc.lock are read from git as the
+    stages wrote them, since `dvc exp show --json` leaves empty mappings out of the files it shows."""
+    found = {}
 
     def walk(node):
         if isinstance(node, dict):
             data = node.get("data")
             name = node.get("name")
-            if isinstance(data, dict) and "params" in data and name and name.startswith(prefix):
-                params = data["params"]["params.yaml"]["data"]
-                metrics = {path: (value or {}).get("data", {}) for path, value in (data.get("metrics") or {}).items()}
-                found.append({"name": name, "rev": data["rev"], "k": params["contrast"]["turns"], "params": params,
-                              "metrics": metrics})
+            if isinstance(data, dict) and "rev" in data and name and name.startswith(prefix):
+                found[name] = (data["rev"], sorted(data.get("metrics") or {}))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -35,8 +39,13 @@ def experiments(show: list, prefix: str) -> list[dict]:
                 walk(value)
 
     walk(show)
-    unique = {e["name"]: e for e in found}
-    return sorted(unique.values(), key=lambda e: e["k"])
+    exps = []
+    for name, (rev, metric_files) in found.items():
+        params = yaml.safe_load(read(rev, "params.yaml"))
+        exps.append({"name": name, "rev": rev, "k": params["contrast"]["turns"], "params": params,
+                     "metrics": {path: json.loads(read(rev, path)) for path in metric_files},
+                     "lock": yaml.safe_load(read(rev, "dvc.lock"))})
+    return sorted(exps, key=lambda e: e["k"])
 
 
 def rm_rows(exps: list[dict], path: str, pick) -> dict[str, dict]:
@@ -151,8 +160,8 @@ def lock_inputs(lock: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def results_markdown(exps: list[dict], locks: dict[str, dict], title: str, commands: str, plots: dict) -> str:
-    """The page. `locks`: {experiment name: its dvc.lock}; `plots`: {"by_k": file name, "differences": file name}."""
+def results_markdown(exps: list[dict], title: str, commands: str, plots: dict) -> str:
+    """The page. `plots`: {"by_k": file name, "differences": file name}."""
     first = exps[0]
     fetch, sim = first["metrics"][METRICS["fetch"]], first["metrics"][METRICS["simulate"]]
     contrast = {e["k"]: e["metrics"][METRICS["contrast"]] for e in exps}
@@ -170,7 +179,7 @@ def results_markdown(exps: list[dict], locks: dict[str, dict], title: str, comma
         f"- Simulated: {sim['trees']} trees ({sim['trees_train']} train, {sim['trees_test']} held out) of "
         f"{params['simulate']['turns']} turns from {sim['seed_prompts']} sampled prompts; {sim['dropped']} dropped "
         f"{sim['dropped_by_reason']}.",
-        f"- MUSIC pairs per K trained on: " + ", ".join(f"K={k}: {c['pairs_train']} train / {c['pairs_test']} held out"
+        "- MUSIC pairs per K trained on: " + ", ".join(f"K={k}: {c['pairs_train']} train / {c['pairs_test']} held out"
                                                       for k, c in sorted(contrast.items())) + ".",
         f"- How related each hidden instruction is to the user message it replaced (content-word overlap, 0 to "
         f"1, over {rel.get('hidden_instructions')} hidden instructions): mean {rel.get('mean')}, median "
@@ -193,7 +202,7 @@ def results_markdown(exps: list[dict], locks: dict[str, dict], title: str, comma
                      ("fetch", "simulate", "contrast", "train", "eval", "mt_bench", "reward_bench")], "```", "",
         "## Inputs (md5 as dvc.lock records them)", "",
         markdown_table(["experiment", "stage", "path", "md5"],
-                       [[e["name"], stage, path, md5] for e in exps for stage, path, md5 in lock_inputs(locks[e["name"]])]),
+                       [[e["name"], stage, path, md5] for e in exps for stage, path, md5 in lock_inputs(e["lock"])]),
         "",
     ]
     return "\n".join(lines)
