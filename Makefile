@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup repro test exps
+.PHONY: setup repro test exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,10 @@ test: $(VENV)/.test-deps
 EXP_COLUMNS ?= Experiment|Created|contrast\.turns|.*\.(original|music)\.accuracy
 exps:
 	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)'
+
+# The MLflow UI on this repo's store, and the address of its runs page: MLflow 3.17 opens an experiment on its
+# GenAI traces view unless the address asks for the model-training view.
+PORT ?= 5000
+ui: setup
+	@. $(BIN)/activate && python -c "from music_rm.core.tracking import ui_url; print('runs:', ui_url($(PORT)))"
+	. $(BIN)/activate && mlflow ui --workers 1 --port $(PORT) --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"

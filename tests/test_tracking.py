@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from music_rm.core.params import load_params
-from music_rm.core.tracking import MAX_PARAM_KEY, MAX_PARAM_VALUE, git_commit, mlflow_params, stage_run
+from music_rm.core.tracking import MAX_PARAM_KEY, MAX_PARAM_VALUE, git_commit, mlflow_params, stage_run, ui_url
 from tests.conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -61,7 +61,9 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     last = max(r.info.end_time for r in stages if r.data.tags["dvc_exp_name"] == "workspace")
     assert workspace.info.start_time <= first and workspace.info.end_time >= last  # it spans its stages
     assert workspace.info.status == "FINISHED"
-    assert client.get_experiment_by_name("music").tags["mlflow.experimentKind"] == "custom_model_development"
+    music = client.get_experiment_by_name("music")
+    assert music.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert ui_url(5001) == f"http://127.0.0.1:5001/#/experiments/{music.experiment_id}?workflowType=machine_learning"
     assert workspace.data.params == mlflow_params(PARAMS.model_dump(mode="json"))  # every param, from the one load
     fetch_params = next(r for r in stages if r.data.tags["stage"] == "fetch").data.params
     assert fetch_params == mlflow_params({"fetch": PARAMS.fetch.model_dump(mode="json")})  # the stage's section

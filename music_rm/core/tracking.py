@@ -26,7 +26,8 @@ from .paths import repo_root
 
 EXPERIMENT = "music"
 PIPELINE_KEY_TAG = "music.pipeline_key"
-# MLflow 3 opens an experiment on its GenAI traces view unless the experiment says it trains models.
+# The experiment's kind, as MLflow's API records it. MLflow 3.17's UI does not read it: it opens every
+# experiment on its GenAI traces view unless the page's URL asks for the model-training view (ui_url).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # What a parent run carries from its stages (the rest stays on the stage runs): the numbers two experiments
 # are compared by. Patterns on `<stage>.<metric>` names.
@@ -41,6 +42,15 @@ MAX_PARAM_KEY, MAX_PARAM_VALUE = 250, 6000
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def ui_url(port: int = 5000) -> str:
+    """The MLflow UI's page of this repo's runs, as `mlflow ui --port <port>` serves it (make ui prints it)."""
+    import mlflow
+
+    exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    page = f"experiments/{exp.experiment_id}" if exp else "experiments"
+    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
 
 
 def git_commit() -> str:
