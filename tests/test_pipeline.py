@@ -91,7 +91,7 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
         r = results[variant]["music_k2"]
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
     assert contrast["pairs_test_by_k"] == 3 * contrast["pairs_test"]
-    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 2
+    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 3  # by K, margins, curves
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
     assert all(len(t["hidden"]) == 3 for t in trees)
     best_of_n = read(root, "data/eval/best_of_n/heldout/metrics.json")
@@ -156,6 +156,8 @@ def test_a_colleague_gets_a_trained_model_from_a_remote_without_retraining(repo,
     run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], root)
     run(["dvc", "push", "train@music"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "remote"], root)
+    # dvc artifacts get fetches a registered version: an annotated git tag <name>@v<semver> (GTO's format)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "rm-music@v0.1.0", "-m", "K=2"], root)
     got = tmp_path / "got"
     run(["dvc", "artifacts", "get", str(root), "rm-music", "-o", str(got)], tmp_path)  # a clone, as a colleague would
     assert (got / "model.safetensors").read_bytes() == weights and (got / "README.md").is_file()
