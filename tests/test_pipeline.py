@@ -218,14 +218,16 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
             grid[params["eval"]["batch_size"]] = entry["name"]
     assert set(grid) == {2, 3, 4}, out[-3000:]
     runs = mlflow_runs(root)
-    stages_run = set()
+    stages_run, trained = set(), []
     for name in grid.values():
         assert name in runs and runs[name][1] is None, sorted(runs)
         nested = {run_name.split("/", 1)[1] for run_name, (_, parent) in runs.items() if parent == name}
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
+        trained += ["train@music"] if "train@music" in nested else []
     assert stages_run == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
+    assert len(trained) == 1, out[-3000:]  # the first experiment trains at K=3; the other two restore its model
     monkeypatch.setenv("COLUMNS", "300")  # no terminal here: rich would fit the table in 80 columns
     table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
     assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
