@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from music_rm.evaluation.study import experiments
 from music_rm.method.simulate import relatedness, relatedness_stats
 
 # The stage of the toy study: the metrics files the real pipeline writes, in their real shapes (made by the
@@ -163,3 +164,14 @@ def test_relatedness_stats_bins_and_shares():
     assert stats["share_unrelated"] == 0.25 and stats["share_at_least_half"] == 0.5
     assert stats["bins"] == {"0": 1, "0-0.25": 1, "0.25-0.5": 1, "0.5-0.75": 0, "0.75-1": 1}
     assert relatedness_stats([{"hidden": []}]) == {"hidden_instructions": 0}
+
+
+def test_an_experiment_still_running_is_left_out():
+    """While a grid runs, `dvc exp show --json` lists the running experiment with rev "workspace"."""
+    done = "52b4d65192" + "0" * 30
+    show = [{"rev": "workspace", "data": {"rev": "workspace"}},
+            {"experiments": [{"name": "s-k2", "data": {"rev": "workspace", "metrics": {}}},
+                             {"name": "s-k1", "data": {"rev": done, "metrics": {}}}]}]
+    files = {"params.yaml": "contrast: {turns: 1}\n", "dvc.lock": "schema: '2.0'\n"}
+    read = lambda rev, path: files[path] if rev == done else pytest.fail(f"read {path} at {rev}")  # noqa: E731
+    assert [(e["name"], e["k"]) for e in experiments(show, "s-", read)] == [("s-k1", 1)]

@@ -6,6 +6,7 @@ Finds the experiments with `dvc exp show --json` and reads their params, metrics
 """
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -40,7 +41,8 @@ def git_show(rev: str, path: str) -> str:
 def main(study, out, title):
     """Write the results page of the experiments named STUDY-* (one per contrast.turns)."""
     out = out or Path("results") / f"{study}.md"
-    shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    # this Python's DVC, so the command works without the virtualenv on PATH
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if shown.returncode:
         raise InputError("dvc exp show", None, None, shown.stderr.strip().splitlines()[-1])
     exps = experiments(json.loads(shown.stdout), f"{study}-", git_show)
@@ -52,5 +54,7 @@ def main(study, out, title):
         accuracy_by_k_plot(rows, tmp)
     with atomic_path(out.parent / plots["differences"]) as tmp:
         differences_plot(exps, tmp)
-    write_text(out, results_markdown(exps, title or f"Results: {study}", COMMANDS.format(study=study), plots))
+    page = results_markdown(exps, title or f"Results: {study}", COMMANDS.format(study=study), plots)
+    # profiles write absolute paths into params.yaml; the page names them as the profile does, from ${REPO}
+    write_text(out, page.replace(str(Path.cwd().resolve()), "${REPO}"))
     click.echo(f"results: {len(exps)} experiments ({', '.join(e['name'] for e in exps)}) → {out}")

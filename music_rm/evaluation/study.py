@@ -19,7 +19,7 @@ METRICS = {"eval": "data/eval/metrics.json", "fetch": "data/fetch/summary.json",
 
 
 def experiments(show: list, prefix: str, read) -> list[dict]:
-    """[{name, rev, k, params, metrics: {file: data}, lock}] of the experiments named `prefix`…, in K order.
+    """[{name, rev, k, params, metrics: {file: data}, lock}] of the finished experiments named `prefix`…, in K order.
 
     `show` is what `dvc exp show --json` prints; it names the experiments, their commits and their metrics files.
     `read(rev, path)` gives a file's text at a commit: params, metrics and dvc.lock are read from git as the
@@ -30,7 +30,9 @@ def experiments(show: list, prefix: str, read) -> list[dict]:
         if isinstance(node, dict):
             data = node.get("data")
             name = node.get("name")
-            if isinstance(data, dict) and "rev" in data and name and name.startswith(prefix):
+            # a running or queued experiment has no commit yet ("workspace" or a stash): left out
+            if (isinstance(data, dict) and re.fullmatch(r"[0-9a-f]{40}", str(data.get("rev"))) and name
+                    and name.startswith(prefix)):
                 found[name] = (data["rev"], sorted(data.get("metrics") or {}))
             for value in node.values():
                 walk(value)
@@ -182,8 +184,8 @@ def results_markdown(exps: list[dict], title: str, commands: str, plots: dict) -
         "- MUSIC pairs per K trained on: " + ", ".join(f"K={k}: {c['pairs_train']} train / {c['pairs_test']} held out"
                                                       for k, c in sorted(contrast.items())) + ".",
         f"- How related each hidden instruction is to the user message it replaced (content-word overlap, 0 to "
-        f"1, over {rel.get('hidden_instructions')} hidden instructions): mean {rel.get('mean')}, median "
-        f"{rel.get('median')}; {rel.get('share_unrelated', 0):.0%} share no content word with it, "
+        f"1, over {rel.get('hidden_instructions')} hidden instructions): mean {rel.get('mean', 0):.3f}, median "
+        f"{rel.get('median', 0):.3f}; {rel.get('share_unrelated', 0):.0%} share no content word with it, "
         f"{rel.get('share_at_least_half', 0):.0%} share half or more. By bin: {rel.get('bins')}.", "",
         "## Held-out pairs: accuracy [95% bootstrap interval] (n)", "",
         "original: held-out HH pairs (the last answer differs); music_kK: held-out MUSIC pairs cut after K turns. "
