@@ -91,6 +91,16 @@ def test_params_over_mlflow_limits_are_clipped_and_kept_whole_as_an_artifact(sto
     assert artifact == params
 
 
+def test_the_pipeline_run_shows_running_while_a_later_stage_runs(store):
+    with stage_run("fetch", PARAMS, ["fetch"]):
+        pass
+    with stage_run("eval", PARAMS, ["eval"]) as run:
+        client = mlflow.MlflowClient()
+        parent_id = run.active_run().data.tags["mlflow.parentRunId"]
+        assert client.get_run(parent_id).info.status == "RUNNING"
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+
 def test_a_failing_stage_marks_its_run_failed(store):
     with pytest.raises(RuntimeError):
         with stage_run("fetch", PARAMS, {}):

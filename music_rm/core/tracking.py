@@ -157,6 +157,7 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     pipeline_tags = {"git_commit": commit, "dvc_exp_name": dvc_experiment(),
                      "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit}
     parent_id = _pipeline_parent(client, experiment_id, pipeline_tags, params.model_dump(mode="json"))
+    client.update_run(parent_id, status="RUNNING")  # until this stage ends: a pipeline between stages is not done
     if not isinstance(sections, dict):
         sections = params.sections(*sections)
     hashes = input_hashes(inputs)
