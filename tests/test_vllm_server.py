@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -43,19 +44,32 @@ def vllm_model(tmp_path_factory):
     return make_vllm_model(tmp_path_factory.mktemp("vllm-model"))
 
 
+# A stage in miniature: starts the server, says so, and waits to be killed.
+STAGE = """import json, sys
+from music_rm.core.params import SimulateParams
+from music_rm.generation.vllm_server import VLLMServer
+server = VLLMServer(SimulateParams.model_validate(json.loads(sys.argv[1])), sys.argv[2])
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
 @pytest.fixture(scope="module")
 def server(vllm_model, tmp_path_factory):
-    """One server for the module (start-up is the slow part), started and stopped as a stage does."""
+    """One server for the module (start-up is the slow part), started by a stage-like process; the last test
+    SIGKILLs that process."""
     p = params_section("simulate", **served_section("tiny", free_port(), vllm_python()))
+    tag, folder = uuid.uuid4().hex, tmp_path_factory.mktemp("stage")
+    env = {**os.environ, "MUSIC_TEST_TAG": tag, "MUSIC_CACHE_DIR": str(folder)}  # the server's log goes there
     start = time.monotonic()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MUSIC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))  # the server's log goes there
-        server = VLLMServer(p, str(vllm_model))
-    with server:
-        server.startup_s = time.monotonic() - start
-        server.params = p
-        yield server
-    assert server.process.poll() is not None
+    with open(folder / "stderr.txt", "w") as stderr:
+        stage = subprocess.Popen([sys.executable, "-c", STAGE, json.dumps(p.model_dump()), str(vllm_model)], cwd=REPO,
+                                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    ready = stage.stdout.readline().strip() == "ready"
+    assert ready, (folder / "stderr.txt").read_text()[-3000:]
+    yield SimpleNamespace(params=p, stage=stage, tag=tag, startup_s=time.monotonic() - start)
+    stage.kill()
+    stage.wait()
 
 
 def backend(server, **openai):
@@ -127,3 +141,14 @@ def test_simulate_starts_its_server_counts_a_long_prompt_and_leaves_no_vllm_proc
     assert summary["dropped_by_reason"].get(TOO_LONG) == 1, json.dumps(summary)
     assert summary["seed_prompts"] == 4 and summary["trees"] + summary["dropped"] == 4
     assert tagged_processes(tag) == []  # the API server, its engine core and its worker are gone
+
+
+def test_a_killed_stage_takes_its_server_with_it(server):
+    """Last in the module: SIGKILL leaves the stage no chance to clean up; the kernel's PR_SET_PDEATHSIG does."""
+    assert tagged_processes(server.tag)  # the server, its engine core and worker
+    server.stage.kill()
+    server.stage.wait()
+    deadline = time.monotonic() + 120
+    while tagged_processes(server.tag) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert tagged_processes(server.tag) == []

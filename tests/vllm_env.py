@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import GEMMA2_TEMPLATE, REPO, make_tiny_model, make_tokenizer
 
 # vLLM 0.32's CPU build: a seeded request kills the engine under chunked prefill ("CPU Generator does not use
-# offset"); eager mode starts faster than compiling (measured: 95 s to /health for SmolLM2-135M on 2 cores).
+# offset"); eager mode skips compiling (95 s to /health for SmolLM2-135M here; docs/generation.md).
 CPU_SERVER_ARGS = ["--no-enable-chunked-prefill", "--max-num-batched-tokens", "65536", "--enforce-eager"]
 CPU_ENGINE_ARGS = {"enable_chunked_prefill": False, "max_num_batched_tokens": 65536, "enforce_eager": True}
 # On the CPU build `gpu_memory_utilization` is the share of the machine's memory the engine reserves
