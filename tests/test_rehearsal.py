@@ -26,12 +26,12 @@ SWAPPED = {
                                                   "judge.openai.api_key_env"],
     "counts": ["fetch.limit", "fetch.test_fraction", "simulate.train_prompts", "simulate.test_prompts",
                "simulate.openai.concurrency", "train.config.max_steps", "train.config.global_batch_size",
-               "train.config.save_steps", "best_of_n.n"],
+               "best_of_n.n"],
     "sizes": ["simulate.assistant.max_new_tokens", "simulate.user.max_new_tokens",
               "simulate.rewriter.max_new_tokens", "simulate.vllm.gpu_memory_utilization",
               "simulate.vllm.data_parallel_size", "judge.sampling.max_new_tokens", "best_of_n.policy.max_new_tokens",
               "mt_bench.max_length", "reward_bench.max_length"],
-    "accelerate config": ["train.accelerate_config"],
+    "the hardware": ["train.accelerate_config", "eval.cpu_dtype"],
 }
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
           "judge@music", "best_of_n@hh", "mt_bench@shared", "reward_bench_file@llmbar"}
