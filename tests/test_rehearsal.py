@@ -30,7 +30,8 @@ SWAPPED = {
     "sizes": ["simulate.assistant.max_new_tokens", "simulate.user.max_new_tokens",
               "simulate.rewriter.max_new_tokens", "simulate.vllm.gpu_memory_utilization",
               "simulate.vllm.data_parallel_size", "judge.sampling.max_new_tokens", "best_of_n.policy.max_new_tokens",
-              "mt_bench.max_length", "reward_bench.max_length"],
+              "train.config.max_length", "eval.max_length", "best_of_n.max_length", "mt_bench.max_length",
+              "reward_bench.max_length"],
     "the hardware": ["train.accelerate_config", "eval.cpu_dtype"],
 }
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
