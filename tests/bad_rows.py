@@ -1,7 +1,7 @@
 """Kinds of bad input rows, each with the exact outcome fetch must give.
 
-Each case is a .jsonl file whose row 1 is a good pair and whose row 2 (line 2) is the bad one (the empty
-file has no rows). `error`: (row, field, start of the message) with on_invalid=fail; `skip`: the reason
+Each case is a .jsonl file whose row 1 is a good pair, whose row 2 (line 2) is the bad one and whose row 3 is
+a good pair with a prompt of the other split (fetch refuses a split left empty); the empty file has no rows. `error`: (row, field, start of the message) with on_invalid=fail; `skip`: the reason
 counted with on_invalid=skip, or None where even skip must stop (nothing valid is left).
 """
 import json
@@ -16,6 +16,11 @@ GOOD = {"chosen": [msg("user", "Name a colour."), msg("assistant", "Blue.")],
         "rejected": [msg("user", "Name a colour."), msg("assistant", "Seven.")]}
 GOOD_HH = {"chosen": "\n\nHuman: Name a colour.\n\nAssistant: Blue.",
            "rejected": "\n\nHuman: Name a colour.\n\nAssistant: Seven."}  # an HH file's good row
+# row 3: "Name a colour." goes to the test split (test_fraction 0.3), "Name a fruit." to train
+OTHER_SPLIT = {"chosen": [msg("user", "Name a fruit."), msg("assistant", "Pear.")],
+               "rejected": [msg("user", "Name a fruit."), msg("assistant", "Soup.")]}
+OTHER_SPLIT_HH = {"chosen": "\n\nHuman: Name a fruit.\n\nAssistant: Pear.",
+                  "rejected": "\n\nHuman: Name a fruit.\n\nAssistant: Soup."}
 MAX_CHARS = 1000
 
 
@@ -102,8 +107,16 @@ CASES = [
     Case("duplicate pair", dump(GOOD), None, "duplicate pair"),
     Case("empty file", None, (None, None, "empty file: no rows"), None),
 ]
+# Answers that show nothing: invisible characters are as empty as whitespace (issue 23).
+CASES += [
+    Case("invisible-only content", dump(replace_message(1, content="\u200b\u2060\ufeff")),
+         (2, "chosen[1].content", "empty content"), "chosen: empty content"),
+    Case("joiners and whitespace only", dump(replace_message(1, content=" \u200c\u200d\n\u00ad")),
+         (2, "chosen[1].content", "empty content"), "chosen: empty content"),
+]
 
 
 def write_case(case: Case, path) -> None:
     first = dump({**GOOD, "id": "a"} if case.kind == "duplicate id" else GOOD_HH if case.kind.startswith("HH") else GOOD)
-    path.write_bytes(b"" if case.line is None else first + b"\n" + case.line + b"\n")
+    third = dump(OTHER_SPLIT_HH if case.kind.startswith("HH") else OTHER_SPLIT)
+    path.write_bytes(b"" if case.line is None else first + b"\n" + case.line + b"\n" + third + b"\n")
