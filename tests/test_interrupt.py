@@ -195,7 +195,7 @@ def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_fi
     moves = [i for i, dst in enumerate(calls, start=1) if f"{name}-a" in dst and PREFIX not in dst]
     rng = random.Random(23)
     moments = [("write", rng.choice(writes)), ("commit", commit), ("move", rng.choice(moves)),
-               ("time", rng.uniform(0.3, 0.9) * seconds), ("time", rng.uniform(0.3, 0.9) * seconds)]
+               ("time", rng.uniform(0.3, 0.9) * seconds)]
     env = env_for(root, f"{name}-b")
     for kind, at in moments:
         if kind == "time":

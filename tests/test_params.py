@@ -1,5 +1,6 @@
 """params.yaml as one typed model: every key required, strict types, ranges, cross-section rules, one-line errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -167,7 +168,7 @@ def test_a_choice_whose_package_is_missing_is_refused_before_anything_is_created
     if find_spec(module) is not None:
         pytest.skip(f"{module} is installed here")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**{section: {key: value}})))
-    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "MUSIC_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "stages/simulate.py", "--params", str(tmp_path / "params.yaml"),
                              "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, env=env)
