@@ -174,7 +174,7 @@ def test_a_choice_whose_package_is_missing_is_refused_before_anything_is_created
                              "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, env=env)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"Error: {section}.{key}: {value!r} needs the {module} package, which is not installed "
+    assert lines[0].startswith(f"Error: {tmp_path / 'params.yaml'}: {section}.{key}: {value!r} needs the {module} package, which is not installed "
                                f'here: pip install "{module}==') or lines[0].endswith(f"pip install {module}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no MLflow store, no cache, no outputs
     load_params(tmp_path / "params.yaml", packages=False)  # a plan for another machine still reads it

@@ -54,11 +54,12 @@ def _value(params, key: str):
     return params
 
 
-def check_packages(params, requirements=REQUIREMENTS) -> None:
-    """Raise ParamsError for the first requirement whose param asks for a package that is not importable."""
+def check_packages(params, where: str, requirements=REQUIREMENTS) -> None:
+    """Raise ParamsError for the first requirement whose param asks for a package that is not importable;
+    `where`: the params file, as the message names it."""
     for r in requirements:
         value = _value(params, r.param)
         wanted = r.needs(value) if callable(r.needs) else value == r.needs
         if wanted and find_spec(r.module) is None:
-            raise ParamsError(f"{r.param}: {value!r} needs the {r.module} package, which is not installed here: "
+            raise ParamsError(f"{where}: {r.param}: {value!r} needs the {r.module} package, which is not installed here: "
                               f"{install_command(r.distribution)}")

@@ -341,7 +341,7 @@ def load_params(path: str | Path = "params.yaml", packages: bool = True) -> Para
     (core/packages.py): each stage calls this once."""
     params = validate(read_yaml(path), str(path))
     if packages:
-        check_packages(params)
+        check_packages(params, str(path))
     return params
 
 
