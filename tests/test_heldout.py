@@ -55,7 +55,8 @@ def test_every_variant_is_scored_at_every_k_with_intervals_plots_and_report(rm_d
     assert list(suites) == ["music_k1", "music_k2", "music_k3"]
     assert all(p["k"] == 2 and p["split"] == "test" for p in suites["music_k2"]) and len(suites["music_k2"]) == 6
     results, margins = evaluate_variants({"a": str(rm_dir), "b": str(rm_dir)}, suites, batch_size=4,
-                                         max_length=None, resamples=200, seed=0)
+                                         max_length=None, resamples=200, seed=0, cpu_dtype="float32",
+                                         cache=False)
     for variant in ("a", "b"):
         for suite, pairs in suites.items():
             r = results[variant][suite]

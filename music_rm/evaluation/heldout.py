@@ -54,8 +54,8 @@ def differences(margins: dict, compare: list, resamples: int, seed: int) -> dict
 
 
 def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]], batch_size: int,
-                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str = "float32",
-                      cache: bool = False) -> tuple[dict, dict]:
+                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str,
+                      cache: bool) -> tuple[dict, dict]:
     """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}})."""
     results, margins = {}, {}
     for variant, model_dir in model_dirs.items():

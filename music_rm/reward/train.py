@@ -55,7 +55,7 @@ def drop_oldest_exchange(chosen: list[dict], rejected: list[dict]) -> tuple[list
     return chosen[:start] + chosen[start + 2:], rejected[:start] + rejected[start + 2:]
 
 
-def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, truncation: str = "drop") -> tuple[list[dict], dict]:
+def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, truncation: str) -> tuple[list[dict], dict]:
     """Token ids per pair that fits max_length (after truncation under the policy); the rest counted."""
     rows, too_long, truncated, longest = [], 0, 0, 0
     for pair in pairs:
