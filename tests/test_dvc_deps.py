@@ -42,3 +42,27 @@ def test_the_stages_that_load_data_or_train_can_be_restored_from_dvcs_run_cache(
     assert set(kept_in_git) == {"simulate", "eval", "judge", "best_of_n", "mt_bench", "reward_bench_file",
                                 "reward_bench_hub"}, kept_in_git
     assert {"base_model", "fetch", "contrast", "train"} <= set(stages) - set(kept_in_git)
+
+
+def test_every_stage_path_default_is_one_of_its_dvc_paths():
+    """A path is named once in the library (music_rm/core/paths.py) and once in dvc.yaml: each stage script's
+    path option defaults to a dep or out of its stage (or to the folder above some), so moving one without
+    the other fails here."""
+    import click
+
+    from tests.test_help import stage_command
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    checked = 0
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        script = next(part for part in stage["cmd"].split() if part.startswith("stages/"))
+        declared = [next(iter(entry)) if isinstance(entry, dict) else entry
+                    for kind in ("deps", "outs", "metrics", "plots") for entry in stage.get(kind, [])]
+        for option in stage_command(REPO / script).params:
+            if isinstance(option, click.Option) and isinstance(option.type, click.Path) and option.default:
+                default = str(option.default)
+                assert any(d == default or d.startswith(default + "/") for d in declared), \
+                    f"{name}: {script} {option.opts[0]} defaults to {default}, which dvc.yaml does not name"
+                checked += 1
+    assert checked >= 22
