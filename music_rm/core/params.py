@@ -376,9 +376,9 @@ def read_yaml(path: str | Path) -> dict:
         raise ParamsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(file: str | Path = "params.yaml") -> Params:
     """params.yaml, validated whole: each stage calls this once."""
-    return validate(read_yaml(path), str(path))
+    return validate(read_yaml(file), str(file))
 
 
 def merge(base: dict, overrides: dict) -> dict:
