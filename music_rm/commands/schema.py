@@ -74,13 +74,17 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]
     return out
 
 
+def _cell(text: str) -> str:
+    """Text as a markdown table cell shows it: `|` escaped, and `<name>` not taken for an HTML tag."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
 def markdown() -> str:
     """The key reference: one table per section of params.yaml."""
     parts = [MARKER, "", "## Every key", ""]
     for name, field in Params.model_fields.items():
-        parts += [f"### `{name}`", "", field.description + ".", "", "| key | type | meaning |", "|---|---|---|"]
-        parts += [f"| `{key}` | {kind.replace('|', chr(92) + '|')} | {text.replace('|', chr(92) + '|')} |"
-                  for key, kind, text in rows(field.annotation)]
+        parts += [f"### `{name}`", "", _cell(field.description) + ".", "", "| key | type | meaning |", "|---|---|---|"]
+        parts += [f"| `{key}` | {_cell(kind)} | {_cell(text)} |" for key, kind, text in rows(field.annotation)]
         parts.append("")
     return "\n".join(parts)
 

@@ -246,7 +246,9 @@ class MTBenchParams(Section):
 class PromptSet(Section):
     """Prompts that start Best-of-N rollouts (data/prompts.py): a file (a DVC dependency) in one of three formats."""
     path: str = Field(description="The prompts file (a DVC dependency)")
-    format: Literal["auto", "schema", "hh", "ultrainteract"] = Field(description="auto | schema | hh | ultrainteract")
+    format: Literal["auto", "schema", "hh", "ultrainteract"] = Field(
+        description="The rows' format (data/prompts.py): schema | hh | ultrainteract; auto: per row, a `trajectory`"
+                    " is ultrainteract, a string `chosen` is hh, anything else schema")
     limit: PositiveInt | None = Field(description="The first N distinct prompts; null: all")
 
 
@@ -276,7 +278,9 @@ class BestOfNParams(Section):
 
 class RewardBenchFile(Section):
     path: str = Field(description="A RewardBench-schema file or folder, or LLMBar's folder")
-    format: Literal["reward_bench", "llmbar"] = Field(description="reward_bench | llmbar")
+    format: Literal["reward_bench", "llmbar"] = Field(
+        description="reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder"
+                    " of subset files")
 
 
 class RewardBenchHub(Section):
