@@ -19,8 +19,8 @@ from music_rm.core.paths import cache_root
 from music_rm.core.tracking import input_hashes, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
 from music_rm.reward.card import model_card
-from music_rm.reward.model import read_card
 from music_rm.reward.curve import write_curve
+from music_rm.reward.model import read_card
 from music_rm.reward.train import train_reward_model
 
 
