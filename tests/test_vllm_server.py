@@ -75,7 +75,7 @@ def server(vllm_model, tmp_path_factory):
 def backend(server, **openai):
     p = server.params.model_copy(update={"openai": server.params.openai.model_copy(
         update={"start_vllm": False, **openai})})
-    return make_backend(p, "unused: the server is running")
+    return make_backend(p, "unused: the server is running", trust_remote_code=False)
 
 
 def chat(text: str, system: str | None = None) -> Request:
