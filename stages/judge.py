@@ -36,10 +36,10 @@ def main(set_name, params_path, judge_model, models, out):
     with stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
                    environment_file=out / set_name / "environment.json") as mlflow:
         pairs = read_pairs(pairs_path)[: p.limit]
-        generator = Generator(make_backend(p, str(judge_model), params.base.trust_remote_code),
-                              GenerationCache(default_path()) if p.cache else None)
-        verdicts = judge_pairs(generator, pairs, p.sampling, p.seed)
-        generator.close()  # a vLLM judge gives its GPUs back before the reward models load, one at a time
+        # A vLLM judge (or the vLLM server the stage started) gives its GPUs back before the reward models load.
+        with Generator(make_backend(p, str(judge_model), params.base.trust_remote_code),
+                       GenerationCache(default_path()) if p.cache else None) as generator:
+            verdicts = judge_pairs(generator, pairs, p.sampling, p.seed)
         margins = {}
         for variant in params.train.variants:
             with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:

@@ -41,13 +41,15 @@ def main(params_path, data, model, out):
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]
         cache = GenerationCache(default_path()) if p.cache else None
-        generator = Generator(make_backend(p, str(model), params.base.trust_remote_code), cache)
-        builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
-        try:
-            trees = builder.build(seeds)
-        except StageFailure as e:
-            kept = f"kept in {default_path()}; a rerun resumes from there" if cache else "not kept (simulate.cache is off)"
-            raise StageFailure(f"{e}\n{generator.model_calls} generation units finished before the failure are {kept}")
+        with Generator(make_backend(p, str(model), params.base.trust_remote_code), cache) as generator:
+            builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
+            try:
+                trees = builder.build(seeds)
+            except StageFailure as e:
+                kept = (f"kept in {default_path()}; a rerun resumes from there" if cache
+                        else "not kept (simulate.cache is off)")
+                raise StageFailure(f"{e}\n{generator.model_calls} generation units finished before the failure are "
+                                   f"{kept}")
 
         summary = {
             "seed_prompts": len(seeds),

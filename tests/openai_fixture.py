@@ -1,7 +1,7 @@
 """A hand-written OpenAI-compatible server on 127.0.0.1 for fault injection in tests.
 
-`faults` is consumed one entry per request: "429", "500", "400", "404", "timeout", "malformed", "drop" (close the
-connection without a response) or "ok". When it runs out, every request is answered normally: by
+`faults` is consumed one entry per request: "429", "500", "400", "404", "context" (vLLM's HTTP 400 for a prompt
+over the context), "timeout", "malformed", "drop" (close the connection without a response) or "ok". When it runs out, every request is answered normally: by
 `reply(request body)` when given, else with a completion that names the request's last message and seed
 so tests can check what was sent.
 """
@@ -9,6 +9,13 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+# vLLM 0.32's answer to a prompt over its context (tests/test_vllm_server.py gets it from the real server).
+CONTEXT_400 = (b'{"error":{"message":"This model\'s maximum context length is 2048 tokens. However, your prompt contains '
+               b'at least 2049 input tokens, which exceeds this limit even without any output tokens. Please reduce the '
+               b'length of the input prompt. (parameter=input_tokens, value=2049)","type":"BadRequestError",'
+               b'"param":"input_tokens","code":400}}')
 
 
 class FixtureServer:
@@ -35,11 +42,11 @@ class FixtureServer:
                 if fault == "drop":
                     self.close_connection = True
                     return
-                if fault in ("429", "500", "400", "404"):
-                    self.send_response(int(fault))
+                if fault in ("429", "500", "400", "404", "context"):
+                    self.send_response(400 if fault == "context" else int(fault))
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
-                    self.wfile.write(b'{"error": {"message": "injected"}}')
+                    self.wfile.write(CONTEXT_400 if fault == "context" else b'{"error": {"message": "injected"}}')
                     return
                 last = body["messages"][-1]["content"]
                 text = reply(body) if reply else f"re: {last[-30:]} #{body['seed']}"

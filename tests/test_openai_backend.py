@@ -3,8 +3,8 @@ import json
 import pytest
 
 from music_rm.generation.cache import GenerationCache
-from music_rm.generation.generator import Generator
-from music_rm.generation.request import Request
+from music_rm.generation.generator import TOO_LONG, Generator
+from music_rm.generation.request import Request, derive_seed
 from music_rm.generation.openai_backend import APIError, OpenAIBackend
 from music_rm.core.params import Sampling
 from tests.openai_fixture import FixtureServer
@@ -57,6 +57,18 @@ def test_transient_faults_are_retried_until_success():
 def test_a_client_error_is_not_retried_and_says_why():
     with FixtureServer(["400"]) as server, pytest.raises(APIError, match=r"HTTP 400 \(not retried\)"):
         Generator(backend(server, concurrency=1)).generate(requests(1), seed=1)
+
+
+def test_a_prompt_over_the_served_context_is_counted_not_retried_not_cached_and_the_rest_go_on(tmp_path):
+    cache = GenerationCache(tmp_path / "cache.sqlite")
+    with FixtureServer(["context"]) as server:
+        generator = Generator(backend(server, concurrency=1), cache)
+        outputs, reasons, retried = generator.generate_checked(requests(3), lambda i, t: (t, None), ("s",), retries=2)
+        assert outputs[0] is None and all(outputs[1:]) and reasons == [TOO_LONG, None, None] and not retried
+        assert generator.too_long == 1 and len(server.requests) == 3  # one call for it, no retry
+        again = Generator(backend(server), cache)  # e.g. the server restarted with a longer context
+        texts = again.generate(requests(3), seed=derive_seed("s", 0))
+    assert (again.model_calls, again.cache_hits) == (1, 2) and texts[0] and texts[1:] == outputs[1:]
 
 
 def test_permanent_failure_stops_and_keeps_what_was_generated(tmp_path):

@@ -63,6 +63,15 @@ class VLLMParams(Section):
     max_model_len: PositiveInt | None
     unit_size: PositiveInt
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)]
+    data_parallel_size: PositiveInt = Field(description=(
+        "Engines of the server that openai.start_vllm starts (one model replica each: GPUs / tensor_parallel_size)"))
+    python: str | None = Field(description=(
+        "The Python with vLLM installed that runs the server openai.start_vllm starts (e.g. .venv-vllm/bin/python, "
+        "made by `make vllm`); null: the stage's own Python"))
+    server_args: list[str] = Field(description=(
+        "More command-line options for that server, e.g. the CPU build's --no-enable-chunked-prefill"))
+    startup_timeout_s: Annotated[float, Field(gt=0)] = Field(description=(
+        "Seconds the stage waits for that server to answer /health before it stops with the server's last log lines"))
 
 
 class OpenAIParams(Section):
@@ -73,6 +82,9 @@ class OpenAIParams(Section):
     timeout_s: Annotated[float, Field(gt=0)]
     max_attempts: PositiveInt
     system_role: bool  # false: the served model's chat template has none (Gemma-2); a system message is folded in
+    start_vllm: bool = Field(description=(
+        "true: the stage starts vLLM's OpenAI server itself at base_url (127.0.0.1:<port>) with the vllm section's "
+        "model, sizes and memory share, and stops it when the stage ends; false: a server already running at base_url"))
 
 
 class GenerationParams(Section):

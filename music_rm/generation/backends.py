@@ -1,4 +1,4 @@
-"""The backend a params section names (simulate's or the judge's)."""
+"""The backend a params section names (simulate's or the judge's); with openai.start_vllm, the vLLM server it talks to."""
 from ..core.params import GenerationParams
 from ..data.base_model import model_fingerprint
 
@@ -21,4 +21,18 @@ def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool = 
     from .openai_backend import OpenAIBackend
 
     o = p.openai
-    return OpenAIBackend(o.base_url, o.model, o.api_key_env, o.concurrency, o.timeout_s, o.max_attempts, o.system_role)
+    if not o.start_vllm:
+        return OpenAIBackend(o.base_url, o.model, o.api_key_env, o.concurrency, o.timeout_s, o.max_attempts,
+                             o.system_role)
+    from .vllm_server import VLLMServer
+
+    server = VLLMServer(p, model_dir, trust_remote_code)
+    try:
+        backend = OpenAIBackend(o.base_url, o.model, o.api_key_env, o.concurrency, o.timeout_s, o.max_attempts,
+                                o.system_role, server=server)
+    except BaseException:
+        server.stop()
+        raise
+    if p.vllm.model is None:
+        backend.identity["model"] = model_fingerprint(model_dir)  # not the served name: the weights it serves
+    return backend

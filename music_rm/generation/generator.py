@@ -8,7 +8,8 @@ crash, rebuilds the same units and gets the same outputs, from the cache where i
 A backend has `identity` (a dict), `plan(requests) -> [[request index]]` and `run_many(jobs)`, which yields
 (job index, (completions, new tokens)) for jobs of (requests, seed). A backend that knows its context
 length has `context_tokens` and `prompt_tokens(request)`: a request whose prompt and new tokens do not fit
-is answered None and counted (`too_long`), never sent, so it cannot fail the batch it would have joined.
+is answered None and counted (`too_long`), never sent, so it cannot fail the batch it would have joined. A
+backend that learns it only from its server (HTTP 400) gives None as that request's completion: counted the same.
 A backend holding devices may have `close()`.
 """
 import hashlib
@@ -47,13 +48,13 @@ class Generator:
         """Completions in request order, None for a request too long for the backend's context. Same requests
         and seed give the same completions."""
         kept = [i for i, r in enumerate(requests) if self.fits(r)]
-        self.too_long += len(requests) - len(kept)
         outputs: list[str | None] = [None] * len(requests)
         for i, text in zip(kept, self._generate([requests[i] for i in kept], seed, desc)):
             outputs[i] = text
+        self.too_long += outputs.count(None)
         return outputs
 
-    def _generate(self, requests: list[Request], seed: int, desc: str) -> list[str]:
+    def _generate(self, requests: list[Request], seed: int, desc: str) -> list[str | None]:
         if not requests:
             return []
         units = self.backend.plan(requests)
@@ -70,12 +71,13 @@ class Generator:
             results[u] = completions
             self.model_calls += len(units[u])
             self.new_tokens += new_tokens
-            if self.cache:
+            if self.cache and None not in completions:  # a server's "too long" may not hold at a larger context
                 self.cache.put(keys[u], completions)  # committed now: a crash later keeps it
-        outputs = [""] * len(requests)
+        outputs: list[str | None] = [None] * len(requests)
         for idx, completions in zip(units, results):
             for i, completion in zip(idx, completions):
-                outputs[i] = (first_line(completion) if requests[i].raw else completion).strip()
+                if completion is not None:
+                    outputs[i] = (first_line(completion) if requests[i].raw else completion).strip()
         return outputs
 
     def generate_checked(self, requests: list[Request], check, seed_parts: tuple, retries: int,
@@ -108,6 +110,13 @@ class Generator:
         return outputs, reasons, retried
 
     def close(self) -> None:
-        """Release what the backend holds (a vLLM engine's GPUs), before other models load."""
+        """Release what the backend holds (a vLLM engine's GPUs, a vLLM server it started), before other models
+        load. Called on leaving `with Generator(...)`, also on an error."""
         if hasattr(self.backend, "close"):
             self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -6,11 +6,14 @@ exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and ma
 is read from the environment variable that `api_key_env` names and goes nowhere but the request header.
 A raw completion prompt (a few-shot template) is sent as one user message; with `system_role` false (a served
 model whose chat template has none, e.g. Gemma-2 behind `vllm serve`), a system message is folded into the
-first user message. A model the server does not have (HTTP 404) stops the stage with one line naming it.
+first user message. A model the server does not have (HTTP 404) stops the stage with one line naming it. A
+prompt over the served model's context (HTTP 400 saying so) is answered None, which the Generator counts as
+`prompt_too_long` as it does a prompt it measured itself; any other 400 stops the stage.
 """
 import json
 import os
 import random
+import re
 import socket
 import time
 import urllib.error
@@ -21,6 +24,11 @@ from ..core.errors import StageFailure
 from ..data.conversation import fold_system
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# How servers word an HTTP 400 for a prompt over the context. vLLM 0.32: "This model's maximum context length is
+# N tokens. However, you requested M tokens ..."; OpenAI: code "context_length_exceeded"; Gemini: "The input token
+# count (N) exceeds the maximum number of tokens allowed (M)".
+CONTEXT_EXCEEDED = re.compile(r"maximum context length|context_length_exceeded|maximum model length|"
+                              r"exceeds the maximum number of tokens", re.IGNORECASE)
 
 
 class APIError(StageFailure):
@@ -30,7 +38,7 @@ class APIError(StageFailure):
 class OpenAIBackend:
     def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
                  concurrency: int = 8, timeout_s: float = 60.0, max_attempts: int = 6, system_role: bool = True,
-                 backoff_s: float = 1.0, max_backoff_s: float = 30.0):
+                 backoff_s: float = 1.0, max_backoff_s: float = 30.0, server=None):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.concurrency, self.timeout_s = model, concurrency, timeout_s
         self.max_attempts, self.backoff_s, self.max_backoff_s = max_attempts, backoff_s, max_backoff_s
@@ -41,6 +49,12 @@ class OpenAIBackend:
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
         self.identity = {"backend": "openai", "base_url": base_url.rstrip("/"), "model": model}
         self.retries = 0
+        self.server = server  # a VLLMServer this backend's stage started: stopped by close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
     def plan(self, requests) -> list[list[int]]:
         return [[i] for i in range(len(requests))]
@@ -70,10 +84,12 @@ class OpenAIBackend:
                 return [text], tokens
             except urllib.error.HTTPError as e:
                 if e.code not in RETRYABLE_STATUS:
-                    detail = " ".join(e.read(300).decode("utf-8", "replace").split())
+                    detail = " ".join(e.read(1000).decode("utf-8", "replace").split())
                     if e.code == 404:
                         raise APIError(f"{self.url}: the server has no model {self.model!r} (HTTP 404; retired or "
                                        f"misspelt? name one it serves in the params' openai.model): {detail}") from None
+                    if e.code == 400 and CONTEXT_EXCEEDED.search(detail):
+                        return [None], 0  # too long for the served context: counted by the Generator, the stage goes on
                     raise APIError(f"{self.url}: HTTP {e.code} (not retried): {detail}") from None
                 reason, retry_after = f"HTTP {e.code}", e.headers.get("Retry-After")
             except (TimeoutError, socket.timeout):

@@ -2,8 +2,8 @@
 
 Every request carries its own seed (SamplingParams.seed), so its sample does not depend on which other
 requests share the engine's batch. For every GPU of a node or of several nodes, serve the model with vLLM's
-data-parallel server and use the openai backend (docs/gpu.md). Needs a GPU and the `gpu` extra; its engine
-calls are not testable here.
+data-parallel server and use the openai backend (docs/gpu.md). On a GPU it needs the `gpu` extra; here it runs
+on vLLM's CPU build in its own virtualenv (tests/test_vllm_backend.py).
 """
 import gc
 
@@ -14,12 +14,13 @@ from .request import derive_seed
 class VLLMBackend:
     def __init__(self, model: str, revision: str | None = None, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, dtype: str = "bfloat16", unit_size: int = 1024,
-                 trust_remote_code: bool = False, gpu_memory_utilization: float = 0.9):
+                 trust_remote_code: bool = False, gpu_memory_utilization: float = 0.9, **engine_args):
+        """`engine_args`: more vllm.LLM arguments (the CPU build needs enable_chunked_prefill=False for seeds)."""
         from vllm import LLM, __version__
 
         self.llm = LLM(model=model, revision=revision, tensor_parallel_size=tensor_parallel_size,
                        max_model_len=max_model_len, dtype=dtype, trust_remote_code=trust_remote_code,
-                       gpu_memory_utilization=gpu_memory_utilization)
+                       gpu_memory_utilization=gpu_memory_utilization, **engine_args)
         self.unit_size = unit_size
         self.tokenizer = self.llm.get_tokenizer()
         self.context_tokens = self.llm.model_config.max_model_len
@@ -29,8 +30,10 @@ class VLLMBackend:
     def prompt_tokens(self, request) -> int:
         if request.raw:
             return len(self.tokenizer(request.prefix + request.prompt, add_special_tokens=False).input_ids)
-        return len(self.tokenizer.apply_chat_template(self._messages(request), tokenize=True,
-                                                      add_generation_prompt=True))
+        # Rendered, then tokenized without added specials, as LLM.chat does (the template writes its own BOS).
+        # (apply_chat_template(tokenize=True) gives a mapping in transformers 5: its len() counts keys, not tokens.)
+        text = self.tokenizer.apply_chat_template(self._messages(request), tokenize=False, add_generation_prompt=True)
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def _messages(self, request) -> list[dict]:
         return for_template(self.tokenizer, list(request.prompt))

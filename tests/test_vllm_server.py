@@ -1,0 +1,129 @@
+"""vLLM's OpenAI server (the CPU build) through the openai backend: started by the stage or by the tests, stopped
+by them; seeds, a template without a system role, and prompts over the context."""
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import yaml
+
+from music_rm.core.io import read_json, write_jsonl
+from music_rm.core.params import Sampling
+from music_rm.data.sources import fetch
+from music_rm.generation.backends import make_backend
+from music_rm.generation.generator import TOO_LONG, Generator
+from music_rm.generation.openai_backend import APIError
+from music_rm.generation.request import Request
+from music_rm.generation.vllm_server import VLLMServer
+from tests.conftest import REPO, params_section, repo_params
+from tests.test_sources import params as fetch_params
+from tests.vllm_env import (CONTEXT, CPU_MEMORY_SHARE, CPU_SERVER_ARGS, free_port, make_vllm_model, tagged_processes,
+                            vllm_python)
+
+SAMPLING = Sampling(max_new_tokens=12, temperature=1.0, top_p=1.0)
+LONG = "word " * (2 * CONTEXT)  # tokenizes to more than CONTEXT tokens
+
+
+def served_section(model_name: str, port: int, python: str, **openai):
+    """simulate's params with the openai backend on a vLLM server that the stage starts at `port`."""
+    return dict(backend="openai", dtype="float32",
+                openai={"base_url": f"http://127.0.0.1:{port}/v1", "model": model_name, "api_key_env": None,
+                        "concurrency": 4, "timeout_s": 120, "max_attempts": 2, "system_role": False,
+                        "start_vllm": True, **openai},
+                vllm={"python": python, "max_model_len": CONTEXT, "gpu_memory_utilization": CPU_MEMORY_SHARE,
+                      "server_args": CPU_SERVER_ARGS, "startup_timeout_s": 900})
+
+
+@pytest.fixture(scope="module")
+def vllm_model(tmp_path_factory):
+    return make_vllm_model(tmp_path_factory.mktemp("vllm-model"))
+
+
+@pytest.fixture(scope="module")
+def server(vllm_model, tmp_path_factory):
+    """One server for the module (start-up is the slow part), started and stopped as a stage does."""
+    p = params_section("simulate", **served_section("tiny", free_port(), vllm_python()))
+    start = time.monotonic()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MUSIC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))  # the server's log goes there
+        server = VLLMServer(p, str(vllm_model))
+    with server:
+        server.startup_s = time.monotonic() - start
+        server.params = p
+        yield server
+    assert server.process.poll() is not None
+
+
+def backend(server, **openai):
+    p = server.params.model_copy(update={"openai": server.params.openai.model_copy(
+        update={"start_vllm": False, **openai})})
+    return make_backend(p, "unused: the server is running")
+
+
+def chat(text: str, system: str | None = None) -> Request:
+    return Request(((({"role": "system", "content": system},) if system else ())
+                    + ({"role": "user", "content": text},)), SAMPLING)
+
+
+def test_the_same_seed_gives_the_same_text_and_another_seed_another(server, report):
+    report(f"vLLM CPU server start-up (tiny model, eager): {server.startup_s:.0f} s")
+    requests = [chat(f"Question {i}: what is a turn?") for i in range(4)]
+    first = Generator(backend(server)).generate(requests, seed=1)
+    again = Generator(backend(server)).generate(requests, seed=1)
+    other = Generator(backend(server)).generate(requests, seed=2)
+    assert all(first) and first == again
+    assert other != first
+
+
+def test_a_template_without_a_system_role_gets_the_system_message_folded(server):
+    request = chat("Say hello.", system="Be brief.")
+    [text] = Generator(backend(server, system_role=False)).generate([request], seed=3)
+    assert text
+    # sent as it is, the system message makes Gemma-2's template raise: an HTTP 400 that is not about length
+    with pytest.raises(APIError, match="HTTP 400 .not retried.*System role not supported"):
+        Generator(backend(server, system_role=True)).generate([request], seed=3)
+
+
+def test_a_prompt_over_the_context_is_counted_and_the_others_are_answered(server):
+    generator = Generator(backend(server))
+    requests = [chat("Short question one."), chat(LONG), chat("Short question two.")]
+    outputs, reasons, retried = generator.generate_checked(requests, lambda i, t: (t, None), ("x",), retries=2)
+    assert outputs[0] and outputs[2] and outputs[1] is None
+    assert reasons == [None, TOO_LONG, None] and not retried
+    assert generator.too_long == 1  # by the server's HTTP 400: the openai backend has no tokenizer to measure with
+
+
+def test_a_second_server_at_a_taken_address_is_refused(server):
+    with pytest.raises(Exception, match="already answers at"):
+        VLLMServer(server.params, "unused")
+
+
+def test_simulate_starts_its_server_counts_a_long_prompt_and_leaves_no_vllm_process(vllm_model, tmp_path, report):
+    rows, _, _ = fetch(fetch_params())
+    long = copy.deepcopy(rows[3])
+    for branch in ("chosen", "rejected"):
+        long[branch][0]["content"] = "word " * 3000  # over 2048 tokens
+    write_jsonl(tmp_path / "data" / "train.jsonl", [*rows[:3], {**long, "id": "long"}])
+    write_jsonl(tmp_path / "data" / "test.jsonl", [])
+    section = served_section("tiny", free_port(), vllm_python())
+    section["vllm"]["max_model_len"] = 2048  # room for the few-shot user simulator's prompt
+    params = repo_params(simulate={**section, "turns": 2,
+                                   "train_prompts": None, "test_prompts": None, "max_retries": 0})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "MUSIC_TEST_TAG": tag, "MUSIC_CACHE_DIR": str(tmp_path / "cache"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "stages/simulate.py", "--params", str(tmp_path / "params.yaml"),
+                             "--data", str(tmp_path / "data"), "--model", str(vllm_model), "--out",
+                             str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True)
+    report(f"simulate with a stage-started vLLM server (tiny model, 4 prompts, 2 turns): {time.monotonic() - start:.0f} s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_json(tmp_path / "out" / "summary.json")
+    assert summary["dropped_by_reason"].get(TOO_LONG) == 1, json.dumps(summary)
+    assert summary["seed_prompts"] == 4 and summary["trees"] + summary["dropped"] == 4
+    assert tagged_processes(tag) == []  # the API server, its engine core and its worker are gone
