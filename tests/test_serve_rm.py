@@ -5,7 +5,6 @@ in the template, attention soft-capping) with a score head large enough to sprea
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_tiny_model
+from tests.conftest import REPO, make_tiny_model
+from tests.vllm_env import CPU_MEMORY_SHARE, free_port, vllm_python
 
 SEEDS = REPO / "music_rm" / "data" / "seeds" / "embedded.jsonl"
 STARTUP_S = 600
-
-
-def vllm_python() -> str | None:
-    """The Python of a virtualenv with vLLM's CPU build: MUSIC_VLLM_PYTHON, else the repo's .venv-vllm."""
-    candidate = os.environ.get("MUSIC_VLLM_PYTHON") or str(REPO / ".venv-vllm" / "bin" / "python")
-    return candidate if Path(candidate).is_file() else None
 
 
 @pytest.fixture(scope="module")
@@ -76,27 +70,19 @@ def test_serve_refuses_a_base_model(tiny_model):
     assert "not a reward model" in result.stderr and "Traceback" not in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served_rm(gemma2_rm, tmp_path_factory):
     """`music-rm serve` of the Gemma-2 reward model on a free port (eager: no compilation, a faster start);
     the base URL once /health answers. Stopped, engine processes included, after the module's tests."""
     python = vllm_python()
-    if python is None:
-        pytest.skip("no vLLM virtualenv: set MUSIC_VLLM_PYTHON to the python of one with vLLM's CPU build")
     port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB; the default takes far more of a small machine
     start = time.monotonic()
     with open(log, "w") as out:
         server = subprocess.Popen([sys.executable, "-m", "music_rm", "serve", str(gemma2_rm), "--python", python,
-                                   "--port", str(port), "--", "--enforce-eager"],
-                                  stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                   "--port", str(port), "--", "--enforce-eager",
+                                   "--gpu-memory-utilization", str(CPU_MEMORY_SHARE)],
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
