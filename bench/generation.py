@@ -66,10 +66,13 @@ def vllm_server_params(simulate: SimulateParams, python: str, dtype: str, concur
 @click.option("--memory-share", default=0.1, show_default=True,
               help="vLLM's gpu_memory_utilization: on its CPU build, the share of the machine's memory it reserves.")
 @click.option("--port", default=8011, show_default=True, help="The vLLM server's port on 127.0.0.1.")
+@click.option("--one-at-a-time/--no-one-at-a-time", default=True, show_default=True,
+              help="Also time the transformers backend one conversation at a time (the slowest run).")
 @click.option("--eager", is_flag=True, help="vLLM without compilation (starts faster, may generate slower).")
 @click.option("--small", is_flag=True, help="A tiny random-init model, 4 conversations, 8 new tokens, float32, "
                                             "no vLLM (its start-up alone takes minutes).")
-def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, memory_share, port, eager, small):
+def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, memory_share, port, one_at_a_time,
+         eager, small):
     work = tempfile.TemporaryDirectory()  # removed when main returns
     if small:
         from tests.conftest import make_tiny_model
@@ -88,9 +91,10 @@ def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, 
     generator = Generator(backend)  # no cache: every call reaches the model
     generator.generate(requests[:2], seed=0, desc="warm-up")
     batched = report(f"transformers, batch {batch_size}", *timed(generator, requests, f"batch {batch_size}"))
-    backend.batch_size = 1
-    one = report("transformers, batch 1", *timed(generator, requests, "batch 1"))
-    print(f"batched / one at a time: {batched / one:.2f}x")
+    if one_at_a_time:
+        backend.batch_size = 1
+        one = report("transformers, batch 1", *timed(generator, requests, "batch 1"))
+        print(f"batched / one at a time: {batched / one:.2f}x")
 
     if not vllm_python:
         print("vLLM: not run (--small, or no --vllm-python / MUSIC_VLLM_PYTHON)")
