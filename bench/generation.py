@@ -19,6 +19,7 @@ import click
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fixtures.tiny_model import make_tiny_model  # noqa: E402
 from music_rm.core.params import Sampling, SimulateParams, load_params, merge  # noqa: E402
 from music_rm.data.sources import fetch  # noqa: E402
 from music_rm.generation.backends import make_backend  # noqa: E402
@@ -75,8 +76,6 @@ def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, 
          eager, small):
     work = tempfile.TemporaryDirectory()  # removed when main returns
     if small:
-        from tests.conftest import make_tiny_model
-
         model = make_tiny_model(Path(work.name))
         n, batch_size, max_new_tokens, dtype, vllm_python = 4, 4, 8, "float32", None
     params = load_params(REPO / "params.yaml")

@@ -3,8 +3,10 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import atomic_path, write_json
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import stage_run
 from music_rm.data.base_model import prepare
@@ -12,9 +14,9 @@ from music_rm.data.base_model import prepare
 
 @click.command()
 @params_option
-@click.option("--out", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The model folder to write.")
-@click.option("--environment", default="data/base_model/environment.json", show_default=True,
+@click.option("--environment", default=f"{paths.BASE_MODEL_REPORTS}/environment.json", show_default=True,
               type=click.Path(path_type=Path), help="Where the record of the machine and software goes.")
 @clean_errors
 @logged
@@ -22,8 +24,9 @@ def main(params_path, out, environment):
     """Write the base model (embedded SmolLM2 or a Hub model, per `base`) as a plain HF folder."""
     params = load_params(params_path)
     p = params.base
-    with stage_run("base_model", params, ["base"], environment_file=environment) as mlflow:
-        with atomic_path(out) as tmp:
+    with committed_outputs(out.parent, environment.parent) as (models, records), \
+         stage_run("base_model", params, ["base"], environment_file=records / environment.name) as mlflow:
+        with atomic_path(models / out.name) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)
         mlflow.log_dict(provenance, "provenance.json")

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.prompts import read_prompts
@@ -21,10 +23,10 @@ from music_rm.reward.model import load_reward_model
 @click.command()
 @click.option("--set", "set_name", required=True, help="A key of best_of_n.prompt_sets in params.yaml.")
 @params_option
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model: policy, user simulator and local judge, unless their backends name others.")
 @models_option
-@click.option("--out", default="data/eval/best_of_n", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=f"{paths.EVAL}/best_of_n", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each set's rollouts, verdicts, metrics, report and heatmap.")
 @clean_errors
 @logged
@@ -34,7 +36,8 @@ def main(set_name, params_path, model, models, out):
     p, sim, judge = params.best_of_n, params.simulate, params.judge
     prompt_set = p.prompt_set(set_name)
     out = out / set_name
-    with stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
+    with committed_outputs(out) as out, \
+         stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit)
         trust_remote_code = params.base.trust_remote_code

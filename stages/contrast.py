@@ -3,8 +3,10 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.method.contrast import assemble
@@ -12,11 +14,11 @@ from music_rm.method.contrast import assemble
 
 @click.command()
 @params_option
-@click.option("--trees", default="data/simulate/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
+@click.option("--trees", default=f"{paths.SIMULATE}/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="MUSIC trees (simulate's output).")
-@click.option("--original", default="data/fetch/train.jsonl", show_default=True, type=click.Path(path_type=Path),
+@click.option("--original", default=f"{paths.FETCH}/train.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="The original train pairs.")
-@click.option("--out", default="data/contrast", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.CONTRAST, show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
 @logged
@@ -24,7 +26,8 @@ def main(params_path, trees, original, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
     params = load_params(params_path)
     p = params.contrast
-    with stage_run("contrast", params, ["contrast"], inputs=[trees, original],
+    with committed_outputs(out) as out, \
+         stage_run("contrast", params, ["contrast"], inputs=[trees, original],
                    environment_file=out / "environment.json") as mlflow:
         sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
         for name, rows in sets.items():

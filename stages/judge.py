@@ -3,9 +3,11 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.errors import ParamsError
 from music_rm.core.io import write_json, write_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.conversation import read_pairs
@@ -19,10 +21,10 @@ from music_rm.reward.model import load_reward_model
 @click.command()
 @click.option("--set", "set_name", required=True, help="A key of judge.pair_sets in params.yaml.")
 @params_option
-@click.option("--judge-model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--judge-model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The local judge's model folder (backend transformers, or vllm with vllm.model null).")
 @models_option
-@click.option("--out", default="data/eval/judge", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=f"{paths.EVAL}/judge", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each set's verdicts.jsonl and metrics.json.")
 @clean_errors
 @logged
@@ -33,7 +35,8 @@ def main(set_name, params_path, judge_model, models, out):
     if set_name not in p.pair_sets:
         raise ParamsError(f"judge.pair_sets: no set {set_name!r}; defined: {sorted(p.pair_sets)}")
     pairs_path = Path(p.pair_sets[set_name])
-    with stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
+    with committed_outputs(out) as out, \
+         stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
                    environment_file=out / set_name / "environment.json") as mlflow:
         pairs = read_pairs(pairs_path)[: p.limit]
         # A vLLM judge (or the vLLM server the stage started) gives its GPUs back before the reward models load.

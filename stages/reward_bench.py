@@ -3,8 +3,10 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.evaluation.reward_bench import (correct_by_subset, differences, load_hub, load_local,
@@ -17,7 +19,7 @@ from music_rm.reward.model import load_reward_model
 @click.option("--hub", "hub_name", help="A key of reward_bench.hub in params.yaml.")
 @params_option
 @models_option
-@click.option("--out", default="data/eval/reward_bench", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=f"{paths.EVAL}/reward_bench", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each source's metrics.json and report.md.")
 @clean_errors
 @logged
@@ -32,7 +34,8 @@ def main(file_name, hub_name, params_path, models, out):
     stage = f"reward_bench_{kind}@{name}"
     sections = {"reward_bench": {**p.model_dump(mode="json"), "files": {}, "hub": {},
                                  {"file": "files", "hub": "hub"}[kind]: {name: s.model_dump(mode="json")}}}
-    with stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
+    with committed_outputs(out) as out, \
+         stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
                    environment_file=out / name / "environment.json") as mlflow:
         if kind == "file":
             pairs, resolved = load_local(s.path, s.format), None

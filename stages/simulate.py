@@ -3,9 +3,11 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.generation.backends import make_backend
@@ -24,11 +26,11 @@ def token_counter(model_dir: Path):
 
 @click.command()
 @params_option
-@click.option("--data", default="data/fetch", show_default=True, type=click.Path(path_type=Path),
+@click.option("--data", default=paths.FETCH, show_default=True, type=click.Path(path_type=Path),
               help="Folder with fetch's train.jsonl and test.jsonl.")
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model folder.")
-@click.option("--out", default="data/simulate", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.SIMULATE, show_default=True, type=click.Path(path_type=Path),
               help="Folder for trees.jsonl, summary.json and sample.md.")
 @clean_errors
 @logged
@@ -36,7 +38,8 @@ def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
     params = load_params(params_path)
     p = params.simulate
-    with stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
+    with committed_outputs(out) as out, \
+         stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
                    environment_file=out / "environment.json") as mlflow:
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]

@@ -1,4 +1,4 @@
-"""Every kind of bad row in tests/bad_rows.py, through fetch, with on_invalid=fail and on_invalid=skip."""
+"""Every kind of bad row in fixtures/bad_rows.py, through fetch, with on_invalid=fail and on_invalid=skip."""
 import subprocess
 import sys
 
@@ -7,7 +7,7 @@ import yaml
 
 from music_rm.core.errors import InputError
 from music_rm.data.sources import fetch
-from tests.bad_rows import CASES, MAX_CHARS, write_case
+from fixtures.bad_rows import CASES, MAX_CHARS, write_case
 from tests.conftest import repo_params
 from tests.test_sources import params
 
@@ -44,7 +44,7 @@ def test_skip_counts_the_reason(case, tmp_path):
             fetch(p)
         return
     train, test, summary = fetch(p)
-    assert summary["rows_read"] == 2 and summary["rows_kept"] == len(train + test) == 1
+    assert summary["rows_read"] == 3 and summary["rows_kept"] == len(train + test) == 2
     assert summary["skipped_by_reason"] == {case.skip: 1}
 
 

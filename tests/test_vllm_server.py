@@ -50,7 +50,7 @@ def server(vllm_model, tmp_path_factory):
     start = time.monotonic()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MUSIC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))  # the server's log goes there
-        server = VLLMServer(p, str(vllm_model))
+        server = VLLMServer(p, str(vllm_model), trust_remote_code=False)
     with server:
         server.startup_s = time.monotonic() - start
         server.params = p
@@ -99,7 +99,7 @@ def test_a_prompt_over_the_context_is_counted_and_the_others_are_answered(server
 
 def test_a_second_server_at_a_taken_address_is_refused(server):
     with pytest.raises(Exception, match="already answers at"):
-        VLLMServer(server.params, "unused")
+        VLLMServer(server.params, "unused", trust_remote_code=False)
 
 
 def test_simulate_starts_its_server_counts_a_long_prompt_and_leaves_no_vllm_process(vllm_model, tmp_path, report):

@@ -27,7 +27,8 @@ def engine_prompt_tokens(backend, request):
 
 
 def main(args):
-    backend = VLLMBackend(args["model"], max_model_len=args["context"], dtype="float32",
+    backend = VLLMBackend(args["model"], revision=None, tensor_parallel_size=1, max_model_len=args["context"],
+                          dtype="float32", unit_size=1024, trust_remote_code=False,
                           gpu_memory_utilization=args["memory_share"], **args["engine_args"])
     short = [chat("Say hello.", system="Be brief."), chat("What is a turn?"), Request("Once upon a time", SAMPLING)]
     requests = short + [chat("word " * (2 * args["context"]))]

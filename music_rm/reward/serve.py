@@ -72,7 +72,8 @@ def printable(command: list[str]) -> str:
 
 
 class RewardClient:
-    """Rewards of conversations from a server started by `serve_command`: POST /pooling with the messages."""
+    """Rewards of conversations from a server started by `serve_command`: POST /pooling with the messages,
+    `concurrency` requests in flight (default 8), each given up after `timeout_s` seconds (default 60)."""
 
     def __init__(self, base_url: str, model: str, concurrency: int = 8, timeout_s: float = 60.0):
         self.url = base_url.rstrip("/") + "/pooling"
