@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, make_tiny_model
+from fixtures.tiny_model import make_tiny_model
+from tests.conftest import REPO
 from tests.vllm_env import CPU_MEMORY_SHARE, free_port, vllm_python
 
 SEEDS = REPO / "music_rm" / "data" / "seeds" / "embedded.jsonl"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GEMMA2_TEMPLATE, REPO, make_tiny_model, make_tokenizer
+from fixtures.tiny_model import GEMMA2_TEMPLATE, make_tiny_model, make_tokenizer
+from tests.conftest import REPO
 
 # vLLM 0.32's CPU build: a seeded request kills the engine under chunked prefill ("CPU Generator does not use
 # offset"); eager mode starts faster than compiling (measured: 95 s to /health for SmolLM2-135M on 2 cores).
