@@ -104,7 +104,7 @@ def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, 
         print(f"vLLM server (CPU build, {'eager' if eager else 'compiled'}) ready in "
               f"{time.perf_counter() - start:.0f} s")
         served.generate(requests[:2], seed=1, desc="warm-up")
-        vllm = report(f"vLLM server, {concurrency} in flight", *timed(served, requests, "vLLM"))
+        vllm = report(f"vLLM server, {min(concurrency, len(requests))} in flight", *timed(served, requests, "vLLM"))
     print(f"vLLM server / transformers batched: {vllm / batched:.2f}x")
 
 
