@@ -100,7 +100,7 @@ def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, 
         return
     p = vllm_server_params(params.simulate, vllm_python, dtype, concurrency, port, memory_share, eager)
     start = time.perf_counter()
-    with Generator(make_backend(p, str(model))) as served:
+    with Generator(make_backend(p, str(model), params.base.trust_remote_code)) as served:
         print(f"vLLM server (CPU build, {'eager' if eager else 'compiled'}) ready in "
               f"{time.perf_counter() - start:.0f} s")
         served.generate(requests[:2], seed=1, desc="warm-up")
