@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup repro test exps ui
+.PHONY: setup repro test test-gpu-lock gpu-lock exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,35 @@ repro: setup
 	. $(BIN)/activate && dvc repro
 	@cat data/eval/report.md
 
-test: $(VENV)/.test-deps
+test: $(VENV)/.test-deps test-gpu-lock
 	. $(BIN)/activate && python -m pytest -v --durations=10
+
+# The GPU environment, resolved (docs/gpu.md): the `gpu` extra with the project's dependencies, for Linux x86_64
+# and Python 3.11, from PyPI's metadata (no wheel is downloaded). Rerun after changing a dependency.
+gpu-lock: setup
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -o requirements/gpu.lock
+
+# The CPU unit tests of training and scoring under the GPU lock's transformers, trl, accelerate, peft and datasets
+# (every other dependency at the lock's version too, torch excepted: the CPU build), so that a keyword one
+# version lacks fails here, not on the node.
+LOCK_VENV := .venv-gpu-lock
+LOCK_TESTS := tests/test_reward.py tests/test_ddp.py tests/test_score.py tests/test_paper_scale.py
+$(LOCK_VENV)/.installed: requirements/gpu.lock
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet "$(TORCH)"
+	grep -vE '^(torch|triton|nvidia-[a-z0-9-]+)==' requirements/gpu.lock > $(LOCK_VENV)/constraints.txt
+	$(LOCK_VENV)/bin/pip install --quiet -c $(LOCK_VENV)/constraints.txt \
+		$$(grep -E '^(transformers|trl|accelerate|peft|datasets)==' requirements/gpu.lock) "pytest>=8"
+	$(LOCK_VENV)/bin/pip install --quiet -c $(LOCK_VENV)/constraints.txt -e .
+	touch $@
+
+test-gpu-lock: $(LOCK_VENV)/.installed
+	. $(LOCK_VENV)/bin/activate && MUSIC_RM_EXPECT_LOCK=requirements/gpu.lock python -m pytest -q --durations=5 \
+		tests/test_gpu_lock.py $(LOCK_TESTS)
 
 # Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
 # matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'
