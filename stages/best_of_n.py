@@ -36,7 +36,7 @@ def main(set_name, params_path, model, models, out):
     out = out / set_name
     with stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
-        prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit)
+        prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code
         policy = Generator(make_backend(sim, str(model), trust_remote_code),
                            GenerationCache(default_path()) if sim.cache else None)
