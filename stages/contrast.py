@@ -7,7 +7,7 @@ from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
-from music_rm.method.contrast import assemble
+from music_rm.method.contrast import contrast
 
 
 @click.command()
@@ -16,25 +16,35 @@ from music_rm.method.contrast import assemble
               help="MUSIC trees (simulate's output).")
 @click.option("--original", default="data/fetch/train.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="The original train pairs.")
+@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+              help="The base model folder: its chat template counts the tokens of each pair, as training does.")
 @click.option("--out", default="data/contrast", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
 @logged
-def main(params_path, trees, original, out):
+def main(params_path, trees, original, model, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
     params = load_params(params_path)
     p = params.contrast
-    with stage_run("contrast", params, ["contrast"], inputs=[trees, original],
+    cfg = params.train.config
+    run_params = {**params.sections("contrast"),
+                  "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}}}
+    with stage_run("contrast", params, run_params,
+                   inputs=[trees, original, model],
                    environment_file=out / "environment.json") as mlflow:
-        sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
+        sets, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, p.seed, str(model), cfg.max_length,
+                                 cfg.truncation)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
-        summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()}}
+        summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()},
+                   "max_length": cfg.max_length, "truncation": cfg.truncation, **lengths}
         write_json(out / "summary.json", summary)
         mlflow.log_metrics(numeric(summary))
     click.echo(f"contrast: K={p.turns}: {summary['pairs_train']} train / {summary['pairs_test']} test MUSIC pairs, "
                f"{summary['pairs_train_with_original']} pairs with the originals, "
-               f"{summary['pairs_test_by_k']} held-out pairs over every K")
+               f"{summary['pairs_test_by_k']} held-out pairs over every K; MUSIC train pairs that fit "
+               f"{cfg.max_length} tokens by K: " + ", ".join(f"{k}: {c['fit']}/{c['pairs']}"
+                                                            for k, c in lengths["music_by_k"].items()))
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ def main(variant, params_path, model, out, reports):
         shutil.rmtree(partial)
     state.wait_for_everyone()
     # Checkpoints (train.config.save_steps) outlive a crash outside DVC outputs, in a folder named by
-    # everything that shapes the run, so a rerun resumes only a run of the same config, data and model.
-    run_key = hashlib.sha256(json.dumps([run_params, input_hashes([model, v.pairs]), str(model)],
+    # everything that shapes the run, so a rerun resumes only a run of the same config, data, model and number
+    # of processes (ZeRO-3 and FSDP checkpoints are partitioned per process).
+    run_key = hashlib.sha256(json.dumps([run_params, input_hashes([model, v.pairs]), str(model), state.num_processes],
                                         sort_keys=True).encode()).hexdigest()[:16]
     checkpoints = cache_root() / "checkpoints" / f"{variant}-{run_key}"
     with tracking as mlflow, (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps

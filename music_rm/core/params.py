@@ -147,6 +147,9 @@ class TrainParams(Section):
     accelerate_config: str
     config: TrainConfig
     variants: Annotated[dict[str, Variant], Field(min_length=1)]
+    main_process_port: Annotated[int, Field(ge=0, le=65535, description=(
+        "accelerate's main process port for multi-process training; 0 picks a free one when the training starts, so "
+        "two trainings on one node do not collide. Multi-node: a fixed port, the same on every node."))]
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
@@ -157,7 +160,7 @@ class TrainParams(Section):
 class EvalParams(Section):
     """Held-out evaluation; `batch_size`, `max_length` and `cpu_dtype` are also how the judge scores."""
     batch_size: PositiveInt
-    max_length: PositiveInt | None  # a longer conversation keeps its last tokens (see reward.model.score)
+    max_length: PositiveInt | None  # a longer conversation loses its oldest exchanges (data/lengths.py)
     cpu_dtype: Literal["float32", "bfloat16"]  # reward-model scoring on a CPU (on a GPU: bfloat16)
     cache: bool  # reuse reward-model scores of batches scored before (.cache/rewards.sqlite), in every suite
     bootstrap_resamples: PositiveInt
@@ -199,7 +202,7 @@ class PromptSet(Section):
     """Prompts that start Best-of-N rollouts (data/prompts.py): a file (a DVC dependency) in one of three formats."""
     path: str
     format: Literal["auto", "schema", "hh", "ultrainteract"]
-    limit: PositiveInt | None  # first N distinct prompts
+    limit: PositiveInt | None  # N distinct prompts drawn with best_of_n.seed (null: all)
 
 
 class BestOfNParams(Section):

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.io import atomic_path, write_json, write_text
+from ..data.lengths import shared_prefix_length
 from ..reward.model import load_reward_model
-from ..reward.train import shared_prefix_length
 from .report import html_report, pyplot, save_png
 from .stats import accuracy_summary, cell, markdown_table, paired_difference
 
