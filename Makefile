@@ -38,7 +38,9 @@ gpu-lock: setup
 # (every other dependency at the lock's version too, torch excepted: the CPU build), so that a keyword one
 # version lacks fails here, not on the node.
 LOCK_VENV := .venv-gpu-lock
-LOCK_TESTS := tests/test_reward.py tests/test_ddp.py tests/test_score.py tests/test_paper_scale.py
+LOCK_TESTS := tests/test_reward.py tests/test_ddp.py tests/test_score.py tests/test_paper_scale.py tests/test_contrast.py
+# not version-bound, and the slowest of test_ddp: run once, by the main suite
+LOCK_SKIP := tests/test_ddp.py::test_checkpoints_of_another_process_count_are_not_resumed
 $(LOCK_VENV)/.installed: requirements/gpu.lock
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
@@ -52,7 +54,7 @@ $(LOCK_VENV)/.installed: requirements/gpu.lock
 
 test-gpu-lock: $(LOCK_VENV)/.installed
 	. $(LOCK_VENV)/bin/activate && MUSIC_RM_EXPECT_LOCK=requirements/gpu.lock python -m pytest -q --durations=5 \
-		tests/test_gpu_lock.py $(LOCK_TESTS)
+		tests/test_gpu_lock.py $(LOCK_TESTS) --deselect $(LOCK_SKIP)
 
 # Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
 # matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'

@@ -42,9 +42,10 @@ def main(params_path, trees, original, model, out):
         mlflow.log_metrics(numeric(summary))
     click.echo(f"contrast: K={p.turns}: {summary['pairs_train']} train / {summary['pairs_test']} test MUSIC pairs, "
                f"{summary['pairs_train_with_original']} pairs with the originals, "
-               f"{summary['pairs_test_by_k']} held-out pairs over every K; MUSIC train pairs that fit "
-               f"{cfg.max_length} tokens by K: " + ", ".join(f"{k}: {c['fit']}/{c['pairs']}"
-                                                            for k, c in lengths["music_by_k"].items()))
+               f"{summary['pairs_test_by_k']} held-out pairs over every K")
+    click.echo(f"contrast: MUSIC train pairs that will train at {cfg.max_length} tokens ({cfg.truncation}), by K: "
+               + ", ".join(f"{k}: {c['fit']}/{c['pairs']}" for k, c in lengths["music_by_k"].items())
+               + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs")
 
 
 if __name__ == "__main__":
