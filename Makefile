@@ -1,11 +1,13 @@
 # `make repro`: set up .venv and run the whole pipeline; `make test`: set up .venv and run the tests.
+# `make docs` and `make deps`: regenerate docs/params.md's key reference and dvc.yaml's code deps (the tests
+# check both are current).
 PYTHON ?= python3
 # A CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup repro test test-gpu-lock gpu-lock exps ui
+.PHONY: setup repro test test-gpu-lock gpu-lock docs deps exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,12 @@ $(LOCK_VENV)/.installed: requirements/gpu.lock
 test-gpu-lock: $(LOCK_VENV)/.installed
 	. $(LOCK_VENV)/bin/activate && MUSIC_RM_EXPECT_LOCK=requirements/gpu.lock python -m pytest -q --durations=5 \
 		tests/test_gpu_lock.py $(LOCK_TESTS) --deselect $(LOCK_SKIP)
+
+docs: setup
+	. $(BIN)/activate && python -m music_rm schema --markdown --update docs/params.md
+
+deps: setup
+	. $(BIN)/activate && python -m music_rm deps
 
 # Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
 # matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'

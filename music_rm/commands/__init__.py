@@ -1,7 +1,7 @@
 """`music-rm`: one console script with a subcommand per tool (also `python -m music_rm`)."""
 import click
 
-from . import compare, export, plan, profile, results, schema, score
+from . import compare, deps, export, plan, profile, results, schema, score
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -9,5 +9,6 @@ def main():
     """MUSIC reward models: tools around the DVC pipeline (`dvc repro` runs the pipeline itself)."""
 
 
-for command in (profile.main, plan.main, score.main, export.main, compare.main, results.main, schema.main):
+for command in (profile.main, plan.main, score.main, export.main, compare.main, results.main, schema.main,
+                deps.main):
     main.add_command(command)

@@ -9,13 +9,7 @@ conversation that still does not fit keeps the template's start and its last tok
 The contrast stage counts with the same functions how many MUSIC pairs will train.
 """
 from .chat_template import token_ids
-
-
-def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
+from .conversation import shared_prefix_length
 
 
 def drop_oldest_exchange(messages: list[dict], keep_from: int) -> list[dict] | None:

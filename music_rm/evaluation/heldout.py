@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.io import atomic_path, write_json, write_text
-from ..data.lengths import shared_prefix_length
+from ..data.conversation import shared_prefix_length
 from ..reward.model import load_reward_model
 from .report import html_report, pyplot, save_png
 from .stats import accuracy_summary, cell, markdown_table, paired_difference
@@ -54,8 +54,8 @@ def differences(margins: dict, compare: list, resamples: int, seed: int) -> dict
 
 
 def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]], batch_size: int,
-                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str = "float32",
-                      cache: bool = False) -> tuple[dict, dict]:
+                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str,
+                      cache: bool) -> tuple[dict, dict]:
     """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}})."""
     results, margins = {}, {}
     for variant, model_dir in model_dirs.items():
@@ -70,23 +70,31 @@ def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]],
     return results, margins
 
 
-def comparison_table(results: dict, baseline: dict | None = None) -> str:
-    """Markdown: one row per variant, accuracy [95% CI] (n) per suite; then the longer-answer baseline."""
+def comparison_rows(results: dict, baseline: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per variant, accuracy [95% CI] (n) per suite; then the longer-answer baseline."""
     suites = list(next(iter(results.values())).keys())
     rows = {**results, **({"longer answer wins": baseline} if baseline else {})}
-    return markdown_table(["variant", *suites], [
+    return ["variant", *suites], [
         [variant, *(cell(by_suite[s]["accuracy"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
-                    for s in suites)] for variant, by_suite in rows.items()])
+                    for s in suites)] for variant, by_suite in rows.items()]
+
+
+def comparison_table(results: dict, baseline: dict | None = None) -> str:
+    """The comparison as a markdown table."""
+    return markdown_table(*comparison_rows(results, baseline))
+
+
+def difference_rows(diffs: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per compared pair, accuracy difference [95% paired-bootstrap CI] (n) per suite."""
+    suites = list(next(iter(diffs.values())).keys())
+    return ["difference", *suites], [
+        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
+                 for s in suites)] for name, by_suite in diffs.items()]
 
 
 def differences_table(diffs: dict) -> str:
-    """Markdown: one row per compared pair, accuracy difference [95% paired-bootstrap CI] (n) per suite."""
-    if not diffs:
-        return ""
-    suites = list(next(iter(diffs.values())).keys())
-    return markdown_table(["difference", *suites], [
-        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
-                 for s in suites)] for name, by_suite in diffs.items()])
+    """The differences as a markdown table; empty without any."""
+    return markdown_table(*difference_rows(diffs)) if diffs else ""
 
 
 def accuracy_by_k_plot(results: dict, path) -> None:
@@ -117,14 +125,6 @@ def margin_histogram_plot(margins: dict, suite: str, path) -> None:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(title=f"{variant}: {suite}", xlabel="reward(chosen) - reward(rejected)", ylabel="pairs")
     save_png(fig, path)
-
-
-def read_curve(path) -> list[dict]:
-    """The rows of a training curve.csv (train stage), numbers as floats, empty cells as None."""
-    import csv
-
-    with open(path, encoding="utf-8") as f:
-        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def training_curves_plot(curves: dict[str, list[dict]], path) -> None:
@@ -161,8 +161,9 @@ def write_outputs(out: Path, results: dict, margins: dict, baseline: dict, diffs
         margin_histogram_plot(margins, f"music_k{trained_k}", plots["margins.png"])
         training_curves_plot(curves, plots["training_curves.png"])
         html = html_report("MUSIC reward models: held-out evaluation", [
-            ("Pairwise accuracy", "text", intro(trained_k)), ("By variant and suite", "table", table),
-            *([("Differences", "table", diff_table)] if diff_table else []),
+            ("Pairwise accuracy", "text", intro(trained_k)),
+            ("By variant and suite", "table", comparison_rows(results, baseline)),
+            *([("Differences", "table", difference_rows(diffs))] if diffs else []),
             ("Accuracy by contrasted turns K", "png", plots["accuracy_by_k.png"]),
             (f"Reward margins on held-out MUSIC pairs at K = {trained_k}", "png", plots["margins.png"]),
             ("Training curves", "png", plots["training_curves.png"])])

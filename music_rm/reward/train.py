@@ -23,6 +23,7 @@ from ..core.io import file_digest
 from ..core.params import TrainConfig
 from ..data.chat_template import load_tokenizer
 from ..data.lengths import tokenize_pairs
+from .curve import curve_rows
 from .model import CARD_FILE, score_ids
 
 # Gemma-2's attention logit soft-capping is lost under sdpa, which degrades it silently.
@@ -36,7 +37,6 @@ def check_attention(model_type: str, attn_implementation: str | None) -> None:
                           f"got {attn_implementation!r} (sdpa, the default, drops its attention soft-capping)")
 
 
-CURVE_KEYS = ("loss", "accuracy", "margin", "learning_rate", "grad_norm")
 log = logging.getLogger(__name__)
 REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the end of training
 # Written into a checkpoint folder once every process has saved its part: a folder without it was being saved
@@ -223,8 +223,7 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
         card = {"attn_implementation": trainer.model.config._attn_implementation, "max_length": cfg.max_length,
                 "truncation": cfg.truncation, "reward_stats": stats, "weights_sha256": weights.hexdigest()}
         (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    curve = [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if k in h}}
-             for h in trainer.state.log_history if "loss" in h]
+    curve = curve_rows(trainer.state.log_history)
     summary = {**data_summary, "steps": trainer.state.global_step, "final_loss": curve[-1]["loss"] if curve else None,
                # the mean of the logged losses, not Trainer's training_loss, which after a resume averages
                # only the steps run since
