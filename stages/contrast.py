@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.method.contrast import contrast
@@ -30,8 +31,8 @@ def main(params_path, trees, original, model, out):
     cfg = params.train.config
     run_params = {**params.sections("contrast"),
                   "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}}}
-    with stage_run("contrast", params, run_params,
-                   inputs=[trees, original, model],
+    with committed_outputs(out) as out, \
+         stage_run("contrast", params, run_params, inputs=[trees, original, model],
                    environment_file=out / "environment.json") as mlflow:
         sets, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, p.seed, str(model), cfg.max_length,
                                  cfg.truncation)

@@ -130,3 +130,31 @@ def test_the_machine_and_software_are_recorded_beside_the_outputs_and_in_the_run
         with stage_run("fetch", PARAMS, ["fetch"], environment_file=store / "failed" / "environment.json"):
             raise RuntimeError("boom")
     assert not (store / "failed").exists()
+
+
+def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_next_stage(store):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\n"
+        "from music_rm.core.params import load_params\n"
+        "from music_rm.core.tracking import stage_run\n"
+        f"with stage_run('fetch', load_params({str(REPO / 'params.yaml')!r}), ['fetch']):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")], cwd=store, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -signal.SIGKILL
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # this store, not the last one a stage run set
+    client, all_runs = runs()
+    assert sorted(r.info.status for r in all_runs) == ["RUNNING", "RUNNING"]  # the stage's and its pipeline's
+    alive = client.create_run(all_runs[0].info.experiment_id, tags={"music.host": all_runs[0].data.tags.get(
+        "music.host", ""), "music.pid": str(os.getpid())})  # a stage still running (this process)
+    with stage_run("fetch", PARAMS, ["fetch"]):
+        pass
+    client, after = runs()
+    status = {(r.info.run_id, r.data.tags.get("stage")): r.info.status for r in after}
+    stage_killed = next(r for r in all_runs if "stage" in r.data.tags)
+    assert status[(stage_killed.info.run_id, "fetch")] == "KILLED"
+    assert sorted(status.values()) == ["FINISHED", "FINISHED", "KILLED", "RUNNING"]  # pipeline run: FINISHED again
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"
