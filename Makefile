@@ -27,11 +27,10 @@ repro: setup
 test: $(VENV)/.test-deps
 	. $(BIN)/activate && python -m pytest -v --durations=10
 
-# Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
-# matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'
-EXP_COLUMNS ?= Experiment|Created|contrast\.turns|.*\.(original|music)\.accuracy
-exps:
-	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)'
+# Experiments side by side: the params that differ between them and every variant's held-out accuracies
+# (music-rm exps; `dvc exp show` has every column).
+exps: setup
+	@. $(BIN)/activate && music-rm exps
 
 # The MLflow UI on this repo's store, and the address of its runs page: MLflow 3.17 opens an experiment on its
 # GenAI traces view unless the address asks for the model-training view.

@@ -3,14 +3,14 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import atomic_path, write_json
 from music_rm.core.params import load_params
 from music_rm.core.tracking import stage_run
 from music_rm.data.base_model import prepare
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @click.option("--out", default="models/base", show_default=True, type=click.Path(path_type=Path),
               help="The model folder to write.")

@@ -3,14 +3,14 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.method.contrast import assemble
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @click.option("--trees", default="data/simulate/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="MUSIC trees (simulate's output).")

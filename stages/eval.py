@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from music_rm.core.cli import clean_errors, logged, models_option, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import read_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
@@ -12,7 +12,7 @@ from music_rm.evaluation.heldout import (differences, evaluate_variants, longer_
                                          write_outputs)
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @models_option
 @click.option("--original", default="data/fetch/test.jsonl", show_default=True, type=click.Path(path_type=Path),

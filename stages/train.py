@@ -11,7 +11,7 @@ import click
 import torch
 from accelerate import PartialState
 
-from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import file_digest, read_json, write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
@@ -22,7 +22,7 @@ from music_rm.reward.model import read_card
 from music_rm.reward.train import CURVE_KEYS, train_reward_model
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
 @params_option
 @click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),

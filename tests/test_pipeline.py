@@ -15,6 +15,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
           "judge@music", "best_of_n@heldout"}
+SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
 SOURCES = [".gitignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
@@ -183,6 +184,18 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     assert sorted(turns) == [1, 1, 2], shown[:3000]  # workspace and experiment at K=1, the commit at K=2
     evals = [row["metrics"].get("data/eval/metrics.json", {}).get("data", {}) for row in rows]
     assert all("baseline" in e and "music" in e for e in evals), shown[:3000]
+    # the experiment table: what changed (contrast.turns only) and every variant's accuracy on every suite
+    table = run([sys.executable, "-m", "music_rm", "exps"], root)
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 120 and lines[1].split()[:2] == ["experiment", "contrast.turns"], table
+    assert lines[0].split() == ["|", "baseline", "|", "music", "|", "volume_matched"], table
+    assert lines[1].count("orig") == 3 and lines[1].count("k3") == 3, table
+    assert sorted(line.split()[1] for line in lines[2:5]) == ["1", "1", "2"], table
+    workspace = next(line for line in lines if line.startswith("workspace")).split()
+    metrics = read(root, "data/eval/metrics.json")
+    assert workspace[2:] == ["|", *(f"{metrics['baseline'][s]['accuracy']:.2f}" for s in SUITES),
+                             "|", *(f"{metrics['music'][s]['accuracy']:.2f}" for s in SUITES),
+                             "|", *(f"{metrics['volume_matched'][s]['accuracy']:.2f}" for s in SUITES)], table
 
 
 def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_and_runs_none(tmp_path):
@@ -202,7 +215,7 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
     assert not (root / "dvc.lock").exists() and not (root / "data" / "fetch" / "train.jsonl").exists()
 
 
-def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo, monkeypatch):
+def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo):
     """Values no earlier run used: DVC restores a stage it has run with the same inputs from its run-cache
     instead of running it, and a stage that does not run logs nothing."""
     root, _, _ = repo
@@ -228,9 +241,9 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         trained += ["train@music"] if "train@music" in nested else []
     assert stages_run == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
     assert len(trained) == 1, out[-3000:]  # the first experiment trains at K=3; the other two restore its model
-    monkeypatch.setenv("COLUMNS", "300")  # no terminal here: rich would fit the table in 80 columns
-    table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
-    assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
+    table = run([sys.executable, "-m", "music_rm", "exps"], root)
+    assert "contrast.turns" in table and "batch_size" in table and "learning_rate" not in table, table
+    assert all(any(line.startswith(name) for line in table.splitlines()) for name in grid.values()), table
 
 
 def walk_experiments(node):

@@ -2,10 +2,11 @@
 import click
 
 from .. import __version__
+from ..core.cli import HELP
 from . import compare, export, exps, plan, profile, results, schema, score
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=HELP)
 @click.version_option(__version__, "-V", "--version", prog_name="music-rm")
 def main():
     """MUSIC reward models: tools around the DVC pipeline (`dvc repro` runs the pipeline itself)."""
