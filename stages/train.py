@@ -75,6 +75,8 @@ def main(variant, params_path, model, out, reports):
             write_text(reports / variant / "curve.csv", "step," + ",".join(CURVE_KEYS) + "\n" + "".join(
                 f"{row['step']}," + ",".join(str(row.get(k, "")) for k in CURVE_KEYS) + "\n" for row in curve))
             mlflow.log_metrics(numeric(summary))
+            mlflow.log_artifact(str(reports / variant / "curve.csv"))
+            mlflow.log_artifact(str(out_dir / "README.md"))  # the model card
             # the model by reference: its path and weights hash, not a copy in the MLflow store
             mlflow.set_tags({"model.path": out_dir.as_posix(),
                              "model.sha256": file_digest(out_dir / "model.safetensors")})

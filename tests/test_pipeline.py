@@ -17,7 +17,7 @@ STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "trai
           "judge@music", "best_of_n@heldout"}
 SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
-SOURCES = [".gitignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
+SOURCES = [".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
 
 def copy_sources(root: Path) -> None:
@@ -101,14 +101,24 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
         f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
 
 
-def mlflow_runs(root):
-    """{run name: (run, parent run name)} of the store the stages wrote, read through MLflow's own client."""
+def mlflow_client(root):
     import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def mlflow_runs(root):
+    """{run name: (run, parent's name)} of the store the stages wrote, read through MLflow's own client; a pipeline
+    run by its DVC experiment's name (its run name also says what the experiment changed)."""
+    import mlflow
+
+    from music_rm.core.tracking import PIPELINE_KEY_TAG
 
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("music").experiment_id], max_results=1000)
-    names = {r.info.run_id: r.info.run_name for r in runs}
-    return {r.info.run_name: (r, names.get(r.data.tags.get("mlflow.parentRunId"))) for r in runs}
+    names = {r.info.run_id: r.data.tags["dvc_exp_name"] if PIPELINE_KEY_TAG in r.data.tags else r.info.run_name
+             for r in runs}
+    return {names[r.info.run_id]: (r, names.get(r.data.tags.get("mlflow.parentRunId"))) for r in runs}
 
 
 
@@ -132,6 +142,12 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     assert {d.dataset.name for d in eval_run.inputs.dataset_inputs} >= {"data/fetch/test.jsonl", "models/rm/music"}
     train_run = runs["workspace/train@music"][0]
     assert train_run.data.tags["model.path"] == "models/rm/music" and len(train_run.data.tags["model.sha256"]) == 64
+    client = mlflow_client(root)
+    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"curve.csv", "README.md", "stage.log"}
+    for stage in STAGES:  # every stage's log, beside its outputs and on its run; neither git nor DVC sees it
+        assert "stage.log" in {a.path for a in client.list_artifacts(runs[f"workspace/{stage}"][0].info.run_id)}
+    assert (root / "data/eval/stage.log").read_text().count("scoring") == 3  # one line per variant
+    assert run(["git", "status", "--porcelain"], root) == "" and "changed" not in run(["dvc", "status"], root)
     expected = {k: float(v) for k, v in flatten(read(root, "data/eval/metrics.json")).items()}
     assert eval_run.data.metrics == pytest.approx(expected)
     headline = {k: v for k, v in expected.items() if k.endswith(".accuracy")}  # the rest stays on the stage run
@@ -232,8 +248,9 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
     assert set(grid) == {2, 3, 4}, out[-3000:]
     runs = mlflow_runs(root)
     stages_run, trained = set(), []
-    for name in grid.values():
+    for batch_size, name in grid.items():
         assert name in runs and runs[name][1] is None, sorted(runs)
+        assert runs[name][0].info.run_name == f"{name}: contrast.turns=3 eval.batch_size={batch_size}"
         nested = {run_name.split("/", 1)[1] for run_name, (_, parent) in runs.items() if parent == name}
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)

@@ -38,6 +38,17 @@ HEADLINE = (r"eval\.[^.]+\.[^.]+\.accuracy", r"train_[^.]+\.(final_loss|mean_los
             r"reward_bench_[^.]+\.reward_models\.[^.]+\.(sections\.[^.]+|score)\.score")
 # MLflow's limits (mlflow.utils.validation): longer keys or values are refused, and the run would fail.
 MAX_PARAM_KEY, MAX_PARAM_VALUE = 250, 6000
+# A parent's params that differ from its baseline commit's params.yaml (comma-separated keys)
+CHANGED_TAG = "music.changed_params"
+# The runs table's saved view (MLflow 3.17 UI: an experiment tag `mlflow.sharedViewState.<key>`, opened by the
+# address `?viewStateShareKey=<key>`, as its "Share" button makes): the changed params and the held-out accuracies
+# as columns. ui_url gives its address.
+VIEW_KEY = "music-what-changed"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_METRICS = r"eval\.[^.]+\.(original|music_k\d+)\.accuracy"
+# Each stage's log, beside its outputs (next to environment.json) and on its MLflow run. Not a DVC output and
+# ignored by git and DVC (.gitignore, .dvcignore), so it hashes into nothing and DVC's run-cache stays on.
+LOG_FILE = "stage.log"
 
 
 def tracking_uri() -> str:
@@ -49,8 +60,10 @@ def ui_url(port: int = 5000) -> str:
     import mlflow
 
     exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
-    page = f"experiments/{exp.experiment_id}" if exp else "experiments"
-    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
+    if not exp:
+        return f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+    view = f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in exp.tags else ""
+    return f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}?workflowType=machine_learning{view}"
 
 
 def git_commit() -> str:
@@ -116,19 +129,57 @@ def input_hashes(paths) -> dict:
     return dict(sorted(hashes.items()))
 
 
+def changed_params(params: dict, baseline_rev: str) -> dict:
+    """{key: value} of the flattened params that differ from params.yaml at `baseline_rev` (none outside git)."""
+    shown = subprocess.run(["git", "show", f"{baseline_rev}:params.yaml"], capture_output=True, text=True)
+    if shown.returncode:
+        return {}
+    baseline = flatten(yaml.safe_load(shown.stdout) or {})
+    return {k: v for k, v in flatten(params).items() if k in baseline and baseline[k] != v}
+
+
+def parent_name(experiment: str, changed: dict) -> str:
+    """`<experiment>: key=value …`, what a parent run's experiment changed (its name, plain, if nothing)."""
+    described = " ".join(f"{k}={v}" for k, v in changed.items())
+    return _clip(f"{experiment}: {described}" if changed else experiment, 250)
+
+
 def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> str:
     params_sha = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     key = hashlib.sha256(f"{tags['dvc_exp_name']}\n{tags['git_commit']}\n{params_sha}".encode()).hexdigest()[:16]
     found = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
-    parent = client.create_run(experiment_id, run_name=tags["dvc_exp_name"],
-                               tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha})
+    changed = changed_params(params, tags["dvc_baseline_rev"])
+    note = (f"DVC experiment `{tags['dvc_exp_name']}` from commit {tags['dvc_baseline_rev'][:7]}; changed: "
+            + (", ".join(f"`{k}={v}`" for k, v in changed.items()) or "nothing"))
+    parent = client.create_run(experiment_id, run_name=parent_name(tags["dvc_exp_name"], changed),
+                               tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha,
+                                     CHANGED_TAG: _clip(",".join(changed), MAX_PARAM_VALUE),
+                                     "mlflow.note.content": _clip(note, MAX_PARAM_VALUE)})
     run_id = parent.info.run_id
     for name, value in mlflow_params(params).items():
         client.log_param(run_id, name, value)
     client.log_dict(run_id, params, "params.json")
     return run_id  # it starts with its first stage; each stage's end moves its end (see stage_run)
+
+
+def update_view(client, experiment_id: str) -> None:
+    """The saved view of the runs table: Description, the params that differ between pipeline runs (or that one
+    changed from its commit) and the held-out accuracies of every variant, newest runs first."""
+    import time
+
+    parents = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` != ''", max_results=1000)
+    changed = {k for r in parents for k in r.data.tags.get(CHANGED_TAG, "").split(",") if k}
+    keys = {k for r in parents for k in r.data.params}
+    changed |= {k for k in keys if len({r.data.params.get(k) for r in parents}) > 1}
+    accuracies = sorted({m for r in parents for m in r.data.metrics if re.fullmatch(VIEW_METRICS, m)})
+    columns = ["attributes.`Description`", *(f"params.`{k}`" for k in sorted(changed)[:40]),
+               *(f"metrics.`{m}`" for m in accuracies)]
+    state = json.dumps({"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False})
+    now = int(time.time() * 1000)
+    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(
+        {"name": "What changed, what it did", "createdAt": now, "updatedAt": now, "state": state}))
 
 
 def headline(stage: str, metrics: dict) -> dict:
@@ -164,8 +215,10 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     tags = {**pipeline_tags, "stage": stage, "dvc_stage": os.environ.get("DVC_STAGE", stage),
             "mlflow.parentRunId": parent_id, **{f"data.{p}": h for p, h in hashes.items()}}
     status = "FAILED"
+    log_file = Path(environment_file).with_name(LOG_FILE) if environment_file else None
     try:
-        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run:
+        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run, \
+                _logging_to(log_file):
             mlflow.log_params(mlflow_params(sections))
             mlflow.log_dict(sections, "params.json")
             env = environment()
@@ -186,6 +239,28 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
         client.set_terminated(parent_id, status)
     for name, value in headline(stage, client.get_run(run.info.run_id).data.metrics).items():
         client.log_metric(parent_id, name, value)
+    update_view(client, experiment_id)
+
+
+@contextlib.contextmanager
+def _logging_to(log_file):
+    """The stage's log records also go to `log_file` (rewritten each run), which goes to the active run as an
+    artifact when the stage ends, failed or not."""
+    if log_file is None:
+        yield
+        return
+    import mlflow
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        mlflow.log_artifact(str(log_file))
 
 
 def trainer_callback(mlflow):
