@@ -12,12 +12,12 @@ import torch
 from accelerate import PartialState
 
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
-from music_rm.core.io import file_digest, read_json, write_json, write_text
+from music_rm.core.io import file_digest, read_json, readable_files, write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
 from music_rm.core.tracking import input_hashes, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
-from music_rm.reward.card import model_card
+from music_rm.reward.card import model_card, training_data
 from music_rm.reward.model import read_card
 from music_rm.reward.train import CURVE_KEYS, train_reward_model
 
@@ -63,7 +63,9 @@ def main(variant, params_path, model, out, reports):
         if state.is_main_process:
             provenance = read_json(model / "provenance.json") if (model / "provenance.json").is_file() else {}
             write_text(partial / "README.md", model_card(variant, provenance, input_hashes([v.pairs]), summary,
-                                                         p.config.model_dump(mode="json"), read_card(str(partial))))
+                                                         p.config.model_dump(mode="json"), read_card(str(partial)),
+                                                         training_data(pairs)))
+            readable_files(partial)
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             os.replace(partial, out_dir)
