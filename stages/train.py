@@ -15,7 +15,7 @@ from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import file_digest, read_json, readable_files, write_json, write_text
 from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
-from music_rm.core.tracking import input_hashes, numeric, stage_run, trainer_callback
+from music_rm.core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
 from music_rm.reward.card import model_card, training_data
 from music_rm.reward.model import read_card
@@ -80,8 +80,9 @@ def main(variant, params_path, model, out, reports):
             mlflow.log_artifact(str(reports / variant / "curve.csv"))
             mlflow.log_artifact(str(out_dir / "README.md"))  # the model card
             # the model by reference: its path and weights hash, not a copy in the MLflow store
-            mlflow.set_tags({"model.path": out_dir.as_posix(),
-                             "model.sha256": file_digest(out_dir / "model.safetensors")})
+            weights = file_digest(out_dir / "model.safetensors")
+            mlflow.set_tags({"model.path": out_dir.as_posix(), "model.sha256": weights})
+            log_model_reference(mlflow, f"rm-{variant}", out_dir.as_posix(), weights)
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
                        f"({summary['pairs_truncated']} truncated, {summary['pairs_dropped_too_long']} dropped: "
                        f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "

@@ -144,6 +144,8 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     assert train_run.data.tags["model.path"] == "models/rm/music" and len(train_run.data.tags["model.sha256"]) == 64
     client = mlflow_client(root)
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"curve.csv", "README.md", "stage.log"}
+    model = client.get_logged_model(train_run.outputs.model_outputs[0].model_id)  # by reference: no copy in the store
+    assert model.name == "rm-music" and model.tags["model.sha256"] == train_run.data.tags["model.sha256"]
     for stage in STAGES:  # every stage's log, beside its outputs and on its run; neither git nor DVC sees it
         assert "stage.log" in {a.path for a in client.list_artifacts(runs[f"workspace/{stage}"][0].info.run_id)}
     assert (root / "data/eval/stage.log").read_text().count("scoring") == 3  # one line per variant

@@ -10,7 +10,7 @@ import yaml
 
 from music_rm.core.params import load_params
 from music_rm.core.tracking import (LOG_FILE, MAX_PARAM_KEY, MAX_PARAM_VALUE, VIEW_KEY, VIEW_TAG, git_commit,
-                                    mlflow_params, stage_run, ui_url)
+                                    log_model_reference, mlflow_params, stage_run, ui_url)
 from tests.conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -66,8 +66,8 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     assert workspace.info.status == "FINISHED"
     music = client.get_experiment_by_name("music")
     assert music.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert ui_url(5001) == (f"http://127.0.0.1:5001/#/experiments/{music.experiment_id}?workflowType=machine_learning"
-                            f"&viewStateShareKey={VIEW_KEY}")
+    assert ui_url(5001) == (f"http://127.0.0.1:5001/#/experiments/{music.experiment_id}/runs"
+                            f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
     assert workspace.data.params == mlflow_params(PARAMS.model_dump(mode="json"))  # every param, from the one load
     fetch_params = next(r for r in stages if r.data.tags["stage"] == "fetch").data.params
     assert fetch_params == mlflow_params({"fetch": PARAMS.fetch.model_dump(mode="json")})  # the stage's section
@@ -148,13 +148,25 @@ def test_a_parent_is_named_after_what_it_changed_and_the_runs_table_view_shows_t
     client, all_runs = runs()
     parent = next(r for r in all_runs if "stage" not in r.data.tags)
     assert parent.info.run_name == "gaunt-gram: contrast.turns=2"
-    assert "changed: `contrast.turns=2`" in parent.data.tags["mlflow.note.content"]  # the run's description
+    assert parent.data.tags["mlflow.note.content"].startswith("contrast.turns: 3 → 2 (from commit ")  # description
     experiment = client.get_experiment_by_name("music")
     view = json.loads(experiment.tags[VIEW_TAG])
     assert view["name"] and isinstance(view["createdAt"], int)
-    assert json.loads(view["state"])["selectedColumns"] == [
+    state = json.loads(view["state"])
+    assert state["selectedColumns"] == state["columnOrder"] == [
         "attributes.`Description`", "params.`contrast.turns`", "metrics.`eval.music.music_k2.accuracy`"]
     assert ui_url().endswith(f"&viewStateShareKey={VIEW_KEY}")
+
+
+def test_a_trained_model_is_an_output_of_its_run_by_reference(store):
+    with stage_run("train@m", PARAMS, {}) as run:
+        run_id = run.active_run().info.run_id
+        model_id = log_model_reference(run, "rm-m", "models/rm/m", "ab" * 32)
+    client, _ = runs()
+    assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [model_id]
+    model = client.get_logged_model(model_id)
+    assert (model.name, model.model_type, model.tags["model.path"]) == ("rm-m", "reward-model", "models/rm/m")
+    assert model.source_run_id == run_id and client.list_artifacts(run_id, "model") == []
 
 
 def test_a_stage_s_log_goes_beside_its_outputs_and_to_its_run_failed_or_not(store, caplog):

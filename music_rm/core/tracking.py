@@ -62,8 +62,9 @@ def ui_url(port: int = 5000) -> str:
     exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
     if not exp:
         return f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+    # the runs tab itself: the UI's redirect from the experiment's page to it drops the view's key
     view = f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in exp.tags else ""
-    return f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}?workflowType=machine_learning{view}"
+    return f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning{view}"
 
 
 def git_commit() -> str:
@@ -130,17 +131,18 @@ def input_hashes(paths) -> dict:
 
 
 def changed_params(params: dict, baseline_rev: str) -> dict:
-    """{key: value} of the flattened params that differ from params.yaml at `baseline_rev` (none outside git)."""
+    """{key: (value at the commit, value now)} of the flattened params that differ from params.yaml at
+    `baseline_rev` (none outside git)."""
     shown = subprocess.run(["git", "show", f"{baseline_rev}:params.yaml"], capture_output=True, text=True)
     if shown.returncode:
         return {}
     baseline = flatten(yaml.safe_load(shown.stdout) or {})
-    return {k: v for k, v in flatten(params).items() if k in baseline and baseline[k] != v}
+    return {k: (baseline[k], v) for k, v in flatten(params).items() if k in baseline and baseline[k] != v}
 
 
 def parent_name(experiment: str, changed: dict) -> str:
     """`<experiment>: key=value …`, what a parent run's experiment changed (its name, plain, if nothing)."""
-    described = " ".join(f"{k}={v}" for k, v in changed.items())
+    described = " ".join(f"{k}={now}" for k, (_, now) in changed.items())
     return _clip(f"{experiment}: {described}" if changed else experiment, 250)
 
 
@@ -151,8 +153,8 @@ def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> st
     if found:
         return found[0].info.run_id
     changed = changed_params(params, tags["dvc_baseline_rev"])
-    note = (f"DVC experiment `{tags['dvc_exp_name']}` from commit {tags['dvc_baseline_rev'][:7]}; changed: "
-            + (", ".join(f"`{k}={v}`" for k, v in changed.items()) or "nothing"))
+    note = (", ".join(f"{k}: {was} → {now}" for k, (was, now) in changed.items()) or "no param changed") + \
+        f" (from commit {tags['dvc_baseline_rev'][:7]})"
     parent = client.create_run(experiment_id, run_name=parent_name(tags["dvc_exp_name"], changed),
                                tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha,
                                      CHANGED_TAG: _clip(",".join(changed), MAX_PARAM_VALUE),
@@ -174,9 +176,13 @@ def update_view(client, experiment_id: str) -> None:
     keys = {k for r in parents for k in r.data.params}
     changed |= {k for k in keys if len({r.data.params.get(k) for r in parents}) > 1}
     accuracies = sorted({m for r in parents for m in r.data.metrics if re.fullmatch(VIEW_METRICS, m)})
-    columns = ["attributes.`Description`", *(f"params.`{k}`" for k in sorted(changed)[:40]),
-               *(f"metrics.`{m}`" for m in accuracies)]
-    state = json.dumps({"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False})
+    metrics = [f"metrics.`{m}`" for m in accuracies]
+    columns = ["attributes.`Description`", *(f"params.`{k}`" for k in sorted(changed)[:40]), *metrics]
+    # columnOrder puts the params before the metrics (MLflow's order is the other way); the widths show each
+    # metric's whole name (eval.volume_matched.music_k3.accuracy)
+    state = json.dumps({"selectedColumns": columns, "columnOrder": columns,
+                        "columnWidths": {m: 250 for m in metrics}, "orderByKey": "attributes.start_time",
+                        "orderByAsc": False})
     now = int(time.time() * 1000)
     client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(
         {"name": "What changed, what it did", "createdAt": now, "updatedAt": now, "state": state}))
@@ -261,6 +267,20 @@ def _logging_to(log_file):
         logging.getLogger().removeHandler(handler)
         handler.close()
         mlflow.log_artifact(str(log_file))
+
+
+def log_model_reference(mlflow, name: str, path: str, sha256: str) -> str:
+    """A trained model, by reference: an MLflow "external" logged model (no copy in the store) named `name`,
+    tagged with its folder and weights hash, as an output of the active run; returns its model id. MLflow's UI
+    shows a run with a model output as a training run (its GenAI view otherwise calls a run an evaluation)."""
+    from mlflow.entities import LoggedModelOutput
+
+    run = mlflow.active_run()
+    model = mlflow.create_external_model(name=name, source_run_id=run.info.run_id, model_type="reward-model",
+                                         experiment_id=run.info.experiment_id,
+                                         tags={"model.path": path, "model.sha256": sha256})
+    mlflow.MlflowClient().log_outputs(run.info.run_id, [LoggedModelOutput(model.model_id, 0)])
+    return model.model_id
 
 
 def trainer_callback(mlflow):
