@@ -92,7 +92,7 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
         r = results[variant]["music_k2"]
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
     assert contrast["pairs_test_by_k"] == 3 * contrast["pairs_test"]
-    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 3  # by K, margins, curves
+    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 4  # by K, margins, rewards, curves
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
     assert all(len(t["hidden"]) == 3 for t in trees)
     best_of_n = read(root, "data/eval/best_of_n/heldout/metrics.json")
