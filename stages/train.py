@@ -17,7 +17,7 @@ from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
 from music_rm.core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
-from music_rm.reward.card import model_card, training_data
+from music_rm.reward.card import artifact_name, model_card, share_hint, training_data
 from music_rm.reward.model import read_card
 from music_rm.reward.train import CURVE_KEYS, train_reward_model
 
@@ -82,12 +82,12 @@ def main(variant, params_path, model, out, reports):
             # the model by reference: its path and weights hash, not a copy in the MLflow store
             weights = file_digest(out_dir / "model.safetensors")
             mlflow.set_tags({"model.path": out_dir.as_posix(), "model.sha256": weights})
-            log_model_reference(mlflow, f"rm-{variant}", out_dir.as_posix(), weights)
+            log_model_reference(mlflow, artifact_name(variant), out_dir.as_posix(), weights)
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
                        f"({summary['pairs_truncated']} truncated, {summary['pairs_dropped_too_long']} dropped: "
                        f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "
                        f"{summary['steps']} steps on {summary['world_size']} process(es), "
-                       f"final loss {summary['final_loss']:.4f} → {out_dir}")
+                       f"final loss {summary['final_loss']:.4f} → {out_dir}\n  {share_hint(variant)}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import yaml
 
 from music_rm.core.io import write_jsonl
 from music_rm.data.sources import fetch
-from music_rm.reward.card import EVALUATION_POINTER, model_card, training_data
+from music_rm.reward.card import EVALUATION_POINTER, artifact_name, model_card, share_hint, training_data
 from music_rm.reward.model import load_reward_model
 from tests.conftest import REPO, repo_params
 from tests.test_sources import params as fetch_params
@@ -97,6 +97,7 @@ def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(t
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "out"
     assert "| original | 0.750 [0.50, 1.00] (12) |" in (out / "README.md").read_text()
+    assert "git tag -a rm-music@v0.1.0" in result.stdout and "dvc artifacts get <repo url> rm-music" in result.stdout
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     conversations = [test[0]["chosen"], test[0]["rejected"]]
@@ -123,3 +124,11 @@ def test_the_notebook_api(trained):
     light = subprocess.run([sys.executable, "-c", "import sys, music_rm.core.params; print('torch' in sys.modules)"],
                            cwd=REPO, capture_output=True, text=True)
     assert light.stdout.strip() == "False"  # the API is loaded on first use: a light stage stays light
+
+
+def test_every_variant_s_artifact_name_is_one_dvc_yaml_declares():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for variant in params["train"]["variants"]:
+        assert dvc["artifacts"][artifact_name(variant)]["path"] == f"models/rm/{variant}"
+        assert f"git tag -a {artifact_name(variant)}@v0.1.0" in share_hint(variant)

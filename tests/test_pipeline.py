@@ -78,6 +78,7 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     root, out, _ = repo
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out
+    assert "git tag -a rm-music@v0.1.0" in out  # train's next step: dvc artifacts get needs a version tag
     fetch, contrast = read(root, "data/fetch/summary.json"), read(root, "data/contrast/summary.json")
     assert fetch["rows_kept"] == 20
     assert contrast["k"] == 2 and contrast["pairs_train"] > 0 and contrast["pairs_test"] > 0

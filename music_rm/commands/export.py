@@ -17,7 +17,7 @@ from ..core.cli import clean_errors
 from ..core.errors import InputError, StageFailure
 from ..core.io import atomic_path, read_json
 from ..evaluation.stats import cell, markdown_table
-from ..reward.card import EVALUATION_POINTER
+from ..reward.card import EVALUATION_POINTER, share_hint
 from ..reward.model import CARD_FILE, check_reward_model
 
 FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -63,6 +63,8 @@ def main(model_dir, out, metrics_path, repo_id, private):
         raise InputError("HF_TOKEN", None, None, "not set: --push-to-hub needs a Hub token in this variable")
     export(model_dir, out, metrics_path)
     click.echo(f"export: {model_dir} → {out}")
+    if not repo_id:
+        click.echo(f"  {share_hint(model_dir.name)}")
     if repo_id:
         from huggingface_hub import HfApi
 

@@ -31,6 +31,19 @@ EVALUATION_POINTER = ("Held-out accuracies come from the eval stage, after train
                       "variant's numbers here.")
 
 
+def artifact_name(variant: str) -> str:
+    """The variant's DVC artifact in dvc.yaml (rm-music, rm-volume-matched): what `dvc artifacts get` fetches."""
+    return "rm-" + variant.replace("_", "-")
+
+
+def share_hint(variant: str) -> str:
+    """The next step after training or export: `dvc artifacts get` fetches a registered version only (an annotated
+    git tag <artifact>@v<semver>, GTO's format), and fails without one ("Unable to find artifact")."""
+    name = artifact_name(variant)
+    return (f"to share it: dvc push, then register a version, git tag -a {name}@v0.1.0 -m \"<what it is>\" && git push "
+            f"--tags; a colleague gets it with dvc artifacts get <repo url> {name} (README, \"Get, score and share\")")
+
+
 def base_license(provenance: dict) -> str:
     """The license of the base model, which a fine-tuned copy inherits; `other` when the card cannot know it."""
     if provenance.get("source") == "embedded":
