@@ -109,3 +109,22 @@ def test_each_variant_has_one_colour_in_every_plot(monkeypatch, tmp_path):
     assert [to_hex(h.get_color()) for h in study_legend.legend_handles] == [VARIANT_COLORS["baseline"], VARIANT_COLORS["music"],
                                                                             VARIANT_COLORS["music"]]
     assert len({variant_color(v) for v in variants}) == 4 and variant_color("my_ablation") == variant_color("my_ablation")
+
+
+def test_dvc_plots_of_every_variant_draw_each_in_its_colour():
+    """The training curves `dvc plots show` draws together use configs/dvc/variant_lines.json: colour by variant
+    (from the file name), dash by revision. Rendered in headless Chromium when this was built (docs/tests.md)."""
+    import json
+
+    import yaml
+
+    from music_rm.evaluation.report import VARIANT_COLORS
+    from tests.conftest import REPO
+
+    template = json.loads((REPO / "configs/dvc/variant_lines.json").read_text())
+    scale = template["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"])) == VARIANT_COLORS
+    assert template["encoding"]["strokeDash"]["field"] == "rev"
+    combined = [p for entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"] for p in entry.values()]
+    assert combined and all(p["template"] == "configs/dvc/variant_lines.json" and
+                            {f.split("/")[2] for f in p["y"]} <= set(VARIANT_COLORS) for p in combined)
