@@ -6,6 +6,7 @@ on every suite of eval's metrics.json (original, music_k1 … music_kK).
 """
 import textwrap
 
+from ..core.tracking import flatten
 from .study import METRICS
 
 MISSING = "-"
@@ -37,15 +38,9 @@ def experiment_rows(show: list) -> list[dict]:
     return rows
 
 
-def _flat(obj, prefix=""):
-    if isinstance(obj, dict) and obj:
-        return {k: v for key, value in obj.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): obj}
-
-
 def changed_params(rows: list[dict]) -> list[str]:
     """The params whose value differs between the rows, in params.yaml's order."""
-    flat = [_flat(r["params"]) for r in rows if r["params"]]
+    flat = [flatten(r["params"]) for r in rows if r["params"]]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
 
@@ -79,7 +74,7 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
     changed = changed_params(rows)
 
     def value(row, key):
-        v = _flat(row["params"]).get(key, MISSING) if row["params"] else MISSING
+        v = flatten(row["params"]).get(key, MISSING) if row["params"] else MISSING
         return "null" if v is None else str(v)
 
     def acc(row, v, s):
