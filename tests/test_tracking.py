@@ -176,7 +176,8 @@ def test_a_stage_s_log_goes_beside_its_outputs_and_to_its_run_failed_or_not(stor
         run_id = run.active_run().info.run_id
         log.info("kept 3 rows")
     text = (store / "out" / LOG_FILE).read_text()
-    assert "INFO music_rm.stage: kept 3 rows" in text
+    assert "INFO music_rm.stage: kept 3 rows" in text and f"fetch: MLflow run workspace/fetch ({run_id})" in text
+    assert text.splitlines()[-1].endswith("fetch: finished")
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/{LOG_FILE}") == text
     with pytest.raises(RuntimeError):
         with stage_run("fetch", PARAMS, ["fetch"], environment_file=store / "out" / "environment.json") as run:
@@ -185,6 +186,7 @@ def test_a_stage_s_log_goes_beside_its_outputs_and_to_its_run_failed_or_not(stor
             raise RuntimeError("boom")
     text = (store / "out" / LOG_FILE).read_text()
     assert "row 7: no chosen field" in text and "kept 3 rows" not in text  # this run's log only
+    assert text.splitlines()[-1].endswith("fetch: failed: RuntimeError: boom")
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/{LOG_FILE}") == text
     log.info("after the stage")
     assert "after the stage" not in (store / "out" / LOG_FILE).read_text()

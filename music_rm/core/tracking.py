@@ -224,7 +224,7 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     log_file = Path(environment_file).with_name(LOG_FILE) if environment_file else None
     try:
         with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run, \
-                _logging_to(log_file):
+                _logging_to(log_file, stage):
             mlflow.log_params(mlflow_params(sections))
             mlflow.log_dict(sections, "params.json")
             env = environment()
@@ -249,9 +249,9 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
 
 
 @contextlib.contextmanager
-def _logging_to(log_file):
+def _logging_to(log_file, stage: str):
     """The stage's log records also go to `log_file` (rewritten each run), which goes to the active run as an
-    artifact when the stage ends, failed or not."""
+    artifact when the stage ends, failed or not; it opens with the run and ends with how the stage ended."""
     if log_file is None:
         yield
         return
@@ -260,11 +260,18 @@ def _logging_to(log_file):
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logging.getLogger().addHandler(handler)
+    root, log = logging.getLogger(), logging.getLogger(__name__)
+    root.addHandler(handler)  # at the console's level: -v and -q apply to the file too
+    run = mlflow.active_run()
+    log.info("%s: MLflow run %s (%s), experiment %s", stage, run.info.run_name, run.info.run_id, dvc_experiment())
     try:
         yield
+        log.info("%s: finished", stage)
+    except BaseException as e:
+        log.error("%s: failed: %s: %s", stage, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        raise
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
         handler.close()
         mlflow.log_artifact(str(log_file))
 
