@@ -1,11 +1,13 @@
 # `make repro`: set up .venv and run the whole pipeline; `make test`: set up .venv and run the tests.
+# `make docs` and `make deps`: regenerate docs/params.md's key reference and dvc.yaml's code deps (the tests
+# check both are current).
 PYTHON ?= python3
 # A CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup repro test exps ui
+.PHONY: setup repro test docs deps exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,12 @@ repro: setup
 
 test: $(VENV)/.test-deps
 	. $(BIN)/activate && python -m pytest -v --durations=10
+
+docs: setup
+	. $(BIN)/activate && python -m music_rm schema --markdown --update docs/params.md
+
+deps: setup
+	. $(BIN)/activate && python -m music_rm deps
 
 # Experiments side by side: the params that differ between them and every variant's held-out accuracies
 # (music-rm exps; `dvc exp show` has every column).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, in one run on a GPU machine (README, "What ran on a GPU"): training throughput and MFU
+# The GPU checks, in one run on a GPU machine (docs/gpu.md, "What has run on a GPU"): training throughput and MFU
 # (bench/train_gpu.py), then tests/test_gpu.py (the train stage under accelerate launch with Gemma-2's
 # architecture, scoring with the trained folder; ZeRO-3 on one GPU, full and LoRA, when deepspeed is there).
 #

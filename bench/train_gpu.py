@@ -1,7 +1,7 @@
 """Reward-model training throughput on a GPU: a random-init model with Gemma-2-2B's architecture, bf16.
 
     python bench/train_gpu.py                      # on a CUDA GPU; prints tokens/s, step time and MFU
-    python bench/train_gpu.py --smoke              # a 2-layer version on the CPU, to check the script runs
+    python bench/train_gpu.py --small              # a 2-layer version on the CPU, to check the script runs
 
 Bradley-Terry loss on random token pairs (chosen and rejected of --seq-len tokens each), AdamW, gradient
 checkpointing on. `--precision mixed` (default) is what the train stage does: fp32 weights and optimizer
@@ -30,14 +30,14 @@ def main():
     parser.add_argument("--attn", default="eager", help="eager or flash_attention_2 (never sdpa for Gemma-2)")
     parser.add_argument("--precision", choices=("mixed", "bf16"), default="mixed")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
-    parser.add_argument("--smoke", action="store_true", help="2 layers, short sequences, on the CPU")
+    parser.add_argument("--small", action="store_true", help="2 layers, short sequences, on the CPU")
     args = parser.parse_args()
 
     from transformers import Gemma2Config, Gemma2ForSequenceClassification
 
     arch = dict(GEMMA2_2B)
     device = "cuda"
-    if args.smoke:
+    if args.small:
         arch.update(num_hidden_layers=2, hidden_size=64, intermediate_size=128, head_dim=16, vocab_size=1000)
         args.seq_len, args.pairs, args.steps, args.warmup, device = 64, 2, 2, 1, "cpu"
     torch.manual_seed(0)

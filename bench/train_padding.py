@@ -1,12 +1,14 @@
 """Padding and throughput of our train stage against plain TRL RewardTrainer defaults, in one run.
 
     python bench/train_padding.py [--pairs data/contrast/train_with_original.jsonl] [--model models/base] [--steps 6]
+    python bench/train_padding.py --small   # seconds: a tiny random-init model on the embedded seed pairs, 2 steps
 
 Same data, model, per-device batch, max_length, precision and number of steps. Ours: our own tokenization
 (rows over max_length counted, not dropped silently) and length-grouped batches. TRL defaults: the
 conversational dataset handed to RewardTrainer as its docs show, random batches. Each batch the collator
 builds is counted: non-pad tokens, padded tokens. Prints both padding fractions, non-pad tokens/s and
-their ratio. Needs the default pipeline's outputs (run `dvc repro` first).
+their ratio. Needs the default pipeline's outputs (run `dvc repro` first), but for --small. Training
+settings other than those above are params.yaml's train.config.
 """
 import argparse
 import sys
@@ -14,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
 class CountingCollator:
@@ -44,9 +47,12 @@ def main():
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
 
+    from fixtures.tiny_model import make_tiny_model
+    from music_rm.core.params import load_params
     from music_rm.data.conversation import read_pairs
-    from music_rm.core.params import TrainConfig
-    from music_rm.reward import build_trainer, load_tokenizer
+    from music_rm.data.sources import fetch
+    from music_rm.reward.chat import load_tokenizer
+    from music_rm.reward.train import build_trainer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", default="data/contrast/train_with_original.jsonl")
@@ -54,13 +60,22 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--small", action="store_true", help="A tiny random-init model, the embedded seed pairs, "
+                                                              "2 steps of 4 pairs.")
     args = parser.parse_args()
-    pairs = read_pairs(args.pairs)
+    params = load_params(REPO / "params.yaml")
     results = {}
     with tempfile.TemporaryDirectory() as work:
-        cfg = TrainConfig(seed=0, max_length=args.max_length, epochs=1, batch_size=args.batch_size, grad_accum=1,
-                          learning_rate=1e-5, bf16=True, gradient_checkpointing=False, max_steps=args.steps,
-                          group_by_length=True)
+        if args.small:
+            args.model = str(make_tiny_model(Path(work) / "tiny"))
+            args.steps, args.batch_size = 2, 4
+            pairs = fetch(params.fetch.model_copy(update={"source": "embedded"}))[0]
+        else:
+            pairs = read_pairs(args.pairs)
+        cfg = params.train.config.model_copy(update=dict(
+            seed=0, max_length=args.max_length, epochs=1, batch_size=args.batch_size, grad_accum=1,
+            global_batch_size=None, learning_rate=1e-5, bf16=True, gradient_checkpointing=False,
+            max_steps=args.steps, group_by_length=True, save_steps=None, lora_r=None))
         trainer, _ = build_trainer(args.model, pairs, cfg, work)
         results["ours (length-grouped)"] = run(trainer)  # counted on the batches trained on, as for TRL below
 

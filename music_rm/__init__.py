@@ -1,7 +1,9 @@
 """MUSIC (multi-step instruction contrast) reward models, as a DVC + MLflow experiment repo.
 
 The functions a notebook needs, importable from here (each loads its module on first use, so that a stage
-importing one sub-package does not import them all):
+importing one sub-package does not import them all). Their defaults are a notebook's, not params.yaml's where
+they differ: `load_reward_model` scores in float32 without the score cache, and `score` in batches of 8 without a
+length limit; the stages pass every value from params.yaml.
 
     from music_rm import load_reward_model, score
     rewards = score("models/rm/music", [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]])

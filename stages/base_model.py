@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import atomic_path, readable_files, write_json
 from music_rm.core.params import load_params
@@ -12,9 +13,9 @@ from music_rm.data.base_model import prepare
 
 @click.command(context_settings=HELP)
 @params_option
-@click.option("--out", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The model folder to write.")
-@click.option("--environment", default="data/base_model/environment.json", show_default=True,
+@click.option("--environment", default=f"{paths.BASE_MODEL_REPORTS}/environment.json", show_default=True,
               type=click.Path(path_type=Path), help="Where the record of the machine and software goes.")
 @clean_errors
 @logged

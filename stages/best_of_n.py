@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
 from music_rm.core.params import load_params
@@ -21,10 +22,10 @@ from music_rm.reward.model import load_reward_model
 @click.command(context_settings=HELP)
 @click.option("--set", "set_name", required=True, help="A key of best_of_n.prompt_sets in params.yaml.")
 @params_option
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model: policy, user simulator and local judge, unless their backends name others.")
 @models_option
-@click.option("--out", default="data/eval/best_of_n", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=f"{paths.EVAL}/best_of_n", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each set's rollouts, verdicts, metrics, report and heatmap.")
 @clean_errors
 @logged

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.params import load_params
@@ -12,11 +13,11 @@ from music_rm.method.contrast import assemble
 
 @click.command(context_settings=HELP)
 @params_option
-@click.option("--trees", default="data/simulate/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
+@click.option("--trees", default=f"{paths.SIMULATE}/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="MUSIC trees (simulate's output).")
-@click.option("--original", default="data/fetch/train.jsonl", show_default=True, type=click.Path(path_type=Path),
+@click.option("--original", default=f"{paths.FETCH}/train.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="The original train pairs.")
-@click.option("--out", default="data/contrast", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.CONTRAST, show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
 @logged

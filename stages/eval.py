@@ -3,25 +3,27 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import read_jsonl
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.conversation import read_pairs
 from music_rm.evaluation.heldout import (PLOTS, differences, evaluate_variants, longer_answer_wins, music_suites,
-                                         read_curve, write_outputs)
+                                         write_outputs)
+from music_rm.reward.curve import read_curve
 
 
 @click.command(context_settings=HELP)
 @params_option
 @models_option
-@click.option("--original", default="data/fetch/test.jsonl", show_default=True, type=click.Path(path_type=Path),
+@click.option("--original", default=f"{paths.FETCH}/test.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="Held-out original pairs.")
-@click.option("--music", default="data/contrast/test_by_k.jsonl", show_default=True, type=click.Path(path_type=Path),
-              help="Held-out MUSIC pairs at every K (contrast's output).")
-@click.option("--curves", default="data/train", show_default=True, type=click.Path(path_type=Path),
+@click.option("--music", default=f"{paths.CONTRAST}/test_by_k.jsonl", show_default=True,
+              type=click.Path(path_type=Path), help="Held-out MUSIC pairs at every K (contrast's output).")
+@click.option("--curves", default=paths.TRAIN_REPORTS, show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each variant's training curve.csv.")
-@click.option("--out", default="data/eval", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.EVAL, show_default=True, type=click.Path(path_type=Path),
               help="Folder for metrics.json, the reports and the plots.")
 @clean_errors
 @logged
@@ -34,8 +36,8 @@ def main(params_path, models, original, music, curves, out):
                    environment_file=out / "environment.json") as mlflow:
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         results, margins, rewards = evaluate_variants({v: str(models / v) for v in params.train.variants}, suites,
-                                             p.batch_size, p.max_length, p.bootstrap_resamples, p.seed,
-                                             p.cpu_dtype, p.cache)
+                                                      p.batch_size, p.max_length, p.bootstrap_resamples, p.seed,
+                                                      p.cpu_dtype, p.cache)
         baseline = {suite: longer_answer_wins(pairs, p.bootstrap_resamples, p.seed) for suite, pairs in suites.items()}
         diffs = differences(margins, p.compare, p.bootstrap_resamples, p.seed)
         metrics, table = write_outputs(out, results, margins, baseline, diffs,

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.errors import ParamsError
 from music_rm.core.io import write_json, write_jsonl
@@ -19,10 +20,10 @@ from music_rm.reward.model import load_reward_model
 @click.command(context_settings=HELP)
 @click.option("--set", "set_name", required=True, help="A key of judge.pair_sets in params.yaml.")
 @params_option
-@click.option("--judge-model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--judge-model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The local judge's model folder (backend transformers, or vllm with vllm.model null).")
 @models_option
-@click.option("--out", default="data/eval/judge", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=f"{paths.EVAL}/judge", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each set's verdicts.jsonl and metrics.json.")
 @clean_errors
 @logged

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.params import load_params
@@ -17,7 +18,7 @@ from music_rm.reward.model import load_reward_model
 @click.option("--hub", "hub_name", help="A key of reward_bench.hub in params.yaml.")
 @params_option
 @models_option
-@click.option("--out", default="data/eval/reward_bench", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=f"{paths.EVAL}/reward_bench", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each source's metrics.json and report.md.")
 @clean_errors
 @logged

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
@@ -24,11 +25,11 @@ def token_counter(model_dir: Path):
 
 @click.command(context_settings=HELP)
 @params_option
-@click.option("--data", default="data/fetch", show_default=True, type=click.Path(path_type=Path),
+@click.option("--data", default=paths.FETCH, show_default=True, type=click.Path(path_type=Path),
               help="Folder with fetch's train.jsonl and test.jsonl.")
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model folder.")
-@click.option("--out", default="data/simulate", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.SIMULATE, show_default=True, type=click.Path(path_type=Path),
               help="Folder for trees.jsonl, summary.json and sample.md.")
 @clean_errors
 @logged

@@ -11,6 +11,7 @@ import click
 import torch
 from accelerate import PartialState
 
+from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import file_digest, read_json, readable_files, write_json, write_text
 from music_rm.core.params import load_params
@@ -18,18 +19,19 @@ from music_rm.core.paths import cache_root
 from music_rm.core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
 from music_rm.reward.card import artifact_name, model_card, share_hint, training_data
+from music_rm.reward.curve import write_curve
 from music_rm.reward.model import read_card
-from music_rm.reward.train import CURVE_KEYS, train_reward_model
+from music_rm.reward.train import train_reward_model
 
 
 @click.command(context_settings=HELP)
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
 @params_option
-@click.option("--model", default="models/base", show_default=True, type=click.Path(path_type=Path),
+@click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model folder every reward model starts from.")
-@click.option("--out", default="models/rm", show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", default=paths.REWARD_MODELS, show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of the trained models (one folder per variant).")
-@click.option("--reports", default="data/train", show_default=True, type=click.Path(path_type=Path),
+@click.option("--reports", default=paths.TRAIN_REPORTS, show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of metrics.json and curve.csv (one folder per variant).")
 @clean_errors
 @logged
@@ -74,8 +76,7 @@ def main(variant, params_path, model, out, reports):
                 mlflow.set_tag("resumed_from", resumed_from)
                 click.echo(f"train@{variant}: resumed from {checkpoints / resumed_from}")
             write_json(reports / variant / "metrics.json", summary)
-            write_text(reports / variant / "curve.csv", "step," + ",".join(CURVE_KEYS) + "\n" + "".join(
-                f"{row['step']}," + ",".join(str(row.get(k, "")) for k in CURVE_KEYS) + "\n" for row in curve))
+            write_curve(reports / variant / "curve.csv", curve)
             mlflow.log_metrics(numeric(summary))
             mlflow.log_artifact(str(reports / variant / "curve.csv"))
             mlflow.log_artifact(str(out_dir / "README.md"))  # the model card

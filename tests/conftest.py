@@ -1,59 +1,11 @@
-import json
 from pathlib import Path
 
 import pytest
 
+from fixtures.tiny_model import make_tiny_model
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-# Gemma-2-9b-it's chat template (tokenizer_config.json): no system role, it raises on one.
-GEMMA2_TEMPLATE = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-                   "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-                   "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-                   "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-                   "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
-                   "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}")
-
-
-def make_tokenizer(template: str = CHATML):
-    """A byte-level BPE tokenizer trained on the seed set, with `template` as its chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<start_of_turn>", "<end_of_turn>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = (REPO / "music_rm" / "data" / "seeds" / "embedded.jsonl").read_text(encoding="utf-8").splitlines()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    eos = "<|im_end|>" if template == CHATML else "<end_of_turn>"
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token=eos,
-                                        pad_token=eos, unk_token="<|endoftext|>")
-    tokenizer.chat_template = template
-    return tokenizer
-
-
-def make_tiny_model(path: Path, arch: str = "llama", layers: int = 2, hidden: int = 32, heads: int = 2) -> Path:
-    """A random-init decoder (Llama with ChatML, or Gemma-2 with Gemma-2's chat template) and its tokenizer."""
-    import torch
-    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = make_tokenizer(CHATML if arch == "llama" else GEMMA2_TEMPLATE)
-    torch.manual_seed(0)
-    shape = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                 num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=2048,
-                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                 pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    if arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**shape))
-    else:  # Gemma-2's soft-capping (50) barely acts on a tiny random model's logits; 1.0 makes it matter
-        model = Gemma2ForCausalLM(Gemma2Config(**shape, head_dim=hidden // heads, attn_logit_softcapping=1.0))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / "provenance.json").write_text(json.dumps({"source": f"tiny-random-test-model-{arch}"}))
-    return path
 
 
 @pytest.fixture(scope="session")

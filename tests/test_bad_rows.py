@@ -1,4 +1,4 @@
-"""Every kind of bad row in tests/bad_rows.py, through fetch, with on_invalid=fail and on_invalid=skip."""
+"""Every kind of bad row in fixtures/bad_rows.py, through fetch, with on_invalid=fail and on_invalid=skip."""
 import subprocess
 import sys
 
@@ -7,7 +7,7 @@ import yaml
 
 from music_rm.core.errors import InputError
 from music_rm.data.sources import fetch
-from tests.bad_rows import CASES, MAX_CHARS, write_case
+from fixtures.bad_rows import CASES, MAX_CHARS, write_case
 from tests.conftest import repo_params
 from tests.test_sources import params
 

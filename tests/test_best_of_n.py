@@ -53,7 +53,8 @@ def sum_judge(body):
 
 
 def served(server):
-    return Generator(OpenAIBackend(server.url, "m", None, concurrency=4, timeout_s=5, max_attempts=2, backoff_s=0.01),
+    return Generator(OpenAIBackend(server.url, "m", api_key_env=None, concurrency=4, timeout_s=5, max_attempts=2,
+                                   system_role=True, backoff_s=0.01),
                      GenerationCache(server.cache_path))
 
 

@@ -3,7 +3,7 @@ the shared statistics."""
 import numpy as np
 import pytest
 
-from music_rm.evaluation.heldout import (accuracy_by_k_plot, comparison_table, evaluate_variants,
+from music_rm.evaluation.heldout import (accuracy_by_k_plot, comparison_rows, comparison_table, evaluate_variants,
                                          margin_histogram_plot, music_suites, reward_histogram_plot,
                                          training_curves_plot)
 from music_rm.evaluation.report import html_report
@@ -56,7 +56,8 @@ def test_every_variant_is_scored_at_every_k_with_intervals_plots_and_report(rm_d
     assert list(suites) == ["music_k1", "music_k2", "music_k3"]
     assert all(p["k"] == 2 and p["split"] == "test" for p in suites["music_k2"]) and len(suites["music_k2"]) == 6
     results, margins, rewards = evaluate_variants({"a": str(rm_dir), "b": str(rm_dir)}, suites, batch_size=4,
-                                                  max_length=None, resamples=200, seed=0)
+                                                  max_length=None, resamples=200, seed=0, cpu_dtype="float32",
+                                                  cache=False)
     for variant in ("a", "b"):
         for suite, pairs in suites.items():
             r = results[variant][suite]
@@ -74,7 +75,7 @@ def test_every_variant_is_scored_at_every_k_with_intervals_plots_and_report(rm_d
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     accuracy_by_k_plot(results, tmp_path / "k2.png")
     assert (tmp_path / "k.png").read_bytes() == (tmp_path / "k2.png").read_bytes()
-    page = html_report("t", [("table", "table", table), ("plot", "png", tmp_path / "k.png")])
+    page = html_report("t", [("table", "table", comparison_rows(results)), ("plot", "png", tmp_path / "k.png")])
     assert page.count("<tr>") == 3 and "data:image/png;base64," in page and "http" not in page
 
 

@@ -29,8 +29,9 @@ def test_parse_verdict():
 def served_judge(monkeypatch, reply):
     monkeypatch.setenv("MUSIC_JUDGE_KEY", "k")
     server = FixtureServer(reply=reply)
-    return server, lambda: Generator(OpenAIBackend(server.url, "judge", "MUSIC_JUDGE_KEY", concurrency=2,
-                                                   timeout_s=5, max_attempts=2, backoff_s=0.01))
+    return server, lambda: Generator(OpenAIBackend(server.url, "judge", api_key_env="MUSIC_JUDGE_KEY",
+                                                   concurrency=2, timeout_s=5, max_attempts=2, system_role=True,
+                                                   backoff_s=0.01))
 
 
 def content_judge(body):

@@ -59,7 +59,8 @@ def server(tmp_path_factory):
 
 
 def test_chat_and_raw_requests_through_llama_cpp(server):
-    backend = OpenAIBackend(server, "smollm2", api_key_env=None, concurrency=2, timeout_s=120)
+    backend = OpenAIBackend(server, "smollm2", api_key_env=None, concurrency=2, timeout_s=120, max_attempts=6,
+                            system_role=True)
     sampling = Sampling(max_new_tokens=24, temperature=0.7, top_p=0.9)
     generator = Generator(backend)
     outputs = generator.generate([
@@ -82,7 +83,7 @@ def test_simulate_builds_trees_through_llama_cpp(server):
     train, _, _ = fetch(fetch_params())
     sampling = Sampling(max_new_tokens=24, temperature=0.8, top_p=0.95)
     builder = TreeBuilder(Generator(OpenAIBackend(server, "smollm2", api_key_env=None, concurrency=2,
-                                                  timeout_s=120)),
+                                                  timeout_s=120, max_attempts=6, system_role=True)),
                           sim_params(turns=2, assistant=sampling, user=sampling, rewriter=sampling))
     trees = builder.build([(row, "train") for row in train[:2]])
     assert len(trees) + sum(builder.dropped.values()) == 2

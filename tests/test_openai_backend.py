@@ -18,8 +18,8 @@ def requests(n):
 
 
 def backend(server, **kwargs):
-    options = dict(api_key_env="MUSIC_TEST_KEY", concurrency=4, timeout_s=0.5, max_attempts=6, backoff_s=0.01,
-                   max_backoff_s=0.05)
+    options = dict(api_key_env="MUSIC_TEST_KEY", concurrency=4, timeout_s=0.5, max_attempts=6, system_role=True,
+                   backoff_s=0.01, max_backoff_s=0.05)
     return OpenAIBackend(server.url, "served-model", **{**options, **kwargs})
 
 

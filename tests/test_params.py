@@ -141,3 +141,34 @@ def test_compare_says_which_numbers_leave_the_committed_intervals(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "music.music_k2: 0.900 now, 0.500 [0.25, 0.75] at HEAD" in result.stdout
     assert "1 of 2 rates lie inside the 95% intervals at HEAD" in result.stdout
+
+
+def sections():
+    """Every section model of params.yaml, nested ones included."""
+    from music_rm.commands.schema import _sections_in
+
+    found, todo = set(), [Params]
+    while todo:
+        model = todo.pop()
+        found.add(model)
+        todo += [s for f in model.model_fields.values() for _, s in _sections_in(f.annotation) if s not in found]
+    return found
+
+
+def test_every_key_has_one_description_and_no_default_in_the_model():
+    fields = [(model.__name__, name, f) for model in sections() for name, f in model.model_fields.items()]
+    assert len(fields) > 100
+    assert [(m, n) for m, n, f in fields if not (f.description and f.is_required())] == []
+    schema = json.dumps(json_schema())
+    assert "Simulated assistant turns per branch" in schema  # `music-rm schema` prints them
+
+
+def test_docs_params_md_is_generated_from_the_model():
+    """`make docs` rewrites the generated part; this is the check that it was run."""
+    from music_rm.commands.schema import MARKER, markdown
+
+    text = (REPO / "docs" / "params.md").read_text(encoding="utf-8")
+    assert MARKER in text and text[text.index(MARKER):] == markdown(), "docs/params.md is stale: run `make docs`"
+    for model in sections():
+        for name in model.model_fields:
+            assert f"`{name}`" in text or f".{name}`" in text, name

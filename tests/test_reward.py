@@ -32,7 +32,7 @@ def trained(tiny_model, pairs, tmp_path_factory):
 
 def test_too_long_pairs_are_counted_not_silently_lost(tiny_model, pairs):
     tokenizer = load_tokenizer(str(tiny_model))
-    rows, summary = tokenize_pairs(tokenizer, pairs, max_length=40)
+    rows, summary = tokenize_pairs(tokenizer, pairs, max_length=40, truncation="drop")
     assert summary["pairs_dropped_too_long"] > 0
     assert summary["pairs_used"] + summary["pairs_dropped_too_long"] == len(pairs) == summary["pairs"]
     assert all(max(len(r["chosen_ids"]), len(r["rejected_ids"])) <= 40 for r in rows)
@@ -56,7 +56,7 @@ def test_training_changes_the_scores(tiny_model, trained, pairs):
     rm = load_reward_model(str(out))
     initial = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=1).eval()
     initial.config.pad_token_id = rm.tokenizer.pad_token_id
-    assert rm.score(conversations, 4) != score_conversations(initial, rm.tokenizer, conversations, 4)
+    assert rm.score(conversations, 4) != score_conversations(initial, rm.tokenizer, conversations, 4, "score", None)
     assert score(str(out), conversations, 4) == rm.score(conversations, 4)  # the notebook function
 
 
@@ -149,7 +149,7 @@ def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same
     assert not torch.equal(head_before, peft_model.base_model.model.score.modules_to_save["default"].weight)
     conversations = [p["chosen"] for p in pairs[:4]] + [p["rejected"] for p in pairs[:4]]
     tokenizer = load_tokenizer(str(tiny_model))
-    in_memory = score_conversations(peft_model, tokenizer, conversations, batch_size=4)
+    in_memory = score_conversations(peft_model, tokenizer, conversations, 4, "score", None)
     save_plain(trainer, str(tiny_model), config(lora_r=4, lora_alpha=8, lora_dropout=0.0), str(tmp_path / "merged"))
     assert not list((tmp_path / "merged").glob("adapter*"))
     rm = load_reward_model(str(tmp_path / "merged"))

@@ -3,7 +3,7 @@ import click
 
 from .. import __version__
 from ..core.cli import HELP
-from . import compare, export, exps, plan, profile, results, schema, score
+from . import compare, deps, export, exps, plan, profile, results, schema, score
 
 
 @click.group(context_settings=HELP)
@@ -12,5 +12,6 @@ def main():
     """MUSIC reward models: tools around the DVC pipeline (`dvc repro` runs the pipeline itself)."""
 
 
-for command in (profile.main, plan.main, score.main, export.main, compare.main, results.main, schema.main, exps.main):
+for command in (profile.main, plan.main, score.main, export.main, compare.main, results.main, schema.main,
+                deps.main, exps.main):
     main.add_command(command)

@@ -20,14 +20,14 @@ from ..core.errors import InputError
 VALUES = ("accuracy", "win_rate", "score", "difference")
 
 
-def rates(node, path: str = "") -> dict[str, dict]:
+def rates(node, prefix: str = "") -> dict[str, dict]:
     """{dotted path: the dict} of every dict holding a rate and its interval."""
     out = {}
     if isinstance(node, dict):
         if "ci_low" in node and any(k in node for k in VALUES):
-            out[path] = node
+            out[prefix] = node
         for key, value in node.items():
-            out.update(rates(value, f"{path}.{key}" if path else key))
+            out.update(rates(value, f"{prefix}.{key}" if prefix else key))
     return out
 
 

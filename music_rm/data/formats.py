@@ -47,12 +47,12 @@ def detect(raw) -> str | None:
     return None
 
 
-def describe(raw, limit: int = 160) -> str:
+def describe(raw, width: int = 160) -> str:
     """A short picture of a row for an error message: its keys and the types of their values."""
     if not isinstance(raw, dict):
         return f"a {type(raw).__name__}"
     text = "{" + ", ".join(f"{k!r}: {type(v).__name__}" for k, v in raw.items()) + "}"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _messages(value, field: str) -> list:

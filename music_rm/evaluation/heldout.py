@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.io import atomic_path, write_json, write_text
+from ..data.conversation import shared_prefix_length
 from ..reward.model import load_reward_model
-from ..reward.train import shared_prefix_length
 from .report import html_report, pyplot, save_png, variant_color
 from .stats import accuracy_summary, cell, markdown_table, paired_difference
 
@@ -54,8 +54,8 @@ def differences(margins: dict, compare: list, resamples: int, seed: int) -> dict
 
 
 def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]], batch_size: int,
-                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str = "float32",
-                      cache: bool = False) -> tuple[dict, dict, dict]:
+                      max_length: int | None, resamples: int, seed: int, cpu_dtype: str,
+                      cache: bool) -> tuple[dict, dict, dict]:
     """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}},
     {variant: {suite: (chosen rewards, rejected rewards)}})."""
     results, margins, rewards = {}, {}, {}
@@ -73,23 +73,31 @@ def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]],
     return results, margins, rewards
 
 
-def comparison_table(results: dict, baseline: dict | None = None) -> str:
-    """Markdown: one row per variant, accuracy [95% CI] (n) per suite; then the longer-answer baseline."""
+def comparison_rows(results: dict, baseline: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per variant, accuracy [95% CI] (n) per suite; then the longer-answer baseline."""
     suites = list(next(iter(results.values())).keys())
     rows = {**results, **({"longer answer wins": baseline} if baseline else {})}
-    return markdown_table(["variant", *suites], [
+    return ["variant", *suites], [
         [variant, *(cell(by_suite[s]["accuracy"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
-                    for s in suites)] for variant, by_suite in rows.items()])
+                    for s in suites)] for variant, by_suite in rows.items()]
+
+
+def comparison_table(results: dict, baseline: dict | None = None) -> str:
+    """The comparison as a markdown table."""
+    return markdown_table(*comparison_rows(results, baseline))
+
+
+def difference_rows(diffs: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per compared pair, accuracy difference [95% paired-bootstrap CI] (n) per suite."""
+    suites = list(next(iter(diffs.values())).keys())
+    return ["difference", *suites], [
+        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
+                 for s in suites)] for name, by_suite in diffs.items()]
 
 
 def differences_table(diffs: dict) -> str:
-    """Markdown: one row per compared pair, accuracy difference [95% paired-bootstrap CI] (n) per suite."""
-    if not diffs:
-        return ""
-    suites = list(next(iter(diffs.values())).keys())
-    return markdown_table(["difference", *suites], [
-        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
-                 for s in suites)] for name, by_suite in diffs.items()])
+    """The differences as a markdown table; empty without any."""
+    return markdown_table(*difference_rows(diffs)) if diffs else ""
 
 
 def accuracy_by_k_plot(results: dict, path) -> None:
@@ -142,14 +150,6 @@ def reward_histogram_plot(rewards: dict, suites: list[str], path) -> None:
     save_png(fig, path)
 
 
-def read_curve(path) -> list[dict]:
-    """The rows of a training curve.csv (train stage), numbers as floats, empty cells as None."""
-    import csv
-
-    with open(path, encoding="utf-8") as f:
-        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def training_curves_plot(curves: dict[str, list[dict]], path) -> None:
     """Loss, accuracy and margin per training step, one line per variant (PNG): the training curves, offline."""
     plt = pyplot()
@@ -188,8 +188,9 @@ def write_outputs(out: Path, results: dict, margins: dict, baseline: dict, diffs
         reward_histogram_plot(rewards, ["original", f"music_k{trained_k}"], plots["rewards.png"])
         training_curves_plot(curves, plots["training_curves.png"])
         html = html_report("MUSIC reward models: held-out evaluation", [
-            ("Pairwise accuracy", "text", intro(trained_k)), ("By variant and suite", "table", table),
-            *([("Differences", "table", diff_table)] if diff_table else []),
+            ("Pairwise accuracy", "text", intro(trained_k)),
+            ("By variant and suite", "table", comparison_rows(results, baseline)),
+            *([("Differences", "table", difference_rows(diffs))] if diffs else []),
             ("Accuracy by contrasted turns K", "png", plots["accuracy_by_k.png"]),
             (f"Reward margins on held-out MUSIC pairs at K = {trained_k}", "png", plots["margins.png"]),
             (f"Rewards of chosen and rejected conversations: held-out original pairs and MUSIC pairs at "

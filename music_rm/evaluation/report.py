@@ -36,16 +36,15 @@ def save_png(fig, path) -> None:
     pyplot().close(fig)
 
 
-def _table(markdown: str) -> str:
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in markdown.strip().splitlines()]
-    head, body = rows[0], [r for r in rows[2:]]
-    cells = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-    lines = [f"<tr>{cells}</tr>"] + ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body]
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    lines = [f"<tr>{cells}</tr>"] + ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
     return "<table>" + "".join(lines) + "</table>"
 
 
-def html_report(title: str, sections: list[tuple[str, str, str]]) -> str:
-    """sections: (heading, kind, content) with kind "table" (a markdown table), "text" or "png" (a file path)."""
+def html_report(title: str, sections: list[tuple]) -> str:
+    """sections: (heading, kind, content) with kind "table" (content: (header, rows), the cells as the markdown
+    table has them), "text" or "png" (a file path)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
              "body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}img{max-width:100%}"
@@ -54,7 +53,7 @@ def html_report(title: str, sections: list[tuple[str, str, str]]) -> str:
     for heading, kind, content in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         if kind == "table":
-            parts.append(_table(content))
+            parts.append(_table(*content))
         elif kind == "png":
             data = base64.b64encode(Path(content).read_bytes()).decode("ascii")
             parts.append(f"<img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>")

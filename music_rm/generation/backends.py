@@ -3,7 +3,7 @@ from ..core.params import GenerationParams
 from ..data.base_model import model_fingerprint
 
 
-def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool = False):
+def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool):
     """The backend simulate.backend names; `model_dir` is the base model folder."""
     if p.backend == "transformers":
         from .transformers_backend import TransformersBackend
@@ -21,4 +21,5 @@ def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool = 
     from .openai_backend import OpenAIBackend
 
     o = p.openai
-    return OpenAIBackend(o.base_url, o.model, o.api_key_env, o.concurrency, o.timeout_s, o.max_attempts, o.system_role)
+    return OpenAIBackend(o.base_url, o.model, api_key_env=o.api_key_env, concurrency=o.concurrency,
+                         timeout_s=o.timeout_s, max_attempts=o.max_attempts, system_role=o.system_role)

@@ -28,9 +28,8 @@ class APIError(StageFailure):
 
 
 class OpenAIBackend:
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout_s: float = 60.0, max_attempts: int = 6, system_role: bool = True,
-                 backoff_s: float = 1.0, max_backoff_s: float = 30.0):
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None, concurrency: int, timeout_s: float,
+                 max_attempts: int, system_role: bool, backoff_s: float = 1.0, max_backoff_s: float = 30.0):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.concurrency, self.timeout_s = model, concurrency, timeout_s
         self.max_attempts, self.backoff_s, self.max_backoff_s = max_attempts, backoff_s, max_backoff_s

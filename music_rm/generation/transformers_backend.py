@@ -11,7 +11,7 @@ from .request import Request
 class TransformersBackend:
     """Batched generation on one device; left padding, length-sorted batches, a reused prefix cache."""
 
-    def __init__(self, model_dir: str, dtype: str = "bfloat16", batch_size: int = 32):
+    def __init__(self, model_dir: str, dtype: str, batch_size: int):
         from transformers import AutoModelForCausalLM, AutoTokenizer, __version__
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -12,9 +12,8 @@ from .request import derive_seed
 
 
 class VLLMBackend:
-    def __init__(self, model: str, revision: str | None = None, tensor_parallel_size: int = 1,
-                 max_model_len: int | None = None, dtype: str = "bfloat16", unit_size: int = 1024,
-                 trust_remote_code: bool = False, gpu_memory_utilization: float = 0.9):
+    def __init__(self, model: str, revision: str | None, tensor_parallel_size: int, max_model_len: int | None,
+                 dtype: str, unit_size: int, trust_remote_code: bool, gpu_memory_utilization: float):
         from vllm import LLM, __version__
 
         self.llm = LLM(model=model, revision=revision, tensor_parallel_size=tensor_parallel_size,

@@ -270,9 +270,9 @@ def message_stats(trees: list[dict], count_tokens) -> dict:
     return stats
 
 
-def sample_markdown(trees: list[dict], n: int = 3) -> str:
+def sample_markdown(trees: list[dict], shown: int = 3) -> str:
     parts = ["# Sample of simulated MUSIC trees\n"]
-    for t in trees[:n]:
+    for t in trees[:shown]:
         parts.append(f"## Tree {t['id']} (seed pair {t['seed_id']}, {t['split']})\n")
         for branch in ("chosen", "rejected"):
             parts.append(f"### {branch}\n")

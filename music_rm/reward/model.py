@@ -51,7 +51,8 @@ class RewardModel:
 
     def score(self, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None,
               desc: str = "score") -> list[float]:
-        """One reward per conversation (lists of {"role", "content"}), in input order."""
+        """One reward per conversation (lists of {"role", "content"}), in input order. Notebook defaults: batches
+        of 8 and no length limit (the stages pass their section's batch_size and max_length)."""
         return score_conversations(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length,
                                    self.cache, self.identity)
 
@@ -127,7 +128,8 @@ def load_reward_model(model_dir: str, devices: list[str] | None = None, cpu_dtyp
                       cache: bool = False) -> RewardModel:
     """A trained reward model for scoring, with the attention implementation it was trained with (Gemma-2's
     soft-capping exists only in some): on the GPUs in bf16, one replica per GPU with room (`devices`
-    overrides), else on the CPU in `cpu_dtype`."""
+    overrides), else on the CPU in `cpu_dtype`. Notebook defaults, not params.yaml's: float32 and no score cache
+    (a notebook scores once; the stages pass eval.cpu_dtype and eval.cache, true in params.yaml)."""
     from transformers import AutoModelForSequenceClassification
 
     check_reward_model(model_dir)
@@ -191,8 +193,8 @@ def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, 
     return scores
 
 
-def score_conversations(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str = "score",
-                        max_length: int | None = None, cache=None, identity=None) -> list[float]:
+def score_conversations(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str,
+                        max_length: int | None, cache=None, identity=None) -> list[float]:
     """One scalar reward per conversation, in input order; a conversation over `max_length` tokens keeps its
     last `max_length` tokens (the module's truncation rule)."""
     ids = [token_ids(tokenizer, c) for c in conversations]
@@ -203,7 +205,7 @@ def score_conversations(models, tokenizer, conversations: list[list[dict]], batc
 
 def score(model, conversations: list[list[dict]], batch_size: int = 8, max_length: int | None = None) -> list[float]:
     """Rewards of `conversations` (lists of {"role", "content"}) by `model`: a trained reward-model folder
-    (loaded, used and freed) or a RewardModel."""
+    (loaded, used and freed) or a RewardModel; the notebook defaults of `RewardModel.score`."""
     if isinstance(model, RewardModel):
         return model.score(conversations, batch_size, max_length)
     with load_reward_model(str(model)) as rm:

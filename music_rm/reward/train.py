@@ -19,7 +19,9 @@ import torch
 from ..core.errors import ParamsError
 from ..core.io import file_digest
 from ..core.params import TrainConfig
+from ..data.conversation import shared_prefix_length
 from .chat import load_tokenizer, token_ids
+from .curve import curve_rows
 from .model import CARD_FILE, score_ids
 
 # Gemma-2's attention logit soft-capping is lost under sdpa, which degrades it silently.
@@ -33,16 +35,8 @@ def check_attention(model_type: str, attn_implementation: str | None) -> None:
                           f"got {attn_implementation!r} (sdpa, the default, drops its attention soft-capping)")
 
 
-CURVE_KEYS = ("loss", "accuracy", "margin", "learning_rate", "grad_norm")
 log = logging.getLogger(__name__)
 REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the end of training
-
-
-def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def drop_oldest_exchange(chosen: list[dict], rejected: list[dict]) -> tuple[list, list] | None:
@@ -55,7 +49,7 @@ def drop_oldest_exchange(chosen: list[dict], rejected: list[dict]) -> tuple[list
     return chosen[:start] + chosen[start + 2:], rejected[:start] + rejected[start + 2:]
 
 
-def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, truncation: str = "drop") -> tuple[list[dict], dict]:
+def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, truncation: str) -> tuple[list[dict], dict]:
     """Token ids per pair that fits max_length (after truncation under the policy); the rest counted."""
     rows, too_long, truncated, longest = [], 0, 0, 0
     for pair in pairs:
@@ -219,8 +213,7 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
         card = {"attn_implementation": trainer.model.config._attn_implementation, "max_length": cfg.max_length,
                 "truncation": cfg.truncation, "reward_stats": stats, "weights_sha256": weights.hexdigest()}
         (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    curve = [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if k in h}}
-             for h in trainer.state.log_history if "loss" in h]
+    curve = curve_rows(trainer.state.log_history)
     summary = {**data_summary, "steps": trainer.state.global_step, "final_loss": curve[-1]["loss"] if curve else None,
                # the mean of the logged losses, not Trainer's training_loss, which after a resume averages
                # only the steps run since
