@@ -133,9 +133,9 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     parent = runs["workspace"][0]
     assert parent.data.tags["git_commit"] == commit and parent.data.tags["dvc_exp_name"] == "workspace"
     for stage in STAGES:
-        run, parent_name = runs[f"workspace/{stage}"]
+        stage_run, parent_name = runs[f"workspace/{stage}"]
         assert parent_name == "workspace"
-        assert run.data.tags["git_commit"] == commit and run.data.tags["dvc_exp_name"] == "workspace"
+        assert stage_run.data.tags["git_commit"] == commit and stage_run.data.tags["dvc_exp_name"] == "workspace"
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     music_rm = next(o["md5"] for o in lock["train@music"]["outs"] if o["path"] == "models/rm/music")
     eval_run = runs["workspace/eval"][0]
