@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import atomic_path, readable_files, write_json
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import stage_run
 from music_rm.data.base_model import prepare
@@ -23,8 +24,9 @@ def main(params_path, out, environment):
     """Write the base model (embedded SmolLM2 or a Hub model, per `base`) as a plain HF folder."""
     params = load_params(params_path)
     p = params.base
-    with stage_run("base_model", params, ["base"], environment_file=environment) as mlflow:
-        with atomic_path(out) as tmp:
+    with committed_outputs(out.parent, environment.parent) as (models, records), \
+         stage_run("base_model", params, ["base"], environment_file=records / environment.name) as mlflow:
+        with atomic_path(models / out.name) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)
             readable_files(tmp)  # the weights as 0644 like the rest (safetensors writes 0600)

@@ -7,6 +7,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.prompts import read_prompts
@@ -35,7 +36,8 @@ def main(set_name, params_path, model, models, out):
     p, sim, judge = params.best_of_n, params.simulate, params.judge
     prompt_set = p.prompt_set(set_name)
     out = out / set_name
-    with stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
+    with committed_outputs(out) as out, \
+         stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit)
         trust_remote_code = params.base.trust_remote_code

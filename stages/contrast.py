@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.method.contrast import assemble
@@ -25,7 +26,8 @@ def main(params_path, trees, original, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
     params = load_params(params_path)
     p = params.contrast
-    with stage_run("contrast", params, ["contrast"], inputs=[trees, original],
+    with committed_outputs(out) as out, \
+         stage_run("contrast", params, ["contrast"], inputs=[trees, original],
                    environment_file=out / "environment.json") as mlflow:
         sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
         for name, rows in sets.items():

@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import read_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.conversation import read_pairs
@@ -32,7 +33,8 @@ def main(params_path, models, original, music, curves, out):
     params = load_params(params_path)
     p, k = params.eval, params.contrast.turns
     # eval's run carries every section, so runs of different experiments compare side by side in MLflow
-    with stage_run("eval", params, params.model_dump(mode="json"), inputs=[models, original, music],
+    with committed_outputs(out) as out, \
+         stage_run("eval", params, params.model_dump(mode="json"), inputs=[models, original, music],
                    environment_file=out / "environment.json") as mlflow:
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         results, margins, rewards = evaluate_variants({v: str(models / v) for v in params.train.variants}, suites,

@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import write_json, write_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.sources import fetch
@@ -21,7 +22,8 @@ def main(params_path, out):
     """Read the preference source `fetch` names, check every row, split by prompt."""
     params = load_params(params_path)
     p = params.fetch
-    with stage_run("fetch", params, ["fetch"], inputs=[p.path] if p.source == "path" else [],
+    with committed_outputs(out) as out, \
+         stage_run("fetch", params, ["fetch"], inputs=[p.path] if p.source == "path" else [],
                    environment_file=out / "environment.json") as mlflow:
         train, test, summary = fetch(p)
         write_jsonl(out / "train.jsonl", train)

@@ -7,6 +7,7 @@ from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.errors import ParamsError
 from music_rm.core.io import write_json, write_jsonl
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.conversation import read_pairs
@@ -34,7 +35,8 @@ def main(set_name, params_path, judge_model, models, out):
     if set_name not in p.pair_sets:
         raise ParamsError(f"judge.pair_sets: no set {set_name!r}; defined: {sorted(p.pair_sets)}")
     pairs_path = Path(p.pair_sets[set_name])
-    with stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
+    with committed_outputs(out) as out, \
+         stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
                    environment_file=out / set_name / "environment.json") as mlflow:
         pairs = read_pairs(pairs_path)[: p.limit]
         generator = Generator(make_backend(p, str(judge_model), params.base.trust_remote_code),

@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.evaluation.mt_bench import agreement, baselines, differences, load, score_conversations, table
@@ -26,7 +27,8 @@ def main(source, params_path, models, out):
     p = params.mt_bench
     s = p.source(source)
     sections = {"mt_bench": {**p.model_dump(mode="json"), "sources": {source: s.model_dump(mode="json")}}}
-    with stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
+    with committed_outputs(out) as out, \
+         stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json") as mlflow:
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4)
         results, rewards = {}, {}

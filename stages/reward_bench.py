@@ -6,6 +6,7 @@ import click
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.evaluation.reward_bench import (correct_by_subset, differences, load_hub, load_local,
@@ -33,7 +34,8 @@ def main(file_name, hub_name, params_path, models, out):
     stage = f"reward_bench_{kind}@{name}"
     sections = {"reward_bench": {**p.model_dump(mode="json"), "files": {}, "hub": {},
                                  {"file": "files", "hub": "hub"}[kind]: {name: s.model_dump(mode="json")}}}
-    with stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
+    with committed_outputs(out) as out, \
+         stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
                    environment_file=out / name / "environment.json") as mlflow:
         if kind == "file":
             pairs, resolved = load_local(s.path, s.format), None

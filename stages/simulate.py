@@ -7,6 +7,7 @@ from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.generation.backends import make_backend
@@ -37,7 +38,8 @@ def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
     params = load_params(params_path)
     p = params.simulate
-    with stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
+    with committed_outputs(out) as out, \
+         stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
                    environment_file=out / "environment.json") as mlflow:
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]

@@ -14,6 +14,7 @@ from accelerate import PartialState
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import file_digest, read_json, readable_files, write_json, write_text
+from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
 from music_rm.core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
@@ -44,9 +45,6 @@ def main(variant, params_path, model, out, reports):
     out_dir, partial = out / variant, out / f".{variant}.partial"
     run_params = {"train": {"config": p.config.model_dump(mode="json"), "variant": v.model_dump(mode="json"),
                             "accelerate_config": p.accelerate_config}}
-    tracking = (stage_run(f"train@{variant}", params, run_params, inputs=[model, v.pairs],
-                          environment_file=reports / variant / "environment.json")
-                if state.is_main_process else contextlib.nullcontext())
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
     state.wait_for_everyone()
@@ -55,8 +53,13 @@ def main(variant, params_path, model, out, reports):
     run_key = hashlib.sha256(json.dumps([run_params, input_hashes([model, v.pairs]), str(model)],
                                         sort_keys=True).encode()).hexdigest()[:16]
     checkpoints = cache_root() / "checkpoints" / f"{variant}-{run_key}"
-    with tracking as mlflow, (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps
-                              else tempfile.TemporaryDirectory()) as work_dir:
+    outputs = committed_outputs(out, reports) if state.is_main_process else contextlib.nullcontext((out, reports))
+    with outputs as (staged_models, staged_reports), \
+         (stage_run(f"train@{variant}", params, run_params, inputs=[model, v.pairs],
+                    environment_file=staged_reports / variant / "environment.json")
+          if state.is_main_process else contextlib.nullcontext()) as mlflow, \
+         (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps
+          else tempfile.TemporaryDirectory()) as work_dir:
         pairs = read_pairs(v.pairs)
         summary, curve = train_reward_model(str(model), pairs, p.config, str(partial), work_dir,
                                             callbacks=[trainer_callback(mlflow)] if mlflow else [])
@@ -68,20 +71,17 @@ def main(variant, params_path, model, out, reports):
                                                          p.config.model_dump(mode="json"), read_card(str(partial)),
                                                          training_data(pairs)))
             readable_files(partial)
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            os.replace(partial, out_dir)
-            shutil.rmtree(checkpoints, ignore_errors=True)
+            os.replace(partial, staged_models / variant)
             if resumed_from:
                 mlflow.set_tag("resumed_from", resumed_from)
                 click.echo(f"train@{variant}: resumed from {checkpoints / resumed_from}")
-            write_json(reports / variant / "metrics.json", summary)
-            write_curve(reports / variant / "curve.csv", curve)
+            write_json(staged_reports / variant / "metrics.json", summary)
+            write_curve(staged_reports / variant / "curve.csv", curve)
             mlflow.log_metrics(numeric(summary))
-            mlflow.log_artifact(str(reports / variant / "curve.csv"))
-            mlflow.log_artifact(str(out_dir / "README.md"))  # the model card
+            mlflow.log_artifact(str(staged_reports / variant / "curve.csv"))
+            mlflow.log_artifact(str(staged_models / variant / "README.md"))  # the model card
             # the model by reference: its path and weights hash, not a copy in the MLflow store
-            weights = file_digest(out_dir / "model.safetensors")
+            weights = file_digest(staged_models / variant / "model.safetensors")
             mlflow.set_tags({"model.path": out_dir.as_posix(), "model.sha256": weights})
             log_model_reference(mlflow, artifact_name(variant), out_dir.as_posix(), weights)
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
@@ -89,6 +89,9 @@ def main(variant, params_path, model, out, reports):
                        f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "
                        f"{summary['steps']} steps on {summary['world_size']} process(es), "
                        f"final loss {summary['final_loss']:.4f} → {out_dir}\n  {share_hint(variant)}")
+
+    if state.is_main_process:  # once the model is in place
+        shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 if __name__ == "__main__":

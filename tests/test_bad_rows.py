@@ -44,7 +44,7 @@ def test_skip_counts_the_reason(case, tmp_path):
             fetch(p)
         return
     train, test, summary = fetch(p)
-    assert summary["rows_read"] == 2 and summary["rows_kept"] == len(train + test) == 1
+    assert summary["rows_read"] == 3 and summary["rows_kept"] == len(train + test) == 2
     assert summary["skipped_by_reason"] == {case.skip: 1}
 
 

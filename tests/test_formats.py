@@ -140,10 +140,11 @@ def test_a_byte_order_mark_is_not_a_bad_row(tmp_path):
      "p.jsonl: holds a JSON array, not JSON lines (one object per line): name it .json"),
     (lambda d: (d / "p.parquet").write_text("not a parquet file\n"), "p.parquet: not a Parquet file"),
     (lambda d: (d / "p.jsonl.gz").write_text("plain text, not gzip\n"), "p.jsonl.gz: cannot be read as jsonl.gz"),
-    (lambda d: (d / "p").mkdir(), "p: is a folder; name a .jsonl, .json or .parquet file in it"),
+    (lambda d: (d / "p").mkdir(), "p: is a folder (empty); name a .jsonl, .json or .parquet file in it, or a "
+                                  "folder written by datasets' save_to_disk"),
     (lambda d: (d / "p.jsonl").write_text(json.dumps({"question": "Hi", "answer": "Yo"}) + "\n"),
      "p.jsonl: row 1: matches no known preference format (tried schema, hh, trl_prompt, trl_conversational, "
-     "sharegpt); its first row looks like {'question': str, 'answer': str}"),
+     "ultrafeedback_binarized, sharegpt); its first row looks like {'question': str, 'answer': str}"),
     (lambda d: (d / "p.jsonl").write_text(json.dumps(conversational(0, chosen="Blue\u0000")) + "\n"),
      "p.jsonl: row 1: field 'chosen[1].content': contains a NUL character"),
 ])
@@ -158,3 +159,49 @@ def test_bad_input_ends_in_one_line_through_the_stage(tmp_path, make, message):
     assert result.returncode == 1 and len(lines) == 1, result.stderr  # one line: no traceback, no log noise
     assert lines[0].startswith(f"Error: {tmp_path}/") and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def ultrafeedback_binarized(row: dict) -> dict:
+    """A row of the flattened sample rebuilt into UltraFeedback binarized's own columns (HuggingFaceH4's)."""
+    import hashlib
+
+    prompt = {"role": USER, "content": row["prompt"]}
+    chosen = [prompt, {"role": ASSISTANT, "content": row["chosen"]}]
+    return {"prompt": row["prompt"], "prompt_id": hashlib.sha256(row["prompt"].encode()).hexdigest(),
+            "chosen": chosen, "rejected": [prompt, {"role": ASSISTANT, "content": row["rejected"]}],
+            "messages": chosen, "score_chosen": row["metadata"]["score_chosen"],
+            "score_rejected": row["metadata"]["score_rejected"]}
+
+
+def test_ultrafeedback_binarized_columns_are_detected_and_read_row_by_row(shared, tmp_path):
+    source = shared / "ultrafeedback_binarized_sample" / "eval_clean.jsonl"
+    originals = [json.loads(line) for line in source.read_text().splitlines()]
+    path = tmp_path / "ultrafeedback_binarized.jsonl"
+    path.write_text("".join(json.dumps(ultrafeedback_binarized(r)) + "\n" for r in originals))
+    rows, summary = fetched(path, on_invalid="skip")
+    assert summary["format"] == "ultrafeedback_binarized (detected)" and summary["rows_read"] == len(originals)
+    kept = by_chosen(rows)
+    for r in originals:  # row by row: each kept pair is the row's own two conversations
+        rebuilt = ultrafeedback_binarized(r)
+        if json.dumps(rebuilt["chosen"]) in kept:
+            assert kept[json.dumps(rebuilt["chosen"])]["rejected"] == rebuilt["rejected"]
+    flat_rows, flat_summary = fetched(source, on_invalid="skip")  # the same rows in TRL's flat columns
+    assert {r["id"] for r in rows} == {r["id"] for r in flat_rows}
+    assert summary["skipped_by_reason"] == flat_summary["skipped_by_reason"] and summary["rows_kept"] > 190
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"prompt": "Name a colour.", "chosen": [{"role": USER, "content": "Another prompt."},
+                                             {"role": ASSISTANT, "content": "Blue."}],
+      "rejected": [{"role": USER, "content": "Name a colour."}, {"role": ASSISTANT, "content": "Seven."}]},
+     "row 1: field 'chosen[0]': expected the user's message holding the row's prompt (the file was read as "
+     "ultrafeedback_binarized, detected from this row)"),
+    ({"prompt": "Name a colour.", "chosen": "Blue.", "rejected": [{"role": ASSISTANT, "content": "Seven."}]},
+     "row 1: field 'rejected': expected a string, got list (the file was read as trl_prompt, detected from this row)"),
+])
+def test_a_detected_format_failing_on_its_first_row_says_what_it_took_the_file_for(tmp_path, row, message):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError) as e:
+        fetched(path)
+    assert str(e.value) == f"{path}: {message}"

@@ -1,5 +1,10 @@
-"""SIGKILL part-way through the simulate and train stage scripts, rerun, compare bytes with an uninterrupted run."""
+"""SIGKILL part-way through stage scripts, rerun, compare bytes with an uninterrupted run: fetch and contrast at
+seeded moments (file writes and the commit included), simulate and train part-way and after a checkpoint. After
+each kill the outputs are all old or all new; after the rerun no staging folder is left and no MLflow run is
+RUNNING. The whole file takes about 3 minutes on 2 CPU cores."""
+import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -11,6 +16,7 @@ import pytest
 import yaml
 
 from music_rm.core.io import write_jsonl
+from music_rm.core.outputs import PREFIX, recover
 from music_rm.data.sources import fetch
 from tests.conftest import REPO
 from tests.test_sources import params as fetch_params
@@ -68,6 +74,15 @@ def run_ok(cmd, env) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+RUNNING = "select count(*) from runs where status = 'RUNNING'"
+
+
+def assert_clean_after_rerun(root: Path, tag: str) -> None:
+    """No staging folder left beside the outputs, no MLflow run left RUNNING."""
+    assert not list(root.glob(PREFIX + "*")), list(root.glob(PREFIX + "*"))
+    assert count(root / f"mlflow-{tag}.db", RUNNING) == 0
+
+
 def test_simulate_killed_part_way_then_rerun_gives_identical_outputs(workdir):
     root, model = workdir
     outputs = ("trees.jsonl", "summary.json", "sample.md")
@@ -82,6 +97,7 @@ def test_simulate_killed_part_way_then_rerun_gives_identical_outputs(workdir):
     run_ok(cmd, env_for(root, "b"))
     for name in outputs:
         assert (root / "sim-a" / name).read_bytes() == (root / "sim-b" / name).read_bytes(), name
+    assert_clean_after_rerun(root, "b")
 
 
 def test_train_killed_part_way_then_rerun_gives_identical_outputs(workdir):
@@ -103,6 +119,7 @@ def test_train_killed_part_way_then_rerun_gives_identical_outputs(workdir):
     for relative in ("baseline/metrics.json", "baseline/curve.csv"):
         assert (outs["a"][1] / relative).read_bytes() == (outs["b"][1] / relative).read_bytes(), relative
     assert not (outs["b"][0] / ".baseline.partial").exists()
+    assert_clean_after_rerun(root, "b")
 
 
 def test_train_killed_after_a_checkpoint_resumes_from_it(workdir):
@@ -125,3 +142,75 @@ def test_train_killed_after_a_checkpoint_resumes_from_it(workdir):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert ((root / "reports-ckpt-a" / "baseline" / "metrics.json").read_bytes()
             == (root / "reports-ckpt-b" / "baseline" / "metrics.json").read_bytes())
+
+
+# Runs a stage script with os.replace counted (each atomic write ends in one, and so does each output moved in at
+# the commit), SIGKILLed just before call N (0: never); the destinations go to a JSON file at exit.
+COUNTED = """
+import atexit, json, os, runpy, signal, sys
+kill_at, log = int(sys.argv[1]), sys.argv[2]
+real_replace, calls = os.replace, []
+def replace(src, dst, *args, **kwargs):
+    calls.append(str(dst))
+    if len(calls) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kwargs)
+os.replace = replace
+atexit.register(lambda: open(log, "w").write(json.dumps(calls)))
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def counted(kill_at: int, log: Path, cmd: list[str]) -> list[str]:
+    return [sys.executable, "-c", COUNTED, str(kill_at), str(log), *cmd[1:]]
+
+
+@pytest.fixture(scope="module")
+def trees(workdir):
+    root, model = workdir
+    if not (root / "sim-a" / "trees.jsonl").exists():  # test_simulate... makes it when it runs first
+        run_ok(stage("simulate.py", root, "--data", str(root / "data"), "--model", str(model), "--out",
+                     str(root / "sim-a")), env_for(root, "a"))
+    return root / "sim-a" / "trees.jsonl"
+
+
+def outputs(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+@pytest.mark.parametrize("name", ["fetch", "contrast"])
+def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_finishes(workdir, trees, name, report):
+    root, _ = workdir
+    args = {"fetch": [], "contrast": ["--trees", str(trees), "--original", str(root / "data" / "train.jsonl")]}[name]
+    cmd = {tag: stage(f"{name}.py", root, *args, "--out", str(root / f"{name}-{tag}")) for tag in ("a", "b")}
+    log = root / f"{name}-replaces.json"
+    start = time.perf_counter()
+    run_ok(counted(0, log, cmd["a"]), env_for(root, f"{name}-a"))
+    seconds = time.perf_counter() - start
+    reference = outputs(root / f"{name}-a")
+    calls = json.loads(log.read_text())
+    commit = next(i for i, dst in enumerate(calls, start=1) if dst.endswith("COMMITTED"))
+    writes = [i for i, dst in enumerate(calls, start=1) if PREFIX in dst and i < commit]
+    moves = [i for i, dst in enumerate(calls, start=1) if f"{name}-a" in dst and PREFIX not in dst]
+    rng = random.Random(23)
+    moments = [("write", rng.choice(writes)), ("commit", commit), ("move", rng.choice(moves)),
+               ("time", rng.uniform(0.3, 0.9) * seconds)]
+    env = env_for(root, f"{name}-b")
+    for kind, at in moments:
+        if kind == "time":
+            proc = subprocess.Popen(cmd["b"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(at)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        else:
+            result = subprocess.run(counted(at, root / "unused.json", cmd["b"]), env=env, cwd=REPO, capture_output=True)
+            assert result.returncode == -signal.SIGKILL, (kind, at, result.stderr[-2000:])
+        recover(root)  # what the next stage does first
+        found = outputs(root / f"{name}-b")
+        assert found in ({}, reference), (kind, at, sorted(found))
+    run_ok(cmd["b"], env)
+    assert outputs(root / f"{name}-b") == reference
+    assert_clean_after_rerun(root, f"{name}-b")
+    report(f"{name} killed at {', '.join(f'{k} {a:.1f} s' if k == 'time' else f'{k} (os.replace #{a})' for k, a in moments)}"
+           f" of a {seconds:.1f} s run: outputs all old or all new each time, equal after the rerun")

@@ -1,5 +1,6 @@
 """params.yaml as one typed model: every key required, strict types, ranges, cross-section rules, one-line errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -172,3 +173,40 @@ def test_docs_params_md_is_generated_from_the_model():
     for model in sections():
         for name in model.model_fields:
             assert f"`{name}`" in text or f".{name}`" in text, name
+
+
+def test_a_number_yaml_reads_as_a_string_gets_a_hint_how_to_write_it(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    line = next(line for line in text.splitlines() if line.strip().startswith("learning_rate:"))
+    (tmp_path / "params.yaml").write_text(text.replace(line, line.split(":")[0] + ": 1e-5"))
+    with pytest.raises(ParamsError) as e:
+        load_params(tmp_path / "params.yaml")
+    assert str(e.value) == (f"{tmp_path / 'params.yaml'}: train.config.learning_rate: input should be a valid number "
+                            "(got '1e-5'; YAML reads 1e-5 as a string: write 1.0e-5)")
+    (tmp_path / "params.yaml").write_text(text.replace(line, line.split(":")[0] + ": 1.0e-5"))
+    assert load_params(tmp_path / "params.yaml").train.config.learning_rate == 1e-5
+
+
+@pytest.mark.parametrize("section, key, value, module", [
+    ("simulate", "backend", "vllm", "vllm"),
+    ("judge", "backend", "vllm", "vllm"),
+    ("train", "accelerate_config", "configs/accelerate/deepspeed_zero3.yaml", "deepspeed"),
+])
+def test_a_choice_whose_package_is_missing_is_refused_before_anything_is_created(tmp_path, section, key, value,
+                                                                                  module):
+    from importlib.util import find_spec
+
+    if find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**{section: {key: value}})))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "MUSIC_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "stages/simulate.py", "--params", str(tmp_path / "params.yaml"),
+                             "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {tmp_path / 'params.yaml'}: {section}.{key}: {value!r} needs the {module} "
+                               f"package, which is not installed here: pip install ")
+    assert lines[0].split("pip install ")[1].strip('"').startswith(module)  # pinned as pyproject.toml's extras pin it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no MLflow store, no cache, no outputs
+    load_params(tmp_path / "params.yaml", packages=False)  # a plan for another machine still reads it

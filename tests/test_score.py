@@ -71,3 +71,19 @@ def test_score_refuses_what_is_not_a_reward_model_and_writes_nothing(tiny_model,
     assert result.returncode == 1 and result.stderr.strip() == f"Error: {target}: {message}" + (
         " (train one with the train stage)" if "score head" in message else ", e.g. models/rm/music")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_score_refuses_a_model_folder_without_weights_in_one_line(tiny_reward_model, tmp_path):
+    target = tmp_path / "no-weights"
+    target.mkdir()
+    for path in tiny_reward_model.iterdir():  # everything but the weights: a copy cut short
+        if path.is_file() and path.suffix != ".safetensors":
+            (target / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "in.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                                                {"role": "assistant", "content": "Yo"}]}) + "\n")
+    result = subprocess.run([sys.executable, "-m", "music_rm", "score", str(target), str(tmp_path / "in.jsonl"),
+                             "--out", str(tmp_path / "out.jsonl")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"Error: {target}: no weights beside config.json (none of *.safetensors, pytorch_model*.bin); copy the "
+        "whole model folder, or rerun the train stage that wrote it")
+    assert not (tmp_path / "out.jsonl").exists()

@@ -77,9 +77,11 @@ def test_bad_row_fails_with_file_row_and_field(tmp_path):
 def test_skip_counts_reasons_and_duplicates(tmp_path):
     good = {"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
             "rejected": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]}
-    path = write_jsonl(tmp_path / "mixed.jsonl", [good, good, {"chosen": good["chosen"]}])
+    other_split = {f: [{"role": "user", "content": "Name a colour."}, m] for f, m in (("chosen", good["chosen"][1]),
+                                                                                   ("rejected", good["rejected"][1]))}
+    path = write_jsonl(tmp_path / "mixed.jsonl", [good, good, {"chosen": good["chosen"]}, other_split])
     train, test, summary = fetch(params(source="path", path=str(path), on_invalid="skip"))
-    assert summary["rows_kept"] == 1
+    assert summary["rows_kept"] == 2 and len(train) == len(test) == 1
     assert summary["skipped_by_reason"] == {"duplicate pair": 1, "rejected: missing": 1}
 
 
@@ -89,7 +91,61 @@ def test_hf_loader_reads_a_local_dataset_folder(tmp_path):
     folder = tmp_path / "skywork-like"
     folder.mkdir()
     write_jsonl(folder / "train.jsonl", [{"chosen": r["chosen"], "rejected": r["rejected"], "source": "magpie"}
-                                         for r in train + test])
+                                         for r in test[:3] + train])  # limit 10: both splits
     tr, te, summary = fetch(params(source="hf", hf_dataset=str(folder), limit=10))
     assert summary["rows_read"] == 10 and summary["resolved_revision"].startswith("local:")
     assert {r["source"] for r in tr + te} == {"magpie"}
+
+
+def test_save_to_disk_folders_load_as_path_and_as_hf(tmp_path):
+    """Folders written by `datasets`' save_to_disk: a Dataset, and a DatasetDict of which one split is taken
+    (fetch.hf_split) and named in the origin."""
+    import datasets
+
+    train, test, _ = fetch(params())
+    columns = lambda rows: {"chosen": [r["chosen"] for r in rows], "rejected": [r["rejected"] for r in rows]}  # noqa: E731
+    datasets.Dataset.from_dict(columns(train + test)).save_to_disk(str(tmp_path / "dataset"))
+    first, second = train[:40] + test[:6], train[40:] + test[6:]  # each split of the dict splits again by prompt
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(columns(first)),
+                          "test": datasets.Dataset.from_dict(columns(second))}).save_to_disk(str(tmp_path / "dict"))
+    ids = lambda *splits: {r["id"] for split in splits for r in split}  # noqa: E731
+
+    tr, te, summary = fetch(params(source="path", path=str(tmp_path / "dataset")))
+    assert ids(tr, te) == ids(train, test) and summary["origin"] == f"{tmp_path / 'dataset'} (save_to_disk)"
+    tr, te, summary = fetch(params(source="path", path=str(tmp_path / "dict")))
+    assert ids(tr, te) == ids(first) and summary["origin"] == f"{tmp_path / 'dict'} (save_to_disk, split train)"
+    tr, te, summary = fetch(params(source="hf", hf_dataset=str(tmp_path / "dict"), hf_split="test"))
+    assert ids(tr, te) == ids(second) and summary["resolved_revision"] == f"local:{tmp_path / 'dict'}"
+    assert summary["origin"] == f"{tmp_path / 'dict'} (save_to_disk, split test)"
+    with pytest.raises(InputError) as e:
+        fetch(params(source="path", path=str(tmp_path / "dict"), hf_split="validation"))
+    assert str(e.value) == (f"{tmp_path / 'dict'}: a save_to_disk DatasetDict without split 'validation' "
+                            "(fetch.hf_split); its splits: ['test', 'train']")
+
+
+def test_a_folder_that_is_no_dataset_is_refused_in_one_line_naming_what_it_holds(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "state.json").write_text("{not json")
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"\x00" * 8)
+    for p in (params(source="path", path=str(folder)), params(source="hf", hf_dataset=str(folder))):
+        with pytest.raises(InputError) as e:
+            fetch(p)
+        assert str(e.value).startswith(f"{folder}: not a readable save_to_disk folder (holds "
+                                       "data-00000-of-00001.arrow, state.json; ") and "\n" not in str(e.value)
+    (folder / "state.json").unlink()
+    with pytest.raises(InputError) as e:
+        fetch(params(source="path", path=str(folder)))
+    assert str(e.value) == (f"{folder}: is a folder (holds data-00000-of-00001.arrow); name a .jsonl, .json or "
+                            ".parquet file in it, or a folder written by datasets' save_to_disk")
+
+
+def test_a_split_that_leaves_train_or_test_empty_is_an_error(tmp_path):
+    good = {"chosen": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}],
+            "rejected": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Seven."}]}
+    path = write_jsonl(tmp_path / "one.jsonl", [good])
+    with pytest.raises(InputError) as e:
+        fetch(params(source="path", path=str(path)))
+    assert str(e.value) == (f"{path}: the split by prompt leaves train empty (pairs kept: 1, distinct prompts: 1, "
+                            "fetch.test_fraction: 0.3); fetch more pairs with distinct prompts, or change "
+                            "fetch.test_fraction")

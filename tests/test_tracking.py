@@ -136,6 +136,34 @@ def test_the_machine_and_software_are_recorded_beside_the_outputs_and_in_the_run
     assert not (store / "failed" / "environment.json").exists()  # its log is there: see below
 
 
+def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_next_stage(store):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\n"
+        "from music_rm.core.params import load_params\n"
+        "from music_rm.core.tracking import stage_run\n"
+        f"with stage_run('fetch', load_params({str(REPO / 'params.yaml')!r}), ['fetch']):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")], cwd=store, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -signal.SIGKILL
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # this store, not the last one a stage run set
+    client, all_runs = runs()
+    assert sorted(r.info.status for r in all_runs) == ["RUNNING", "RUNNING"]  # the stage's and its pipeline's
+    alive = client.create_run(all_runs[0].info.experiment_id, tags={"music.host": all_runs[0].data.tags.get(
+        "music.host", ""), "music.pid": str(os.getpid())})  # a stage still running (this process)
+    with stage_run("fetch", PARAMS, ["fetch"]):
+        pass
+    client, after = runs()
+    status = {(r.info.run_id, r.data.tags.get("stage")): r.info.status for r in after}
+    stage_killed = next(r for r in all_runs if "stage" in r.data.tags)
+    assert status[(stage_killed.info.run_id, "fetch")] == "KILLED"
+    assert sorted(status.values()) == ["FINISHED", "FINISHED", "KILLED", "RUNNING"]  # pipeline run: FINISHED again
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
 def test_a_parent_is_named_after_what_it_changed_and_the_runs_table_view_shows_that_and_the_accuracies(store, monkeypatch):
     baseline = yaml.safe_load((REPO / "params.yaml").read_text())
     baseline["contrast"]["turns"] = 3  # the commit's value; the run's params say 2
@@ -188,5 +216,10 @@ def test_a_stage_s_log_goes_beside_its_outputs_and_to_its_run_failed_or_not(stor
     assert "row 7: no chosen field" in text and "kept 3 rows" not in text  # this run's log only
     assert text.splitlines()[-1].endswith("fetch: failed: RuntimeError: boom")
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/{LOG_FILE}") == text
+    staged = store / ".music-rm-outputs.host.1.x" / "out" / "environment.json"  # as committed_outputs stages it
+    with pytest.raises(RuntimeError):
+        with stage_run("fetch", PARAMS, ["fetch"], environment_file=staged):
+            raise RuntimeError("staged")
+    assert "staged" in (store / "out" / LOG_FILE).read_text() and not (staged.parent / LOG_FILE).exists()
     log.info("after the stage")
     assert "after the stage" not in (store / "out" / LOG_FILE).read_text()

@@ -146,7 +146,7 @@ def side_by_side(gpu_memory_gib: float, gpus: int, engine_gpus: int, utilization
 def main(params_path, accelerate_config, model_config, gpu_memory_gib, gpus, shard_gib, prompt_tokens,
          template_tokens, new_tokens_per_s):
     """Estimate what a params file (e.g. a profile applied to params.yaml) costs on GPUs."""
-    params = load_params(params_path)
+    params = load_params(params_path, packages=False)  # a plan for GPUs is made anywhere
     train = params.train
     accel = yaml.safe_load(Path(accelerate_config or train.accelerate_config).read_text(encoding="utf-8"))
     processes, sharded = sharding(accel)

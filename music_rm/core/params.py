@@ -7,6 +7,7 @@ A stage loads the file once, with `load_params`, and any problem is one ParamsEr
 `music-rm schema` writes the JSON Schema of params.yaml (and of a profile: the same, every key optional).
 """
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ParamsError
+from .packages import check_packages
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -48,13 +50,16 @@ class FetchParams(Section):
                     " Hub")
     path: str = Field(
         description="The data file read when source is path (.jsonl, .json or .parquet, each optionally .gz)")
-    format: Literal["auto", "schema", "hh", "trl_prompt", "trl_conversational", "sharegpt"] = Field(
+    format: Literal["auto", "schema", "hh", "trl_prompt", "trl_conversational", "ultrafeedback_binarized",
+                    "sharegpt"] = Field(
         description="Row format (data/formats.py): auto (detected, named in summary.json) | schema | hh | trl_prompt |"
-                    " trl_conversational | sharegpt")
+                    " trl_conversational | ultrafeedback_binarized | sharegpt")
     hf_dataset: str = Field(description="Hub dataset id (read when source is hf)")
     hf_revision: str = Field(
         description="Hub dataset revision; the commit the Hub resolved is recorded in data/fetch/summary.json")
-    hf_split: str = Field(description="Hub dataset split")
+    hf_split: str = Field(
+        description="Dataset split: of the Hub dataset, or of a DatasetDict folder written by save_to_disk (as path"
+                    " or hf_dataset)")
     limit: PositiveInt | None = Field(description="Keep only the first N rows; null: all")
     test_fraction: Fraction = Field(description="Share of prompts (by hash) held out for eval")
     on_invalid: Literal["fail", "skip"] = Field(
@@ -358,7 +363,22 @@ def _one_line(error: ValidationError, where: str) -> ParamsError:
     message = e["msg"].removeprefix("Value error, ")
     if e["type"] == "value_error" and not key:  # a cross-section rule names its own key
         return ParamsError(f"{where}: {message}")
-    return ParamsError(f"{where}: {key}: {message[0].lower() + message[1:]} (got {e['input']!r})")
+    return ParamsError(f"{where}: {key}: {message[0].lower() + message[1:]} (got {e['input']!r}"
+                       f"{_number_hint(e['input'], e['type'])})")
+
+
+def _number_hint(value, error_type: str) -> str:
+    """For a number YAML read as a string (1e-5: YAML 1.1 floats need a dot and a signed exponent), how to write
+    it so YAML reads a number."""
+    if not isinstance(value, str) or not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return ""
+    if error_type.startswith("int") and float(value).is_integer():
+        return f"; YAML reads {value} as a string: write {int(float(value))}"
+    mantissa, exponent = re.split("[eE]", value.strip())
+    mantissa = mantissa if "." in mantissa else mantissa + "."
+    mantissa = mantissa + "0" if mantissa.endswith(".") else mantissa
+    exponent = exponent if exponent[0] in "+-" else "+" + exponent
+    return f"; YAML reads {value} as a string: write {mantissa}e{exponent}"
 
 
 def validate(raw, where: str) -> Params:
@@ -380,9 +400,13 @@ def read_yaml(path: str | Path) -> dict:
         raise ParamsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
-def load_params(file: str | Path = "params.yaml") -> Params:
-    """params.yaml, validated whole: each stage calls this once."""
-    return validate(read_yaml(file), str(file))
+def load_params(file: str | Path = "params.yaml", packages: bool = True) -> Params:
+    """params.yaml, validated whole, and with `packages` the optional packages it asks for found installed
+    (core/packages.py): each stage calls this once."""
+    params = validate(read_yaml(file), str(file))
+    if packages:
+        check_packages(params, str(file))
+    return params
 
 
 def merge(base: dict, overrides: dict) -> dict:

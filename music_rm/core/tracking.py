@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import warnings
 from pathlib import Path
@@ -21,11 +22,14 @@ import yaml
 
 from .environment import environment
 from .io import file_digest, write_json
+from .outputs import PREFIX, process_alive
 from .params import Params
 from .paths import repo_root
 
 EXPERIMENT = "music"
 PIPELINE_KEY_TAG = "music.pipeline_key"
+# The process that runs a stage: a later stage ends the run as KILLED when that process is gone.
+HOST_TAG, PID_TAG = "music.host", "music.pid"
 # The experiment's kind, as MLflow's API records it. MLflow 3.17's UI does not read it: it opens every
 # experiment on its GenAI traces view unless the page's URL asks for the model-training view (ui_url).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -194,6 +198,22 @@ def headline(stage: str, metrics: dict) -> dict:
     return {name: value for name, value in named.items() if any(re.fullmatch(p, name) for p in HEADLINE)}
 
 
+def end_killed_runs(client, experiment_id: str) -> list[str]:
+    """End as KILLED the RUNNING stage runs whose process is gone (killed: it could not end its run), and their
+    pipeline runs; returns the stage runs ended."""
+    ended = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        host, pid = run.data.tags.get(HOST_TAG), run.data.tags.get(PID_TAG)
+        if host is None or pid is None or process_alive(host, int(pid)):
+            continue
+        client.set_terminated(run.info.run_id, "KILLED")
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent and client.get_run(parent).info.status == "RUNNING":
+            client.set_terminated(parent, "KILLED")
+        ended.append(run.info.run_id)
+    return ended
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=None):
     """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
@@ -210,6 +230,7 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     client = mlflow.MlflowClient()
     for tag, value in EXPERIMENT_KIND.items():
         client.set_experiment_tag(experiment_id, tag, value)
+    end_killed_runs(client, experiment_id)
     commit = git_commit()
     pipeline_tags = {"git_commit": commit, "dvc_exp_name": dvc_experiment(),
                      "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit}
@@ -219,9 +240,10 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
         sections = params.sections(*sections)
     hashes = input_hashes(inputs)
     tags = {**pipeline_tags, "stage": stage, "dvc_stage": os.environ.get("DVC_STAGE", stage),
-            "mlflow.parentRunId": parent_id, **{f"data.{p}": h for p, h in hashes.items()}}
+            "mlflow.parentRunId": parent_id, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            **{f"data.{p}": h for p, h in hashes.items()}}
     status = "FAILED"
-    log_file = Path(environment_file).with_name(LOG_FILE) if environment_file else None
+    log_file = log_path(environment_file) if environment_file else None
     try:
         with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run, \
                 _logging_to(log_file, stage):
@@ -246,6 +268,13 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     for name, value in headline(stage, client.get_run(run.info.run_id).data.metrics).items():
         client.log_metric(parent_id, name, value)
     update_view(client, experiment_id)
+
+
+def log_path(environment_file) -> Path:
+    """The stage's log beside its outputs: next to `environment_file`, but outside the staging folder it is
+    written in (core/outputs.py), so the log of a failed stage stays."""
+    parts = Path(environment_file).with_name(LOG_FILE).parts
+    return Path(*[p for p in parts if not p.startswith(PREFIX)])
 
 
 @contextlib.contextmanager

@@ -6,11 +6,16 @@ conversations up to and including the last user message; what follows differs.
 import hashlib
 import json
 import re
+import unicodedata
 
 from ..core.errors import InputError
 from ..core.io import iter_jsonl
 
 ROLES = ("system", "user", "assistant")
+# Characters that show nothing and are neither whitespace nor Unicode format characters (category Cf: zero-width
+# space, joiners, word joiner, byte order mark, soft hyphen, bidi marks): combining grapheme joiner, Hangul
+# fillers, braille blank.
+BLANK = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800")
 
 
 class SchemaError(ValueError):
@@ -23,6 +28,11 @@ class SchemaError(ValueError):
 
 def canonical_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` shows nothing: only whitespace and invisible characters, or nothing at all."""
+    return all(c.isspace() or c in BLANK or unicodedata.category(c) == "Cf" for c in text)
 
 
 def validate_conversation(messages, field: str, max_chars: int | None = None) -> None:
@@ -46,7 +56,7 @@ def validate_conversation(messages, field: str, max_chars: int | None = None) ->
             raise SchemaError(f"{where}.role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
         if not isinstance(content, str):
             raise SchemaError(f"{where}.content", f"expected a string, got {type(content).__name__}")
-        if not content.strip():
+        if is_blank(content):
             raise SchemaError(f"{where}.content", "empty content")
         if "\x00" in content:
             raise SchemaError(f"{where}.content", "contains a NUL character")

@@ -7,6 +7,7 @@ of {"role", "content"}).
 | `hh` | `chosen`, `rejected`: Anthropic HH transcripts, "\\n\\nHuman: … \\n\\nAssistant: …" |
 | `trl_prompt` | TRL's standard format with an explicit prompt: `prompt`, `chosen`, `rejected` as strings |
 | `trl_conversational` | TRL's conversational format with an explicit prompt: `prompt` a message list, `chosen` and `rejected` the assistant's messages |
+| `ultrafeedback_binarized` | UltraFeedback binarized (HuggingFaceH4's columns): `prompt` a string, `chosen` and `rejected` full message lists that start with the user's `prompt`; `prompt_id`, `messages`, `score_chosen`, `score_rejected` are not read |
 | `sharegpt` | LLaMA-Factory's sharegpt DPO: `conversations` as `{from, value}` turns (system, human, gpt), `chosen` and `rejected` as `{from: gpt, value}`; an optional `system` string |
 
 TRL's standard format with an implicit prompt (`chosen`, `rejected` as plain strings) has no turn markers
@@ -19,7 +20,7 @@ null, and that is no content. A key that holds content where the schema has none
 """
 from .conversation import SchemaError, from_hh
 
-FORMATS = ("schema", "hh", "trl_prompt", "trl_conversational", "sharegpt")
+FORMATS = ("schema", "hh", "trl_prompt", "trl_conversational", "ultrafeedback_binarized", "sharegpt")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
@@ -39,7 +40,9 @@ def detect(raw) -> str | None:
     if "conversations" in raw:
         return "sharegpt"
     if "prompt" in raw:
-        return "trl_conversational" if isinstance(raw["prompt"], list) else "trl_prompt"
+        if isinstance(raw["prompt"], list):
+            return "trl_conversational"
+        return "ultrafeedback_binarized" if isinstance(raw.get("chosen"), list) else "trl_prompt"
     if isinstance(raw.get("chosen"), str):
         return "hh"
     if isinstance(raw.get("chosen"), list):
@@ -88,6 +91,14 @@ def convert(raw: dict, fmt: str) -> dict:
     if fmt == "trl_conversational":
         prompt = _messages(raw.get("prompt"), "prompt")
         return {f: prompt + _messages(raw[f], f) if f in raw else _missing(f) for f in ("chosen", "rejected")}
+    if fmt == "ultrafeedback_binarized":
+        prompt = _text(raw.get("prompt"), "prompt")
+        pair = {f: _messages(raw[f], f) if f in raw else _missing(f) for f in ("chosen", "rejected")}
+        for f, messages in pair.items():
+            first = messages[0] if messages else None
+            if not isinstance(first, dict) or first.get("role") != "user" or first.get("content") != prompt:
+                raise SchemaError(f"{f}[0]", "expected the user's message holding the row's prompt")
+        return pair
     if fmt == "sharegpt":
         turns = [_sharegpt_turn(t, f"conversations[{i}]")
                  for i, t in enumerate(_messages(raw.get("conversations"), "conversations"))]

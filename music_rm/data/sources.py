@@ -29,7 +29,8 @@ def read_rows(path: str | Path) -> list[tuple[int, object]]:
     InputError in its place. A file that is not what its name says is one InputError."""
     path = Path(path)
     if path.is_dir():
-        raise InputError(path, None, None, "is a folder; name a .jsonl, .json or .parquet file in it")
+        raise InputError(path, None, None, f"is a folder ({folder_contents(path)}); name a .jsonl, .json or "
+                                           ".parquet file in it, or a folder written by datasets' save_to_disk")
     if not path.is_file():
         raise InputError(path, None, None, "no such file")
     kind = file_kind(path)
@@ -75,12 +76,55 @@ def _parquet_rows(path: Path, data: bytes) -> list[tuple[int, object]]:
     return list(enumerate(table.to_pylist(), start=1))
 
 
+def folder_contents(folder: Path, shown: int = 4) -> str:
+    """What a folder holds, for an error message: its first few names and how many more."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not names:
+        return "empty"
+    return "holds " + ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def is_saved_dataset(folder: Path) -> bool:
+    """Whether `folder` was written by datasets' save_to_disk (a Dataset or a DatasetDict)."""
+    return (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
+
+
+def read_saved_dataset(folder: str | Path, split: str) -> tuple[list[tuple[int, object]], str | None]:
+    """(row number, row) of a save_to_disk folder, and the split taken: `split` of a DatasetDict (None for a
+    plain Dataset). A folder that cannot be loaded is one InputError naming what it holds."""
+    import datasets
+
+    folder = Path(folder)
+    try:
+        dataset = datasets.load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+        raise InputError(folder, None, None, f"not a readable save_to_disk folder ({folder_contents(folder)}; "
+                                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    taken = None
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            raise InputError(folder, None, None, f"a save_to_disk DatasetDict without split {split!r} "
+                                                 f"(fetch.hf_split); its splits: {sorted(dataset)}")
+        dataset, taken = dataset[split], split
+    rows = list(enumerate(dataset.to_list(), start=1))
+    if not rows:
+        raise InputError(folder, None, None, "a save_to_disk folder with no rows" + (f" in split {taken!r}" if taken else ""))
+    return rows, taken
+
+
 def read_hf(dataset: str, revision: str, split: str, limit: int | None) -> tuple[list[dict], str]:
     """Rows of a Hub dataset (or a local dataset folder) and the commit the Hub resolved."""
     import datasets
 
     split_spec = f"{split}[:{limit}]" if limit else split
-    rows = list(enumerate(datasets.load_dataset(dataset, revision=revision, split=split_spec).to_list(), start=1))
+    try:
+        loaded = datasets.load_dataset(dataset, revision=revision, split=split_spec)
+    except Exception as e:  # a local folder datasets cannot read; a Hub failure keeps its own message
+        if not os.path.isdir(dataset):
+            raise
+        raise InputError(dataset, None, None, f"datasets cannot load this folder ({folder_contents(Path(dataset))}): "
+                                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    rows = list(enumerate(loaded.to_list(), start=1))
     if os.path.isdir(dataset):
         resolved = "local:" + os.path.abspath(dataset)
     else:
@@ -127,9 +171,13 @@ def is_test(row: dict, test_fraction: float) -> bool:
 
 def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
     """(train rows, test rows, summary) for the source the params name."""
-    revision = None
+    revision, folder = None, Path(p.path if p.source == "path" else p.hf_dataset)
     if p.source == "embedded":
         origin, raw_rows, fmt = "embedded:music_rm/data/seeds/embedded.jsonl", read_rows(EMBEDDED_SEEDS), "schema"
+    elif is_saved_dataset(folder):
+        raw_rows, split = read_saved_dataset(folder, p.hf_split)
+        origin, fmt = str(folder) + (f" (save_to_disk, split {split})" if split else " (save_to_disk)"), p.format
+        revision = None if p.source == "path" else "local:" + os.path.abspath(folder)
     elif p.source == "path":
         origin, raw_rows, fmt = p.path, read_rows(p.path), p.format
     else:
@@ -139,6 +187,8 @@ def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
         raw_rows = raw_rows[: p.limit]
     default_source = p.hf_dataset if p.source == "hf" else p.source
     resolved = resolve_format(fmt, raw_rows, origin)
+    # the row auto detected the format from: an error there may mean the detection was wrong, so it says so
+    detected_from = next((n for n, r in raw_rows if isinstance(r, dict)), None) if fmt == "auto" else None
 
     rows, skipped, seen, seen_ids = [], Counter(), set(), {}
     for row_no, raw in raw_rows:
@@ -153,7 +203,8 @@ def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
                 raise SchemaError("id", f"duplicate id: an earlier row (row {seen_ids[raw['id']][0]}) has another pair")
         except SchemaError as e:
             if p.on_invalid == "fail":
-                raise InputError(origin, row_no, e.field, e.reason) from None
+                read_as = f" (the file was read as {resolved}, detected from this row)" if row_no == detected_from else ""
+                raise InputError(origin, row_no, e.field, e.reason + read_as) from None
             skipped[f"{e.field.split('[')[0]}: {e.reason}"] += 1
             continue
         if "id" in raw:
@@ -164,10 +215,17 @@ def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
         seen.add(row["id"])
         rows.append(row)
     if not rows:
-        raise InputError(origin, None, None, f"no valid rows ({sum(skipped.values())} skipped: {dict(skipped)})")
+        read_as = f"; the file was read as {resolved}, detected from row {detected_from}" if detected_from else ""
+        raise InputError(origin, None, None, f"no valid rows ({sum(skipped.values())} skipped: {dict(skipped)}{read_as})")
 
     train = [r for r in rows if not is_test(r, p.test_fraction)]
     test = [r for r in rows if is_test(r, p.test_fraction)]
+    for name, split in (("train", train), ("test", test)):
+        if not split:
+            prompts = len({prompt_hash(r["chosen"]) for r in rows})
+            raise InputError(origin, None, None, f"the split by prompt leaves {name} empty (pairs kept: {len(rows)}, "
+                                                 f"distinct prompts: {prompts}, fetch.test_fraction: {p.test_fraction}); "
+                                                 "fetch more pairs with distinct prompts, or change fetch.test_fraction")
     summary = {
         "origin": origin,
         "format": resolved + (" (detected)" if fmt == "auto" else ""),

@@ -105,6 +105,9 @@ def scoring_devices(model_dir: str) -> list[str]:
     return devices
 
 
+WEIGHTS = ("*.safetensors", "pytorch_model*.bin")  # what from_pretrained loads
+
+
 def check_reward_model(model_dir: str) -> None:
     """Refuse, with one InputError, a folder that is not a reward model: no model there, or a model without a
     scalar score head (a base model's folder)."""
@@ -113,6 +116,9 @@ def check_reward_model(model_dir: str) -> None:
         raise InputError(model_dir, None, None, "not a model folder (no config.json); name one model's folder, "
                                                 "e.g. models/rm/music")
     config = json.loads(config_path.read_text(encoding="utf-8"))
+    if not any(next(Path(model_dir).glob(pattern), None) for pattern in WEIGHTS):
+        raise InputError(model_dir, None, None, f"no weights beside config.json (none of {', '.join(WEIGHTS)}); "
+                                                "copy the whole model folder, or rerun the train stage that wrote it")
     heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
     if not heads or len(config.get("id2label") or {"0": None}) != 1:
         raise InputError(model_dir, None, None, f"not a reward model: {config.get('architectures')} has no trained "
