@@ -64,15 +64,16 @@ docs: setup
 deps: setup
 	. $(BIN)/activate && python -m music_rm deps
 
-# Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
-# matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'
-EXP_COLUMNS ?= Experiment|Created|contrast\.turns|.*\.(original|music)\.accuracy
-exps:
-	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)'
+# Experiments side by side: the params that differ between them and every variant's held-out accuracies
+# (music-rm exps; `dvc exp show` has every column).
+exps: setup
+	@. $(BIN)/activate && music-rm exps
 
-# The MLflow UI on this repo's store, and the address of its runs page: MLflow 3.17 opens an experiment on its
-# GenAI traces view unless the address asks for the model-training view.
+# The MLflow UI on this repo's store, and the address of its runs page (the model-training view, with the saved
+# view of changed params and accuracies). One web server process: no job workers (they run GenAI jobs: judges,
+# trace rollups), which `mlflow ui` otherwise starts as eight more processes (docs/mlflow.md).
 PORT ?= 5000
 ui: setup
 	@. $(BIN)/activate && python -c "from music_rm.core.tracking import ui_url; print('runs:', ui_url($(PORT)))"
-	. $(BIN)/activate && mlflow ui --workers 1 --port $(PORT) --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
+	. $(BIN)/activate && MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 --port $(PORT) \
+		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
