@@ -50,7 +50,7 @@ def conversations() -> list[list[dict]]:
 def test_serving_template_tokenizes_as_scoring(gemma2_rm, tiny_model):
     """The template the server gets renders every conversation, a system message included, to the token ids
     scoring uses; a template with a system role is left as the folder has it."""
-    from music_rm.reward.chat import load_tokenizer, token_ids
+    from music_rm.data.chat_template import load_tokenizer, token_ids
     from music_rm.reward.serve import serving_template
 
     tokenizer = load_tokenizer(str(gemma2_rm))

@@ -22,8 +22,7 @@ from pathlib import Path
 from ..core.errors import StageFailure
 from ..core.io import write_text
 from ..core.paths import cache_root
-from ..data.chat_template import accepts_system_role
-from .chat import load_tokenizer
+from ..data.chat_template import accepts_system_role, load_tokenizer
 from .model import check_reward_model
 
 RAW_REWARD = json.dumps({"use_activation": False})
