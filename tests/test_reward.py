@@ -226,3 +226,29 @@ def torch_tensor(rows):
     import torch
 
     return torch.tensor(rows)
+
+
+def test_resume_skips_a_checkpoint_saved_in_part(tiny_model, pairs, tmp_path, caplog):
+    """A checkpoint is resumed from only once every process has saved it (its completion marker); one killed
+    during its save is skipped with one line, and training starts over instead of loading half a checkpoint."""
+    from music_rm.reward.train import CHECKPOINT_COMPLETE
+
+    cfg = config(save_steps=2, max_steps=4)
+    work = tmp_path / "complete"
+    first, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "a"), str(work))
+    [checkpoint] = work.glob("checkpoint-*")
+    assert checkpoint.name == "checkpoint-4" and (checkpoint / CHECKPOINT_COMPLETE).is_file()
+    assert "resumed_from" not in first
+    resumed, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "b"), str(work))
+    assert resumed["resumed_from"] == "checkpoint-4"
+
+    work = tmp_path / "partial"
+    train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "c"), str(work))
+    [checkpoint] = work.glob("checkpoint-*")
+    (checkpoint / CHECKPOINT_COMPLETE).unlink()  # as a kill during the save leaves it
+    again, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "d"), str(work))
+    assert "resumed_from" not in again and again["steps"] == 4 and (checkpoint / CHECKPOINT_COMPLETE).is_file()
+    assert [r.getMessage() for r in caplog.records if "saved in part" in r.getMessage()] == [
+        f"{checkpoint}: removed, not resumed from: saved in part (no {CHECKPOINT_COMPLETE}; the run was killed during "
+        "its save)"]
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "d" / "model.safetensors").read_bytes()

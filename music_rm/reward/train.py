@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -95,7 +96,7 @@ def checkpoint_marker():
 
 def last_complete_checkpoint(work_dir: str) -> str | None:
     """The newest checkpoint folder in `work_dir` that was saved whole; newer ones without the completion marker
-    (a kill during a save) are skipped with one line."""
+    (a kill during a save) are removed with one line."""
     from accelerate import PartialState
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -104,9 +105,12 @@ def last_complete_checkpoint(work_dir: str) -> str | None:
     for folder in folders:
         if (folder / CHECKPOINT_COMPLETE).is_file():
             return str(folder)
-        if PartialState().is_main_process:
-            log.warning("%s: skipped, not resumed from: saved in part (no %s; the run was killed during its save)",
+        state = PartialState()
+        if state.is_main_process:  # removed, or the trainer's checkpoint rotation would keep it over the new ones
+            log.warning("%s: removed, not resumed from: saved in part (no %s; the run was killed during its save)",
                         folder, CHECKPOINT_COMPLETE)
+            shutil.rmtree(folder)
+        state.wait_for_everyone()
     return None
 
 
