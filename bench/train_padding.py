@@ -51,7 +51,7 @@ def main():
     from music_rm.core.params import load_params
     from music_rm.data.conversation import read_pairs
     from music_rm.data.sources import fetch
-    from music_rm.reward.chat import load_tokenizer
+    from music_rm.data.chat_template import load_tokenizer
     from music_rm.reward.train import build_trainer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -21,6 +21,7 @@ _API = {
     "RewardModel": "music_rm.reward.model",
     "score": "music_rm.reward.model",               # rewards of conversations with a model folder or a RewardModel
     "read_card": "music_rm.reward.model",           # a trained folder's reward_model.json (attention, reward stats)
+    "RewardClient": "music_rm.reward.serve",        # rewards from a reward model that `music-rm serve` serves
     "train_reward_model": "music_rm.reward.train",
     "load_params": "music_rm.core.params",          # params.yaml (or a profile applied to it), checked
     "fetch": "music_rm.data.sources",               # preference data in any supported format -> train, test, summary

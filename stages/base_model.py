@@ -4,15 +4,15 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, params_option
-from music_rm.core.io import atomic_path, write_json
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
+from music_rm.core.io import atomic_path, readable_files, write_json
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import stage_run
 from music_rm.data.base_model import prepare
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @click.option("--out", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The model folder to write.")
@@ -29,6 +29,7 @@ def main(params_path, out, environment):
         with atomic_path(models / out.name) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)
+            readable_files(tmp)  # the weights as 0644 like the rest (safetensors writes 0600)
         mlflow.log_dict(provenance, "provenance.json")
     click.echo(f"base_model: {p.source} model ready in {out} ({provenance})")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, models_option, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -20,7 +20,7 @@ from music_rm.method.simulate import TreeBuilder
 from music_rm.reward.model import load_reward_model
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--set", "set_name", required=True, help="A key of best_of_n.prompt_sets in params.yaml.")
 @params_option
 @click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
@@ -39,7 +39,7 @@ def main(set_name, params_path, model, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
-        prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit)
+        prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code
         def reward_fn(variant):
             """Loads the variant's RM for each turn's scoring and frees it after: one RM in memory at a time,

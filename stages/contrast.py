@@ -4,40 +4,50 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
-from music_rm.method.contrast import assemble
+from music_rm.method.contrast import contrast
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @click.option("--trees", default=f"{paths.SIMULATE}/trees.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="MUSIC trees (simulate's output).")
 @click.option("--original", default=f"{paths.FETCH}/train.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="The original train pairs.")
+@click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
+              help="The base model folder: its chat template counts the tokens of each pair, as training does.")
 @click.option("--out", default=paths.CONTRAST, show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
 @logged
-def main(params_path, trees, original, out):
+def main(params_path, trees, original, model, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
     params = load_params(params_path)
     p = params.contrast
+    cfg = params.train.config
+    run_params = {**params.sections("contrast"),
+                  "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}}}
     with committed_outputs(out) as out, \
-         stage_run("contrast", params, ["contrast"], inputs=[trees, original],
+         stage_run("contrast", params, run_params, inputs=[trees, original, model],
                    environment_file=out / "environment.json") as mlflow:
-        sets = assemble(read_jsonl(original), read_jsonl(trees), p.turns, p.seed)
+        sets, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, p.seed, str(model), cfg.max_length,
+                                 cfg.truncation)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
-        summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()}}
+        summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()},
+                   "max_length": cfg.max_length, "truncation": cfg.truncation, **lengths}
         write_json(out / "summary.json", summary)
         mlflow.log_metrics(numeric(summary))
     click.echo(f"contrast: K={p.turns}: {summary['pairs_train']} train / {summary['pairs_test']} test MUSIC pairs, "
                f"{summary['pairs_train_with_original']} pairs with the originals, "
                f"{summary['pairs_test_by_k']} held-out pairs over every K")
+    click.echo(f"contrast: MUSIC train pairs that will train at {cfg.max_length} tokens ({cfg.truncation}), by K: "
+               + ", ".join(f"{k}: {c['fit']}/{c['pairs']}" for k, c in lengths["music_by_k"].items())
+               + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs")
 
 
 if __name__ == "__main__":

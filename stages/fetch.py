@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -12,7 +12,7 @@ from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.sources import fetch
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @click.option("--out", default=paths.FETCH, show_default=True, type=click.Path(path_type=Path),
               help="Folder for train.jsonl, test.jsonl and summary.json.")

@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, models_option, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.errors import ParamsError
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
@@ -18,7 +18,7 @@ from music_rm.generation.generator import Generator
 from music_rm.reward.model import load_reward_model
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--set", "set_name", required=True, help="A key of judge.pair_sets in params.yaml.")
 @params_option
 @click.option("--judge-model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),

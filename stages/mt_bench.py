@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, models_option, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -13,7 +13,7 @@ from music_rm.evaluation.mt_bench import agreement, baselines, differences, load
 from music_rm.reward.model import load_reward_model
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--source", required=True, help="A key of mt_bench.sources in params.yaml.")
 @params_option
 @models_option

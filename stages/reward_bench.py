@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, models_option, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -14,7 +14,7 @@ from music_rm.evaluation.reward_bench import (correct_by_subset, differences, lo
 from music_rm.reward.model import load_reward_model
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--file", "file_name", help="A key of reward_bench.files in params.yaml.")
 @click.option("--hub", "hub_name", help="A key of reward_bench.hub in params.yaml.")
 @params_option

@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, params_option
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
@@ -24,7 +24,7 @@ def token_counter(model_dir: Path):
     return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @params_option
 @click.option("--data", default=paths.FETCH, show_default=True, type=click.Path(path_type=Path),
               help="Folder with fetch's train.jsonl and test.jsonl.")

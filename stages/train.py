@@ -12,20 +12,20 @@ import torch
 from accelerate import PartialState
 
 from music_rm.core import paths
-from music_rm.core.cli import clean_errors, logged, params_option
-from music_rm.core.io import file_digest, read_json, write_json, write_text
+from music_rm.core.cli import HELP, clean_errors, logged, params_option
+from music_rm.core.io import file_digest, read_json, readable_files, write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.paths import cache_root
-from music_rm.core.tracking import input_hashes, numeric, stage_run, trainer_callback
+from music_rm.core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
 from music_rm.data.conversation import read_pairs
-from music_rm.reward.card import model_card
+from music_rm.reward.card import artifact_name, model_card, share_hint, training_data
 from music_rm.reward.curve import write_curve
 from music_rm.reward.model import read_card
 from music_rm.reward.train import train_reward_model
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
 @params_option
 @click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
@@ -49,8 +49,9 @@ def main(variant, params_path, model, out, reports):
         shutil.rmtree(partial)
     state.wait_for_everyone()
     # Checkpoints (train.config.save_steps) outlive a crash outside DVC outputs, in a folder named by
-    # everything that shapes the run, so a rerun resumes only a run of the same config, data and model.
-    run_key = hashlib.sha256(json.dumps([run_params, input_hashes([model, v.pairs]), str(model)],
+    # everything that shapes the run, so a rerun resumes only a run of the same config, data, model and number
+    # of processes (ZeRO-3 and FSDP checkpoints are partitioned per process).
+    run_key = hashlib.sha256(json.dumps([run_params, input_hashes([model, v.pairs]), str(model), state.num_processes],
                                         sort_keys=True).encode()).hexdigest()[:16]
     checkpoints = cache_root() / "checkpoints" / f"{variant}-{run_key}"
     outputs = committed_outputs(out, reports) if state.is_main_process else contextlib.nullcontext((out, reports))
@@ -68,7 +69,9 @@ def main(variant, params_path, model, out, reports):
         if state.is_main_process:
             provenance = read_json(model / "provenance.json") if (model / "provenance.json").is_file() else {}
             write_text(partial / "README.md", model_card(variant, provenance, input_hashes([v.pairs]), summary,
-                                                         p.config.model_dump(mode="json"), read_card(str(partial))))
+                                                         p.config.model_dump(mode="json"), read_card(str(partial)),
+                                                         training_data(pairs)))
+            readable_files(partial)
             os.replace(partial, staged_models / variant)
             if resumed_from:
                 mlflow.set_tag("resumed_from", resumed_from)
@@ -76,14 +79,17 @@ def main(variant, params_path, model, out, reports):
             write_json(staged_reports / variant / "metrics.json", summary)
             write_curve(staged_reports / variant / "curve.csv", curve)
             mlflow.log_metrics(numeric(summary))
+            mlflow.log_artifact(str(staged_reports / variant / "curve.csv"))
+            mlflow.log_artifact(str(staged_models / variant / "README.md"))  # the model card
             # the model by reference: its path and weights hash, not a copy in the MLflow store
-            mlflow.set_tags({"model.path": out_dir.as_posix(),
-                             "model.sha256": file_digest(staged_models / variant / "model.safetensors")})
+            weights = file_digest(staged_models / variant / "model.safetensors")
+            mlflow.set_tags({"model.path": out_dir.as_posix(), "model.sha256": weights})
+            log_model_reference(mlflow, artifact_name(variant), out_dir.as_posix(), weights)
             click.echo(f"train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
                        f"({summary['pairs_truncated']} truncated, {summary['pairs_dropped_too_long']} dropped: "
                        f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "
                        f"{summary['steps']} steps on {summary['world_size']} process(es), "
-                       f"final loss {summary['final_loss']:.4f} → {out_dir}")
+                       f"final loss {summary['final_loss']:.4f} → {out_dir}\n  {share_hint(variant)}")
 
     if state.is_main_process:  # once the model is in place
         shutil.rmtree(checkpoints, ignore_errors=True)

@@ -1,6 +1,7 @@
 import pytest
 
-from music_rm.method.contrast import ContrastError, assemble, cut, pairs_from_trees
+from music_rm.data.chat_template import load_tokenizer
+from music_rm.method.contrast import ContrastError, assemble, contrast, cut, length_outcome, pairs_from_trees
 
 
 def m(role, content):
@@ -48,7 +49,7 @@ def test_cut_counts_only_simulated_assistant_turns():
 
 def test_assemble_keeps_splits_apart_and_adds_originals():
     original = [{"id": "o1"}, {"id": "o2"}]
-    sets = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2, seed=0)
+    sets, _ = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2, 0, fits)
     assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
     assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
     assert sets["train_with_original"] == original + sets["train"]
@@ -60,9 +61,42 @@ def test_assemble_keeps_splits_apart_and_adds_originals():
 def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs():
     originals = [{"id": f"o{i}"} for i in range(5)]
     trees = [tree(f"t{i}", "train") for i in range(3)] + [tree("x", "test")]
-    sets = assemble(originals, trees, 2, seed=0)
+    sets, _ = assemble(originals, trees, 2, 0, fits)
     control = sets["train_volume_matched"]
     assert len(control) == len(sets["train_with_original"]) == 8
     assert control[:5] == originals and all(p in originals for p in control)
-    assert assemble(originals, trees, 2, seed=0)["train_volume_matched"] == control
-    assert [p["id"] for p in assemble(originals, trees, 2, seed=1)["train_volume_matched"]] != [p["id"] for p in control]
+    assert assemble(originals, trees, 2, 0, fits)[0]["train_volume_matched"] == control
+    assert [p["id"] for p in assemble(originals, trees, 2, 1, fits)[0]["train_volume_matched"]] != [p["id"] for p in control]
+
+
+def fits(pair):
+    return "fit"
+
+
+def test_lengths_are_counted_per_k_and_the_control_matches_the_music_pairs_that_train(tiny_model):
+    """Training drops a pair whose contrasted turns alone are over train.config.max_length; the control adds as
+    many original pairs as there are MUSIC pairs that train, each one that trains itself."""
+    long = "a long answer that goes on " * 12
+    trees = [tree(f"t{i}", "train") for i in range(4)] + [tree("x", "test")]
+    for t in trees[:2]:  # their third assistant turns are long: at K = 3 these two pairs cannot fit
+        t["chosen"][-1]["content"] = t["rejected"][-1]["content"] = long
+    trees[2]["context"][1]["content"] = long  # a long shared history: truncated, not dropped, at every K
+    short = [{"id": f"o{i}", "chosen": [m("user", "hi"), m("assistant", f"hello {i}")],
+              "rejected": [m("user", "hi"), m("assistant", "go away")]} for i in range(3)]
+    too_long = {"id": "o-long", "chosen": [m("user", "hi"), m("assistant", long)],
+                "rejected": [m("user", "hi"), m("assistant", "no")]}
+    tokenizer = load_tokenizer(str(tiny_model))
+    outcome = length_outcome(tokenizer, 80, "truncate_oldest")
+    assert [outcome(p) for p in pairs_from_trees(trees, 3)] == ["dropped", "dropped", "truncated", "fit", "fit"]
+    assert [outcome(p) for p in short] == ["fit"] * 3 and outcome(too_long) == "dropped"
+    sets, counts = contrast(short + [too_long], trees, 3, 0, str(tiny_model), 80, "truncate_oldest")
+    assert counts["music_by_k"][3] == {"pairs": 4, "fit": 2, "truncated": 1, "dropped": 2}
+    assert counts["music_by_k"][1] == {"pairs": 4, "fit": 4, "truncated": 1, "dropped": 0}
+    assert counts["original"] == {"pairs": 4, "fit": 3, "truncated": 0, "dropped": 1}
+    control = sets["train_volume_matched"]
+    assert len(control) == 4 + 2 and control[:4] == short + [too_long] and all(p in short for p in control[4:])
+    # what training will use of each: 3 + 2 pairs in both the MUSIC variant and the control
+    from music_rm.data.lengths import tokenize_pairs
+    trained = {name: tokenize_pairs(tokenizer, sets[name], 80, "truncate_oldest")[1]["pairs_used"]
+               for name in ("train_with_original", "train_volume_matched")}
+    assert trained == {"train_with_original": 5, "train_volume_matched": 5}

@@ -1,5 +1,6 @@
 """The train stage under `accelerate launch` with 2 CPU processes (DDP over gloo) on a tiny model."""
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -15,20 +16,36 @@ from tests.conftest import REPO, repo_params
 from tests.test_sources import params as fetch_params
 
 
-def train_on_two_processes(tiny_model, tmp_path, **config):
+def stage_command(params: dict, variant: str) -> list[str]:
+    """dvc.yaml's train command with its ${...} filled in from `params`, as DVC runs it."""
+    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["cmd"]
+    cmd = re.sub(r"\$\{train\.(\w+)\}", lambda m: str(params["train"][m[1]]), cmd).replace("${key}", variant)
+    words = cmd.split()
+    assert words[0] == "accelerate" and "${" not in cmd
+    return [str(Path(sys.executable).parent / "accelerate"), *words[1:]]
+
+
+def two_process_run(tiny_model, tmp_path, cache=None, **config) -> tuple[list, list[str], dict]:
+    """(the training pairs, the command, its environment) of the train stage on 2 CPU processes."""
     train, _, _ = fetch(fetch_params())
     write_jsonl(tmp_path / "train.jsonl", train)
     params = repo_params(train={"config": {"bf16": False, "batch_size": 2, "epochs": 1, "max_length": 384,
-                                           "learning_rate": 1e-3, **config}})
+                                           "learning_rate": 1e-3, **config},
+                                "accelerate_config": "configs/accelerate/cpu_ddp.yaml"})
     params["train"]["variants"] = {"baseline": {"pairs": str(tmp_path / "train.jsonl")}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    accelerate = Path(sys.executable).parent / "accelerate"
-    result = subprocess.run(
-        [str(accelerate), "launch", "--config_file", "configs/accelerate/cpu_ddp.yaml", "stages/train.py",
-         "--variant", "baseline", "--params", str(tmp_path / "params.yaml"), "--model", str(tiny_model),
-         "--out", str(tmp_path / "rm"), "--reports", str(tmp_path / "reports")],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    cmd = [*stage_command(params, "baseline"), "--params", str(tmp_path / "params.yaml"), "--model", str(tiny_model),
+           "--out", str(tmp_path / "rm"), "--reports", str(tmp_path / "reports")]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "MUSIC_CACHE_DIR": str(cache or tmp_path / "cache")}
+    return train, cmd, env
+
+
+def train_on_two_processes(tiny_model, tmp_path, **config):
+    train, cmd, env = two_process_run(tiny_model, tmp_path, **config)
+    # train.main_process_port 0 (params.yaml): accelerate picks a free port, two trainings on a node do not share one
+    assert cmd[cmd.index("--main_process_port") + 1] == "0"
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return train, result
 
@@ -56,3 +73,19 @@ def test_lora_on_two_processes_exports_a_merged_model_that_scores_as_trained(tin
     with load_reward_model(str(folder)) as rm:
         chosen, rejected = rm.score_pairs(train[:n])
     assert sum(chosen + rejected) / (2 * n) == pytest.approx(card["reward_stats"]["mean"], abs=1e-5)
+
+
+def test_checkpoints_of_another_process_count_are_not_resumed(tiny_model, tmp_path):
+    """A checkpoint of a 1-process run is keyed apart from a 2-process run's (ZeRO-3 and FSDP checkpoints are
+    partitioned per process): the 2-process rerun starts over and leaves the other's checkpoints alone."""
+    from tests.test_interrupt import kill_when
+
+    _, cmd, env = two_process_run(tiny_model, tmp_path, save_steps=2)
+    one_process = [sys.executable, *cmd[cmd.index("stages/train.py"):]]
+    checkpoints = tmp_path / "cache" / "checkpoints"
+    kill_when(one_process, env, lambda: any(checkpoints.glob("baseline-*/checkpoint-*/trainer_state.json")))
+    [folder] = checkpoints.iterdir()
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" not in result.stdout and "on 2 process(es)" in result.stdout
+    assert list(checkpoints.iterdir()) == [folder]

@@ -11,7 +11,8 @@ from tests.test_params import sections
 # each function's own)
 NOTEBOOK = {("music_rm/reward/model.py", f, a) for f, args in {
     "load_reward_model": ("cpu_dtype", "cache"), "score": ("batch_size", "max_length"),
-    "score_pairs": ("batch_size", "max_length"), "margins": ("batch_size", "max_length")}.items() for a in args}
+    "score_pairs": ("batch_size", "max_length"), "margins": ("batch_size", "max_length")}.items() for a in args} | {
+    ("music_rm/reward/serve.py", "__init__", a) for a in ("concurrency", "timeout_s")}  # RewardClient
 
 
 def params_keys() -> set[str]:

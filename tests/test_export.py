@@ -10,6 +10,7 @@ import yaml
 
 from music_rm.core.io import write_jsonl
 from music_rm.data.sources import fetch
+from music_rm.reward.card import EVALUATION_POINTER, artifact_name, model_card, share_hint, training_data
 from music_rm.reward.model import load_reward_model
 from tests.conftest import REPO, repo_params
 from tests.test_sources import params as fetch_params
@@ -46,6 +47,44 @@ def test_every_trained_folder_has_a_deterministic_model_card(trained):
         assert (root / "rm" / "music" / name).read_bytes() == (root / "rm-again" / "music" / name).read_bytes()
 
 
+def test_the_card_says_what_trained_it_how_to_read_the_raw_reward_and_files_are_readable(trained):
+    import math
+
+    from transformers import AutoTokenizer, pipeline
+
+    root, _, test = trained
+    folder = root / "rm" / "music"
+    card = (folder / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["license"] == "other" and "datasets" not in meta  # a local test model, embedded seed pairs
+    assert "Variant `music`, trained on original pairs only (no MUSIC pairs)" in card
+    assert EVALUATION_POINTER in card and 'function_to_apply="none"' in card and "vLLM" in card
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
+        p.name: oct(0o666 & ~mask) for p in folder.iterdir()}  # model.safetensors too
+    # the card's pipeline recipe gives the raw reward; the pipeline's default gives its sigmoid
+    with load_reward_model(str(folder)) as rm:
+        raw = rm.score([test[0]["chosen"]])[0]
+    text = AutoTokenizer.from_pretrained(folder).apply_chat_template(test[0]["chosen"], tokenize=False)
+    classify = pipeline("text-classification", model=str(folder))
+    assert classify(text, function_to_apply="none")[0]["score"] == pytest.approx(raw, abs=1e-5)
+    assert classify(text)[0]["score"] == pytest.approx(1 / (1 + math.exp(-raw)), abs=1e-5)
+
+
+def test_the_card_names_the_trained_k_and_the_hub_datasets_of_its_pairs():
+    pairs = [{"source": "music", "k": 2}, {"source": "Anthropic/hh-rlhf"}, {"source": "Anthropic/hh-rlhf"}]
+    data = training_data(pairs)
+    assert data == {"k": [2], "sources": {"Anthropic/hh-rlhf": 2, "music": 1}, "datasets": ["Anthropic/hh-rlhf"]}
+    summary = {"pairs_used": 3, "pairs": 3, "pairs_truncated": 0, "pairs_dropped_too_long": 0, "max_length": 8,
+               "truncation": "drop", "steps": 1, "world_size": 1, "final_loss": 0.5}
+    card = model_card("music", {"source": "embedded"}, {}, summary, {}, {}, data)
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["license"] == "apache-2.0" and meta["datasets"] == ["Anthropic/hh-rlhf"]
+    assert "trained on MUSIC pairs contrasted over K = 2 assistant turn(s)" in card
+    assert "pairs by source: Anthropic/hh-rlhf 2, music 1" in card
+
+
 def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(trained, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -58,6 +97,7 @@ def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(t
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "out"
     assert "| original | 0.750 [0.50, 1.00] (12) |" in (out / "README.md").read_text()
+    assert "git tag -a rm-music@v0.1.0" in result.stdout and "dvc artifacts get <repo url> rm-music" in result.stdout
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     conversations = [test[0]["chosen"], test[0]["rejected"]]
@@ -84,3 +124,11 @@ def test_the_notebook_api(trained):
     light = subprocess.run([sys.executable, "-c", "import sys, music_rm.core.params; print('torch' in sys.modules)"],
                            cwd=REPO, capture_output=True, text=True)
     assert light.stdout.strip() == "False"  # the API is loaded on first use: a light stage stays light
+
+
+def test_every_variant_s_artifact_name_is_one_dvc_yaml_declares():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for variant in params["train"]["variants"]:
+        assert dvc["artifacts"][artifact_name(variant)]["path"] == f"models/rm/{variant}"
+        assert f"git tag -a {artifact_name(variant)}@v0.1.0" in share_hint(variant)

@@ -18,6 +18,7 @@ import yaml
 from music_rm.core.io import write_jsonl
 from music_rm.core.outputs import PREFIX, recover
 from music_rm.data.sources import fetch
+from music_rm.reward.train import CHECKPOINT_COMPLETE
 from tests.conftest import REPO
 from tests.test_sources import params as fetch_params
 
@@ -133,7 +134,7 @@ def test_train_killed_after_a_checkpoint_resumes_from_it(workdir):
     run_ok(cmd["a"], env_for(root, "ckpt-a"))
     checkpoints = root / "cache-ckpt-b" / "checkpoints"
     kill_when(cmd["b"], env_for(root, "ckpt-b"), lambda: any(
-        int(c.name.split("-")[1]) >= 8 for c in checkpoints.glob("*/checkpoint-*") if (c / "trainer_state.json").exists()))
+        int(c.name.split("-")[1]) >= 8 for c in checkpoints.glob("*/checkpoint-*") if (c / CHECKPOINT_COMPLETE).exists()))
     result = subprocess.run(cmd["b"], env=env_for(root, "ckpt-b"), cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout and "checkpoint-" in result.stdout

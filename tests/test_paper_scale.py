@@ -29,7 +29,7 @@ SYSTEM_ROW = {"id": "s", "source": "t", "chosen": [
 
 
 def test_simulate_takes_a_seeded_random_sample_of_the_prompts_not_the_first_rows():
-    rows, _, _ = fetch(fetch_params(test_fraction=0.01))
+    rows, _, _ = fetch(fetch_params(test_fraction=0.1))
     first = {json.dumps(r["chosen"]) for r in rows[:10]}
     sample = sample_prompts(rows, 10, seed=0)
     assert len(sample) == 10 and sample == sample_prompts(rows, 10, seed=0)  # seeded

@@ -15,8 +15,9 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration
 STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
           "judge@music", "best_of_n@heldout"}
+SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
-SOURCES = [".gitignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
+SOURCES = [".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
 
 
 def copy_sources(root: Path) -> None:
@@ -77,6 +78,7 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     root, out, _ = repo
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out
+    assert "git tag -a rm-music@v0.1.0" in out  # train's next step: dvc artifacts get needs a version tag
     fetch, contrast = read(root, "data/fetch/summary.json"), read(root, "data/contrast/summary.json")
     assert fetch["rows_kept"] == 20
     assert contrast["k"] == 2 and contrast["pairs_train"] > 0 and contrast["pairs_test"] > 0
@@ -91,7 +93,7 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
         r = results[variant]["music_k2"]
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
     assert contrast["pairs_test_by_k"] == 3 * contrast["pairs_test"]
-    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 3  # by K, margins, curves
+    assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 4  # by K, margins, rewards, curves
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
     assert all(len(t["hidden"]) == 3 for t in trees)
     best_of_n = read(root, "data/eval/best_of_n/heldout/metrics.json")
@@ -100,14 +102,24 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
         f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
 
 
-def mlflow_runs(root):
-    """{run name: (run, parent run name)} of the store the stages wrote, read through MLflow's own client."""
+def mlflow_client(root):
     import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def mlflow_runs(root):
+    """{run name: (run, parent's name)} of the store the stages wrote, read through MLflow's own client; a pipeline
+    run by its DVC experiment's name (its run name also says what the experiment changed)."""
+    import mlflow
+
+    from music_rm.core.tracking import PIPELINE_KEY_TAG
 
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("music").experiment_id], max_results=1000)
-    names = {r.info.run_id: r.info.run_name for r in runs}
-    return {r.info.run_name: (r, names.get(r.data.tags.get("mlflow.parentRunId"))) for r in runs}
+    names = {r.info.run_id: r.data.tags["dvc_exp_name"] if PIPELINE_KEY_TAG in r.data.tags else r.info.run_name
+             for r in runs}
+    return {names[r.info.run_id]: (r, names.get(r.data.tags.get("mlflow.parentRunId"))) for r in runs}
 
 
 
@@ -121,9 +133,9 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     parent = runs["workspace"][0]
     assert parent.data.tags["git_commit"] == commit and parent.data.tags["dvc_exp_name"] == "workspace"
     for stage in STAGES:
-        run, parent_name = runs[f"workspace/{stage}"]
+        stage_run, parent_name = runs[f"workspace/{stage}"]
         assert parent_name == "workspace"
-        assert run.data.tags["git_commit"] == commit and run.data.tags["dvc_exp_name"] == "workspace"
+        assert stage_run.data.tags["git_commit"] == commit and stage_run.data.tags["dvc_exp_name"] == "workspace"
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     music_rm = next(o["md5"] for o in lock["train@music"]["outs"] if o["path"] == "models/rm/music")
     eval_run = runs["workspace/eval"][0]
@@ -131,6 +143,14 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     assert {d.dataset.name for d in eval_run.inputs.dataset_inputs} >= {"data/fetch/test.jsonl", "models/rm/music"}
     train_run = runs["workspace/train@music"][0]
     assert train_run.data.tags["model.path"] == "models/rm/music" and len(train_run.data.tags["model.sha256"]) == 64
+    client = mlflow_client(root)
+    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"curve.csv", "README.md", "stage.log"}
+    model = client.get_logged_model(train_run.outputs.model_outputs[0].model_id)  # by reference: no copy in the store
+    assert model.name == "rm-music" and model.tags["model.sha256"] == train_run.data.tags["model.sha256"]
+    for stage in STAGES:  # every stage's log, beside its outputs and on its run; neither git nor DVC sees it
+        assert "stage.log" in {a.path for a in client.list_artifacts(runs[f"workspace/{stage}"][0].info.run_id)}
+    assert (root / "data/eval/stage.log").read_text().count("scoring") == 3  # one line per variant
+    assert run(["git", "status", "--porcelain"], root) == "" and "changed" not in run(["dvc", "status"], root)
     expected = {k: float(v) for k, v in flatten(read(root, "data/eval/metrics.json")).items()}
     assert eval_run.data.metrics == pytest.approx(expected)
     headline = {k: v for k, v in expected.items() if k.endswith(".accuracy")}  # the rest stays on the stage run
@@ -183,6 +203,18 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     assert sorted(turns) == [1, 1, 2], shown[:3000]  # workspace and experiment at K=1, the commit at K=2
     evals = [row["metrics"].get("data/eval/metrics.json", {}).get("data", {}) for row in rows]
     assert all("baseline" in e and "music" in e for e in evals), shown[:3000]
+    # the experiment table: what changed (contrast.turns only) and every variant's accuracy on every suite
+    table = run([sys.executable, "-m", "music_rm", "exps"], root)
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 120 and lines[1].split()[:2] == ["experiment", "contrast.turns"], table
+    assert lines[0].split() == ["|", "baseline", "|", "music", "|", "volume_matched"], table
+    assert lines[1].count("orig") == 3 and lines[1].count("k3") == 3, table
+    assert sorted(line.split()[1] for line in lines[2:5]) == ["1", "1", "2"], table
+    workspace = next(line for line in lines if line.startswith("workspace")).split()
+    metrics = read(root, "data/eval/metrics.json")
+    assert workspace[2:] == ["|", *(f"{metrics['baseline'][s]['accuracy']:.2f}" for s in SUITES),
+                             "|", *(f"{metrics['music'][s]['accuracy']:.2f}" for s in SUITES),
+                             "|", *(f"{metrics['volume_matched'][s]['accuracy']:.2f}" for s in SUITES)], table
 
 
 def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_and_runs_none(tmp_path):
@@ -202,7 +234,7 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
     assert not (root / "dvc.lock").exists() and not (root / "data" / "fetch" / "train.jsonl").exists()
 
 
-def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo, monkeypatch):
+def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(repo):
     """Values no earlier run used: DVC restores a stage it has run with the same inputs from its run-cache
     instead of running it, and a stage that does not run logs nothing."""
     root, _, _ = repo
@@ -219,8 +251,9 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
     assert set(grid) == {2, 3, 4}, out[-3000:]
     runs = mlflow_runs(root)
     stages_run, trained = set(), []
-    for name in grid.values():
+    for batch_size, name in grid.items():
         assert name in runs and runs[name][1] is None, sorted(runs)
+        assert runs[name][0].info.run_name == f"{name}: contrast.turns=3 eval.batch_size={batch_size}"
         nested = {run_name.split("/", 1)[1] for run_name, (_, parent) in runs.items() if parent == name}
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
@@ -228,9 +261,9 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         trained += ["train@music"] if "train@music" in nested else []
     assert stages_run == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
     assert len(trained) == 1, out[-3000:]  # the first experiment trains at K=3; the other two restore its model
-    monkeypatch.setenv("COLUMNS", "300")  # no terminal here: rich would fit the table in 80 columns
-    table = run(["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "exps"], root)
-    assert "contrast.turns" in table and "accuracy" in table and "learning_rate" not in table
+    table = run([sys.executable, "-m", "music_rm", "exps"], root)
+    assert "contrast.turns" in table and "batch_size" in table and "learning_rate" not in table, table
+    assert all(any(line.startswith(name) for line in table.splitlines()) for name in grid.values()), table
 
 
 def walk_experiments(node):

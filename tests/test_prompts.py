@@ -11,7 +11,7 @@ from music_rm.data.prompts import read_prompts
 
 def test_hh_prompts_are_each_transcript_up_to_its_last_human_turn(shared):
     path = shared / "hh_rlhf" / "helpful-base" / "test.jsonl.gz"
-    prompts, skipped = read_prompts(str(path), "hh", None)
+    prompts, skipped = read_prompts(str(path), "hh", None, 0)
     with gzip.open(path, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     expected, flawed = [], 0
@@ -27,7 +27,12 @@ def test_hh_prompts_are_each_transcript_up_to_its_last_human_turn(shared):
     assert [p for _, p in prompts] == expected  # row by row: distinct, in file order
     assert sum(skipped.values()) == flawed > 0  # real data: the flawed rows are counted, not fatal
     assert all(p[-1]["role"] == "user" for _, p in prompts)
-    assert read_prompts(str(path), "auto", 5)[0] == prompts[:5]  # auto detects HH strings
+    assert read_prompts(str(path), "auto", None, 0)[0] == prompts  # auto detects HH strings
+    # a limit draws a seeded sample of the distinct prompts, in file order, not the first rows
+    drawn = read_prompts(str(path), "hh", 50, 0)[0]
+    assert len(drawn) == 50 and drawn != prompts[:50] and drawn == read_prompts(str(path), "hh", 50, 0)[0]
+    assert drawn == sorted(drawn, key=prompts.index) and drawn != read_prompts(str(path), "hh", 50, 1)[0]
+    assert len({p[0] for p in drawn}) == 50
 
 
 def test_ultrainteract_trajectories_become_prompts(tmp_path):
@@ -38,16 +43,16 @@ def test_ultrainteract_trajectories_become_prompts(tmp_path):
                 {"from": "user", "value": "Check again."}], "chosen": "4", "rejected": "5"}]
     path = tmp_path / "ui.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    prompts, _ = read_prompts(str(path), "ultrainteract", None)
+    prompts, _ = read_prompts(str(path), "ultrainteract", None, 0)
     assert [p for _, p in prompts] == [[{"role": "user", "content": "Write a sort."}],
                                        [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "5"},
                                         {"role": "user", "content": "Check again."}]]
-    assert read_prompts(str(path), "auto", None)[0] == prompts
+    assert read_prompts(str(path), "auto", None, 0)[0] == prompts
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"trajectory": [{"from": "user", "value": "Hi"}, {"from": "assistant", "value": "Yo"}]})
                    + "\n")
     with pytest.raises(InputError, match=r"bad.jsonl: no valid prompts \(1 rows skipped: \{.trajectory: the conversation"):
-        read_prompts(str(bad), "ultrainteract", None)
+        read_prompts(str(bad), "ultrainteract", None, 0)
 
 
 def test_schema_prompts_match_the_old_held_out_prompts(tmp_path):
@@ -57,5 +62,5 @@ def test_schema_prompts_match_the_old_held_out_prompts(tmp_path):
     _, test, _ = fetch(fetch_params())
     path = tmp_path / "test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in test))
-    prompts, _ = read_prompts(str(path), "schema", 3)
-    assert [p for _, p in prompts] == [prompt_of(r["chosen"]) for r in test[:3]]
+    prompts, _ = read_prompts(str(path), "schema", None, 0)
+    assert [p for _, p in prompts] == [prompt_of(r["chosen"]) for r in test]

@@ -71,7 +71,7 @@ def test_the_rehearsal_differs_from_the_paper_profile_only_in_the_swapped_keys()
 
 @pytest.mark.integration
 @pytest.mark.skipif(not os.environ.get("MUSIC_REHEARSAL"), reason=(
-    "set MUSIC_REHEARSAL=1: not yet in make test, its first full run here had not finished in 40 minutes"))
+    "set MUSIC_REHEARSAL=1: not in make test until a full run is timed (one here was in eval after 20 min)"))
 def test_dvc_repro_of_the_rehearsal_in_a_clean_clone_runs_every_stage(tmp_path, monkeypatch, report):
     python = vllm_python()
     if not (SHARED / "data").is_dir():
@@ -99,7 +99,7 @@ def test_dvc_repro_of_the_rehearsal_in_a_clean_clone_runs_every_stage(tmp_path, 
                                                          "65536", "--enforce-eager"]})})
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MUSIC_CACHE_DIR", str(tmp_path / "cache"))
-        server = VLLMServer(judge, str(root / "models" / "base"))
+        server = VLLMServer(judge, str(root / "models" / "base"), trust_remote_code=False)
     with server:
         out = run(["dvc", "repro"], root, timeout=3600)
     report(f"dvc repro of profiles/paper-rehearsal.yaml in a clean clone: {time.monotonic() - start:.0f} s")

@@ -4,9 +4,10 @@ import pytest
 
 from music_rm.core.params import TrainConfig
 from music_rm.data.sources import fetch
-from music_rm.reward.chat import load_tokenizer
+from music_rm.data.chat_template import load_tokenizer, token_ids
+from music_rm.data.lengths import drop_oldest_shared_exchange, tokenize_pairs
 from music_rm.reward.model import load_reward_model, score, score_conversations
-from music_rm.reward.train import tokenize_pairs, train_reward_model
+from music_rm.reward.train import train_reward_model
 from tests.conftest import params_section
 from tests.test_sources import params as fetch_params
 
@@ -89,9 +90,6 @@ def test_gemma2_refuses_sdpa_attention():
 
 
 def test_truncate_oldest_keeps_system_message_and_contrasted_turns(tiny_model):
-    from music_rm.reward.chat import token_ids
-    from music_rm.reward.train import drop_oldest_exchange
-
     tokenizer = load_tokenizer(str(tiny_model))
     history = [{"role": "system", "content": "Be brief."}]
     for i in range(6):
@@ -114,7 +112,7 @@ def test_truncate_oldest_keeps_system_message_and_contrasted_turns(tiny_model):
     assert text.rstrip().endswith(tokenizer.decode(token_ids(tokenizer, chosen[-3:]))[-40:].rstrip())
     # the opening user message and every contrasted turn survive however small max_length gets
     c, r = chosen, rejected
-    while (smaller := drop_oldest_exchange(c, r)) is not None:
+    while (smaller := drop_oldest_shared_exchange(c, r)) is not None:
         c, r = smaller
     assert c == [history[0]] + chosen[-4:] and r == [history[0]] + rejected[-4:]
     _, impossible = tokenize_pairs(tokenizer, [pair], 10, "truncate_oldest")
@@ -165,3 +163,92 @@ def test_global_batch_size_sets_accumulation_from_the_world_size():
     assert config(grad_accum=3).accumulation(8) == 3
     with pytest.raises(ParamsError, match="not a multiple"):
         config(global_batch_size=64, batch_size=3).accumulation(2)
+
+
+def test_gradient_checkpointing_reaches_the_model_under_either_transformers_version(tiny_model, pairs, tmp_path):
+    """train.config.gradient_checkpointing is `activation_checkpointing` in transformers 5.24 and
+    `gradient_checkpointing` in 5.20.2 (the GPU lock's); `make test-gpu-lock` runs this under 5.20.2."""
+    from music_rm.reward.train import build_trainer
+
+    for on in (True, False):
+        trainer, _ = build_trainer(str(tiny_model), pairs[:4], config(gradient_checkpointing=on, max_steps=1),
+                                   str(tmp_path / str(on)))
+        trainer.train()
+        flag = ("is_activation_checkpointing" if hasattr(trainer.model, "is_activation_checkpointing")
+                else "is_gradient_checkpointing")  # 5.24's name; 5.20.2 has only the old one
+        assert getattr(trainer.model, flag) is on
+
+
+def long_conversation(exchanges: int = 6) -> list[dict]:
+    messages = [{"role": "system", "content": "Be brief."}]
+    for i in range(exchanges):
+        messages += [{"role": "user", "content": f"old question {i} " * 8},
+                     {"role": "assistant", "content": f"old answer {i} " * 8}]
+    return messages + [{"role": "user", "content": "Plan a trip to Rome."},
+                       {"role": "assistant", "content": "Take the night train from Paris."}]
+
+
+def test_scoring_truncates_whole_oldest_exchanges_as_training_does(tiny_reward_model):
+    """A scored conversation over max_length loses its oldest whole exchanges and keeps its system message and
+    template start, the way a training pair does: the same rule (data/lengths.py), not its last tokens."""
+    from music_rm.data.lengths import conversation_ids
+
+    conversation = long_conversation()
+    with load_reward_model(str(tiny_reward_model)) as rm:
+        full = token_ids(rm.tokenizer, conversation)
+        limit = len(full) - 40
+        ids, shortened = conversation_ids(rm.tokenizer, conversation, limit)
+        dropped = next(n for n in range(1, 7) if len(token_ids(rm.tokenizer, conversation[:1] + conversation[1 + 2 * n:]))
+                       <= limit)
+        kept = conversation[:1] + conversation[1 + 2 * dropped:]
+        assert shortened and len(ids) <= limit < len(full)
+        assert ids == token_ids(rm.tokenizer, kept) and ids[:3] == full[:3]
+        assert rm.score([conversation], max_length=limit) == rm.score([kept])
+        assert rm.score([conversation], max_length=limit) != [rm.model(torch_tensor([full[-limit:]])).logits.item()]
+        assert conversation_ids(rm.tokenizer, conversation, len(full)) == (full, False)
+
+
+def test_a_scored_conversation_whose_last_exchange_is_over_the_limit_keeps_the_template_start(tiny_gemma2):
+    """Gemma-2's template (BOS, no system role: the system message folded into the first user turn)."""
+    from music_rm.data.lengths import conversation_ids, template_start
+
+    tokenizer = load_tokenizer(str(tiny_gemma2))
+    conversation = long_conversation(1)
+    full = token_ids(tokenizer, conversation)
+    head = template_start(tokenizer, conversation)
+    assert full[0] == tokenizer.bos_token_id and "Be brief." in tokenizer.decode(full[:head])
+    ids, shortened = conversation_ids(tokenizer, conversation, 2 * head + 5)
+    assert shortened and len(ids) == 2 * head + 5
+    assert ids[:head] == full[:head] and ids[head:] == full[-(head + 5):]
+
+
+def torch_tensor(rows):
+    import torch
+
+    return torch.tensor(rows)
+
+
+def test_resume_skips_a_checkpoint_saved_in_part(tiny_model, pairs, tmp_path, caplog):
+    """A checkpoint is resumed from only once every process has saved it (its completion marker); one killed
+    during its save is skipped with one line, and training starts over instead of loading half a checkpoint."""
+    from music_rm.reward.train import CHECKPOINT_COMPLETE
+
+    cfg = config(save_steps=2, max_steps=4)
+    work = tmp_path / "complete"
+    first, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "a"), str(work))
+    [checkpoint] = work.glob("checkpoint-*")
+    assert checkpoint.name == "checkpoint-4" and (checkpoint / CHECKPOINT_COMPLETE).is_file()
+    assert "resumed_from" not in first
+    resumed, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "b"), str(work))
+    assert resumed["resumed_from"] == "checkpoint-4"
+
+    work = tmp_path / "partial"
+    train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "c"), str(work))
+    [checkpoint] = work.glob("checkpoint-*")
+    (checkpoint / CHECKPOINT_COMPLETE).unlink()  # as a kill during the save leaves it
+    again, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "d"), str(work))
+    assert "resumed_from" not in again and again["steps"] == 4 and (checkpoint / CHECKPOINT_COMPLETE).is_file()
+    assert [r.getMessage() for r in caplog.records if "saved in part" in r.getMessage()] == [
+        f"{checkpoint}: removed, not resumed from: saved in part (no {CHECKPOINT_COMPLETE}; the run was killed during "
+        "its save)"]
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "d" / "model.safetensors").read_bytes()

@@ -1,13 +1,16 @@
 """MLflow run tree on a real SQLite store: parent per pipeline run, nested stage runs, tags, inputs, limits."""
 import hashlib
 import json
+import logging
+import subprocess
 
 import mlflow
 import pytest
 import yaml
 
 from music_rm.core.params import load_params
-from music_rm.core.tracking import MAX_PARAM_KEY, MAX_PARAM_VALUE, git_commit, mlflow_params, stage_run, ui_url
+from music_rm.core.tracking import (LOG_FILE, MAX_PARAM_KEY, MAX_PARAM_VALUE, VIEW_KEY, VIEW_TAG, git_commit,
+                                    log_model_reference, mlflow_params, stage_run, ui_url)
 from tests.conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -63,7 +66,8 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     assert workspace.info.status == "FINISHED"
     music = client.get_experiment_by_name("music")
     assert music.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert ui_url(5001) == f"http://127.0.0.1:5001/#/experiments/{music.experiment_id}?workflowType=machine_learning"
+    assert ui_url(5001) == (f"http://127.0.0.1:5001/#/experiments/{music.experiment_id}/runs"
+                            f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
     assert workspace.data.params == mlflow_params(PARAMS.model_dump(mode="json"))  # every param, from the one load
     fetch_params = next(r for r in stages if r.data.tags["stage"] == "fetch").data.params
     assert fetch_params == mlflow_params({"fetch": PARAMS.fetch.model_dump(mode="json")})  # the stage's section
@@ -129,7 +133,7 @@ def test_the_machine_and_software_are_recorded_beside_the_outputs_and_in_the_run
     with pytest.raises(RuntimeError):
         with stage_run("fetch", PARAMS, ["fetch"], environment_file=store / "failed" / "environment.json"):
             raise RuntimeError("boom")
-    assert not (store / "failed").exists()
+    assert not (store / "failed" / "environment.json").exists()  # its log is there: see below
 
 
 def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_next_stage(store):
@@ -158,3 +162,64 @@ def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_nex
     assert status[(stage_killed.info.run_id, "fetch")] == "KILLED"
     assert sorted(status.values()) == ["FINISHED", "FINISHED", "KILLED", "RUNNING"]  # pipeline run: FINISHED again
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+def test_a_parent_is_named_after_what_it_changed_and_the_runs_table_view_shows_that_and_the_accuracies(store, monkeypatch):
+    baseline = yaml.safe_load((REPO / "params.yaml").read_text())
+    baseline["contrast"]["turns"] = 3  # the commit's value; the run's params say 2
+    (store / "params.yaml").write_text(yaml.safe_dump(baseline))
+    for cmd in (["init", "-q"], ["add", "params.yaml"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "k3"]):
+        subprocess.run(["git", *cmd], cwd=store, check=True)
+    monkeypatch.setenv("DVC_EXP_NAME", "gaunt-gram")
+    with stage_run("eval", PARAMS, ["eval"]) as run:
+        run.log_metrics({"music.music_k2.accuracy": 0.75, "music.music_k2.ci_low": 0.5})
+    client, all_runs = runs()
+    parent = next(r for r in all_runs if "stage" not in r.data.tags)
+    assert parent.info.run_name == "gaunt-gram: contrast.turns=2"
+    assert parent.data.tags["mlflow.note.content"].startswith("contrast.turns: 3 → 2 (from commit ")  # description
+    experiment = client.get_experiment_by_name("music")
+    view = json.loads(experiment.tags[VIEW_TAG])
+    assert view["name"] and isinstance(view["createdAt"], int)
+    state = json.loads(view["state"])
+    assert state["selectedColumns"] == state["columnOrder"] == [
+        "attributes.`Description`", "params.`contrast.turns`", "metrics.`eval.music.music_k2.accuracy`"]
+    assert ui_url().endswith(f"&viewStateShareKey={VIEW_KEY}")
+
+
+def test_a_trained_model_is_an_output_of_its_run_by_reference(store):
+    with stage_run("train@m", PARAMS, {}) as run:
+        run_id = run.active_run().info.run_id
+        model_id = log_model_reference(run, "rm-m", "models/rm/m", "ab" * 32)
+    client, _ = runs()
+    assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [model_id]
+    model = client.get_logged_model(model_id)
+    assert (model.name, model.model_type, model.tags["model.path"]) == ("rm-m", "reward-model", "models/rm/m")
+    assert model.source_run_id == run_id and client.list_artifacts(run_id, "model") == []
+
+
+def test_a_stage_s_log_goes_beside_its_outputs_and_to_its_run_failed_or_not(store, caplog):
+    caplog.set_level(logging.INFO)
+    log = logging.getLogger("music_rm.stage")
+    with stage_run("fetch", PARAMS, ["fetch"], environment_file=store / "out" / "environment.json") as run:
+        run_id = run.active_run().info.run_id
+        log.info("kept 3 rows")
+    text = (store / "out" / LOG_FILE).read_text()
+    assert "INFO music_rm.stage: kept 3 rows" in text and f"fetch: MLflow run workspace/fetch ({run_id})" in text
+    assert text.splitlines()[-1].endswith("fetch: finished")
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/{LOG_FILE}") == text
+    with pytest.raises(RuntimeError):
+        with stage_run("fetch", PARAMS, ["fetch"], environment_file=store / "out" / "environment.json") as run:
+            run_id = run.active_run().info.run_id
+            log.error("row 7: no chosen field")
+            raise RuntimeError("boom")
+    text = (store / "out" / LOG_FILE).read_text()
+    assert "row 7: no chosen field" in text and "kept 3 rows" not in text  # this run's log only
+    assert text.splitlines()[-1].endswith("fetch: failed: RuntimeError: boom")
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/{LOG_FILE}") == text
+    staged = store / ".music-rm-outputs.host.1.x" / "out" / "environment.json"  # as committed_outputs stages it
+    with pytest.raises(RuntimeError):
+        with stage_run("fetch", PARAMS, ["fetch"], environment_file=staged):
+            raise RuntimeError("staged")
+    assert "staged" in (store / "out" / LOG_FILE).read_text() and not (staged.parent / LOG_FILE).exists()
+    log.info("after the stage")
+    assert "after the stage" not in (store / "out" / LOG_FILE).read_text()

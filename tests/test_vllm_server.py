@@ -48,7 +48,7 @@ def vllm_model(tmp_path_factory):
 STAGE = """import json, sys
 from music_rm.core.params import SimulateParams
 from music_rm.generation.vllm_server import VLLMServer
-server = VLLMServer(SimulateParams.model_validate(json.loads(sys.argv[1])), sys.argv[2])
+server = VLLMServer(SimulateParams.model_validate(json.loads(sys.argv[1])), sys.argv[2], trust_remote_code=False)
 print("ready", flush=True)
 sys.stdin.read()
 """
@@ -113,7 +113,7 @@ def test_a_prompt_over_the_context_is_counted_and_the_others_are_answered(server
 
 def test_a_second_server_at_a_taken_address_is_refused(server):
     with pytest.raises(Exception, match="already answers at"):
-        VLLMServer(server.params, "unused")
+        VLLMServer(server.params, "unused", trust_remote_code=False)
 
 
 def test_simulate_starts_its_server_counts_a_long_prompt_and_leaves_no_vllm_process(vllm_model, tmp_path, report):

@@ -1,14 +1,17 @@
 """`music-rm`: one console script with a subcommand per tool (also `python -m music_rm`)."""
 import click
 
-from . import compare, deps, export, plan, profile, results, schema, score
+from .. import __version__
+from ..core.cli import HELP
+from . import compare, deps, export, exps, plan, profile, results, schema, score, serve
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=HELP)
+@click.version_option(__version__, "-V", "--version", prog_name="music-rm")
 def main():
     """MUSIC reward models: tools around the DVC pipeline (`dvc repro` runs the pipeline itself)."""
 
 
 for command in (profile.main, plan.main, score.main, export.main, compare.main, results.main, schema.main,
-                deps.main):
+                deps.main, exps.main, serve.main):
     main.add_command(command)

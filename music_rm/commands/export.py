@@ -17,6 +17,7 @@ from ..core.cli import clean_errors
 from ..core.errors import InputError, StageFailure
 from ..core.io import atomic_path, read_json
 from ..evaluation.stats import cell, markdown_table
+from ..reward.card import EVALUATION_POINTER, share_hint
 from ..reward.model import CARD_FILE, check_reward_model
 
 FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -43,9 +44,8 @@ def export(model_dir: Path, out: Path, metrics_path: Path | None) -> None:
         card = (tmp / "README.md").read_text(encoding="utf-8") if (tmp / "README.md").is_file() else ""
         section = evaluation_section(read_json(metrics_path), model_dir.name, str(metrics_path)) \
             if metrics_path and metrics_path.is_file() else None
-        if card and section and "## Evaluation" not in card:
-            card = card.replace("## Use\n", f"## Evaluation\n\n{section}\n\n## Use\n", 1)
-            (tmp / "README.md").write_text(card, encoding="utf-8")
+        if card and section and EVALUATION_POINTER in card:
+            (tmp / "README.md").write_text(card.replace(EVALUATION_POINTER, section, 1), encoding="utf-8")
 
 
 @click.command("export")
@@ -63,6 +63,8 @@ def main(model_dir, out, metrics_path, repo_id, private):
         raise InputError("HF_TOKEN", None, None, "not set: --push-to-hub needs a Hub token in this variable")
     export(model_dir, out, metrics_path)
     click.echo(f"export: {model_dir} → {out}")
+    if not repo_id:
+        click.echo(f"  {share_hint(model_dir.name)}")
     if repo_id:
         from huggingface_hub import HfApi
 

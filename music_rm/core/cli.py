@@ -22,6 +22,8 @@ def clean_errors(fn):
     return wrapper
 
 
+# -h as well as --help, for every stage script (the music-rm group passes it on to its commands)
+HELP = {"help_option_names": ["-h", "--help"]}
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              help="The params file (every stage reads it whole and checks every key).")
 models_option = click.option("--models", default=paths.REWARD_MODELS, show_default=True,

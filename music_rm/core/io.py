@@ -30,6 +30,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
+def readable_files(folder) -> None:
+    """Give every file in `folder` the mode a plain new file gets (0644 under umask 022): some writers (the
+    safetensors weights) leave 0600, which other users of a shared cache or a DVC remote cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
+
+
 def write_jsonl(path, rows: Iterable[dict]) -> int:
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -200,6 +200,10 @@ class TrainParams(Section):
     config: TrainConfig = Field(description="Training, shared by every variant")
     variants: Annotated[dict[str, Variant], Field(min_length=1)] = Field(
         description="Name: its training pairs; one train@<name> stage and reward model (models/rm/<name>) each")
+    main_process_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        description="accelerate's main process port for multi-process training; 0: a free one, picked when the training"
+                    " starts, so two trainings on one node do not collide; multi-node: a fixed port, the same on every"
+                    " node")
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
@@ -211,8 +215,8 @@ class EvalParams(Section):
     """Held-out evaluation; `batch_size`, `max_length` and `cpu_dtype` are also how the judge scores."""
     batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch (also the judge stage's)")
     max_length: PositiveInt | None = Field(
-        description="Reward-model scoring: a longer conversation keeps its last tokens (also the judge stage's); null:"
-                    " no limit")
+        description="Reward-model scoring: a longer conversation loses its oldest whole exchanges (docs/evaluation.md;"
+                    " also the judge stage's); null: no limit")
     cpu_dtype: Literal["float32", "bfloat16"] = Field(
         description="Reward-model scoring on a CPU, in every suite: float32 | bfloat16 (about twice as fast on this "
                     "repo's CPU); on a GPU: bfloat16")
@@ -248,7 +252,7 @@ class MTBenchSource(Section):
 class MTBenchParams(Section):
     batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch")
     max_length: PositiveInt | None = Field(
-        description="A longer conversation keeps its last tokens (the judged answer); null: no limit")
+        description="A longer conversation loses its oldest whole exchanges (docs/evaluation.md); null: no limit")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
     seed: int = Field(description="Seed of the bootstrap")
     sources: dict[str, MTBenchSource] = Field(
@@ -266,7 +270,8 @@ class PromptSet(Section):
     format: Literal["auto", "schema", "hh", "ultrainteract"] = Field(
         description="The rows' format (data/prompts.py): schema | hh | ultrainteract; auto: per row, a `trajectory`"
                     " is ultrainteract, a string `chosen` is hh, anything else schema")
-    limit: PositiveInt | None = Field(description="The first N distinct prompts; null: all")
+    limit: PositiveInt | None = Field(
+        description="N distinct prompts drawn at random with best_of_n.seed, kept in file order; null: all")
 
 
 class BestOfNParams(Section):
@@ -283,7 +288,8 @@ class BestOfNParams(Section):
     policy: Sampling = Field(description="The policy's sampling (must sample: temperature > 0)")
     batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch")
     max_length: PositiveInt | None = Field(
-        description="Reward-model scoring: a longer conversation keeps its last tokens; null: no limit")
+        description="Reward-model scoring: a longer conversation loses its oldest whole exchanges (docs/evaluation.md);"
+                    " null: no limit")
     seed: int = Field(description="Seed of the rollouts and the bootstrap")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every win-rate interval")
 
@@ -308,7 +314,8 @@ class RewardBenchHub(Section):
 
 class RewardBenchParams(Section):
     batch_size: PositiveInt = Field(description="Conversations per reward-model scoring batch")
-    max_length: PositiveInt | None = Field(description="A longer pair keeps its last tokens; null: no limit")
+    max_length: PositiveInt | None = Field(
+        description="A longer conversation loses its oldest whole exchanges (docs/evaluation.md); null: no limit")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every accuracy interval")
     seed: int = Field(description="Seed of the bootstrap")
     files: dict[str, RewardBenchFile] = Field(

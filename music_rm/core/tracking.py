@@ -22,7 +22,7 @@ import yaml
 
 from .environment import environment
 from .io import file_digest, write_json
-from .outputs import process_alive
+from .outputs import PREFIX, process_alive
 from .params import Params
 from .paths import repo_root
 
@@ -42,6 +42,17 @@ HEADLINE = (r"eval\.[^.]+\.[^.]+\.accuracy", r"train_[^.]+\.(final_loss|mean_los
             r"reward_bench_[^.]+\.reward_models\.[^.]+\.(sections\.[^.]+|score)\.score")
 # MLflow's limits (mlflow.utils.validation): longer keys or values are refused, and the run would fail.
 MAX_PARAM_KEY, MAX_PARAM_VALUE = 250, 6000
+# A parent's params that differ from its baseline commit's params.yaml (comma-separated keys)
+CHANGED_TAG = "music.changed_params"
+# The runs table's saved view (MLflow 3.17 UI: an experiment tag `mlflow.sharedViewState.<key>`, opened by the
+# address `?viewStateShareKey=<key>`, as its "Share" button makes): the changed params and the held-out accuracies
+# as columns. ui_url gives its address.
+VIEW_KEY = "music-what-changed"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_METRICS = r"eval\.[^.]+\.(original|music_k\d+)\.accuracy"
+# Each stage's log, beside its outputs (next to environment.json) and on its MLflow run. Not a DVC output and
+# ignored by git and DVC (.gitignore, .dvcignore), so it hashes into nothing and DVC's run-cache stays on.
+LOG_FILE = "stage.log"
 
 
 def tracking_uri() -> str:
@@ -53,8 +64,11 @@ def ui_url(port: int = 5000) -> str:
     import mlflow
 
     exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
-    page = f"experiments/{exp.experiment_id}" if exp else "experiments"
-    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
+    if not exp:
+        return f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+    # the runs tab itself: the UI's redirect from the experiment's page to it drops the view's key
+    view = f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in exp.tags else ""
+    return f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning{view}"
 
 
 def git_commit() -> str:
@@ -120,19 +134,62 @@ def input_hashes(paths) -> dict:
     return dict(sorted(hashes.items()))
 
 
+def changed_params(params: dict, baseline_rev: str) -> dict:
+    """{key: (value at the commit, value now)} of the flattened params that differ from params.yaml at
+    `baseline_rev` (none outside git)."""
+    shown = subprocess.run(["git", "show", f"{baseline_rev}:params.yaml"], capture_output=True, text=True)
+    if shown.returncode:
+        return {}
+    baseline = flatten(yaml.safe_load(shown.stdout) or {})
+    return {k: (baseline[k], v) for k, v in flatten(params).items() if k in baseline and baseline[k] != v}
+
+
+def parent_name(experiment: str, changed: dict) -> str:
+    """`<experiment>: key=value …`, what a parent run's experiment changed (its name, plain, if nothing)."""
+    described = " ".join(f"{k}={now}" for k, (_, now) in changed.items())
+    return _clip(f"{experiment}: {described}" if changed else experiment, 250)
+
+
 def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> str:
     params_sha = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     key = hashlib.sha256(f"{tags['dvc_exp_name']}\n{tags['git_commit']}\n{params_sha}".encode()).hexdigest()[:16]
     found = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
-    parent = client.create_run(experiment_id, run_name=tags["dvc_exp_name"],
-                               tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha})
+    changed = changed_params(params, tags["dvc_baseline_rev"])
+    note = (", ".join(f"{k}: {was} → {now}" for k, (was, now) in changed.items()) or "no param changed") + \
+        f" (from commit {tags['dvc_baseline_rev'][:7]})"
+    parent = client.create_run(experiment_id, run_name=parent_name(tags["dvc_exp_name"], changed),
+                               tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha,
+                                     CHANGED_TAG: _clip(",".join(changed), MAX_PARAM_VALUE),
+                                     "mlflow.note.content": _clip(note, MAX_PARAM_VALUE)})
     run_id = parent.info.run_id
     for name, value in mlflow_params(params).items():
         client.log_param(run_id, name, value)
     client.log_dict(run_id, params, "params.json")
     return run_id  # it starts with its first stage; each stage's end moves its end (see stage_run)
+
+
+def update_view(client, experiment_id: str) -> None:
+    """The saved view of the runs table: Description, the params that differ between pipeline runs (or that one
+    changed from its commit) and the held-out accuracies of every variant, newest runs first."""
+    import time
+
+    parents = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` != ''", max_results=1000)
+    changed = {k for r in parents for k in r.data.tags.get(CHANGED_TAG, "").split(",") if k}
+    keys = {k for r in parents for k in r.data.params}
+    changed |= {k for k in keys if len({r.data.params.get(k) for r in parents}) > 1}
+    accuracies = sorted({m for r in parents for m in r.data.metrics if re.fullmatch(VIEW_METRICS, m)})
+    metrics = [f"metrics.`{m}`" for m in accuracies]
+    columns = ["attributes.`Description`", *(f"params.`{k}`" for k in sorted(changed)[:40]), *metrics]
+    # columnOrder puts the params before the metrics (MLflow's order is the other way); the widths show each
+    # metric's whole name (eval.volume_matched.music_k3.accuracy)
+    state = json.dumps({"selectedColumns": columns, "columnOrder": columns,
+                        "columnWidths": {m: 250 for m in metrics}, "orderByKey": "attributes.start_time",
+                        "orderByAsc": False})
+    now = int(time.time() * 1000)
+    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(
+        {"name": "What changed, what it did", "createdAt": now, "updatedAt": now, "state": state}))
 
 
 def headline(stage: str, metrics: dict) -> dict:
@@ -186,8 +243,10 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
             "mlflow.parentRunId": parent_id, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
             **{f"data.{p}": h for p, h in hashes.items()}}
     status = "FAILED"
+    log_file = log_path(environment_file) if environment_file else None
     try:
-        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run:
+        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run, \
+                _logging_to(log_file, stage):
             mlflow.log_params(mlflow_params(sections))
             mlflow.log_dict(sections, "params.json")
             env = environment()
@@ -208,6 +267,56 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
         client.set_terminated(parent_id, status)
     for name, value in headline(stage, client.get_run(run.info.run_id).data.metrics).items():
         client.log_metric(parent_id, name, value)
+    update_view(client, experiment_id)
+
+
+def log_path(environment_file) -> Path:
+    """The stage's log beside its outputs: next to `environment_file`, but outside the staging folder it is
+    written in (core/outputs.py), so the log of a failed stage stays."""
+    parts = Path(environment_file).with_name(LOG_FILE).parts
+    return Path(*[p for p in parts if not p.startswith(PREFIX)])
+
+
+@contextlib.contextmanager
+def _logging_to(log_file, stage: str):
+    """The stage's log records also go to `log_file` (rewritten each run), which goes to the active run as an
+    artifact when the stage ends, failed or not; it opens with the run and ends with how the stage ended."""
+    if log_file is None:
+        yield
+        return
+    import mlflow
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root, log = logging.getLogger(), logging.getLogger(__name__)
+    root.addHandler(handler)  # at the console's level: -v and -q apply to the file too
+    run = mlflow.active_run()
+    log.info("%s: MLflow run %s (%s), experiment %s", stage, run.info.run_name, run.info.run_id, dvc_experiment())
+    try:
+        yield
+        log.info("%s: finished", stage)
+    except BaseException as e:
+        log.error("%s: failed: %s: %s", stage, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        mlflow.log_artifact(str(log_file))
+
+
+def log_model_reference(mlflow, name: str, path: str, sha256: str) -> str:
+    """A trained model, by reference: an MLflow "external" logged model (no copy in the store) named `name`,
+    tagged with its folder and weights hash, as an output of the active run; returns its model id. MLflow's UI
+    shows a run with a model output as a training run (its GenAI view otherwise calls a run an evaluation)."""
+    from mlflow.entities import LoggedModelOutput
+
+    run = mlflow.active_run()
+    model = mlflow.create_external_model(name=name, source_run_id=run.info.run_id, model_type="reward-model",
+                                         experiment_id=run.info.experiment_id,
+                                         tags={"model.path": path, "model.sha256": sha256})
+    mlflow.MlflowClient().log_outputs(run.info.run_id, [LoggedModelOutput(model.model_id, 0)])
+    return model.model_id
 
 
 def trainer_callback(mlflow):

@@ -1,4 +1,4 @@
-"""Conversations as a model's chat template takes them.
+"""Conversations as a model's chat template takes them, and as its token ids.
 
 A template without a system role (Gemma-2's raises on one; some drop it silently) gets a leading system
 message folded into the first user message, the same way wherever a conversation meets a template:
@@ -25,3 +25,20 @@ def for_template(tokenizer, messages: list[dict]) -> list[dict]:
     if messages and messages[0]["role"] == "system" and not accepts_system_role(tokenizer):
         return fold_system(messages)
     return list(messages)
+
+
+def token_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """The token ids of a conversation through the tokenizer's chat template."""
+    text = tokenizer.apply_chat_template(for_template(tokenizer, messages), tokenize=False)
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def load_tokenizer(model_dir: str):
+    """The tokenizer of a model folder, right-padded, with a pad token (eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer

@@ -7,9 +7,11 @@ A prompt is a conversation up to and including its last user message. Formats:
 - `ultrainteract`: openbmb/UltraInteract_pair rows, whose `trajectory` is the conversation so far as a list of
   `{"from": "user"|"assistant", "value": str}` ending with the user's turn, the paper's second set;
 - `auto`: `trajectory` → ultrainteract, `chosen` as a string → hh, else schema.
-Distinct prompts are kept in file order, the first `limit` of them. A row whose prompt breaks the schema (real
+With `limit`, `limit` of the distinct prompts are drawn at random with a seed (the first rows of a file are often
+one topic or one source), and kept in file order. A row whose prompt breaks the schema (real
 data has them: an empty turn, a role out of turn) is skipped and counted by reason.
 """
+import random
 from collections import Counter
 
 from ..core.errors import InputError
@@ -53,9 +55,9 @@ def prompt_of_row(raw, fmt: str) -> list[dict]:
     return prompt
 
 
-def read_prompts(path: str, fmt: str, limit: int | None) -> tuple[list[tuple[str, list[dict]]], Counter]:
-    """((id, prompt) of the first `limit` distinct prompts, rows skipped by reason) of a file (.jsonl, .json,
-    .parquet, gzipped or not)."""
+def read_prompts(path: str, fmt: str, limit: int | None, seed: int) -> tuple[list[tuple[str, list[dict]]], Counter]:
+    """((id, prompt) of `limit` distinct prompts drawn with `seed`, or of all, in file order; rows skipped by
+    reason) of a file (.jsonl, .json, .parquet, gzipped or not)."""
     prompts, seen, skipped = [], set(), Counter()
     for row_no, raw in read_rows(path):
         if isinstance(raw, InputError):
@@ -70,8 +72,8 @@ def read_prompts(path: str, fmt: str, limit: int | None) -> tuple[list[tuple[str
         if key not in seen:
             seen.add(key)
             prompts.append((key[:16], prompt))
-            if limit and len(prompts) == limit:
-                break
     if not prompts:
         raise InputError(path, None, None, f"no valid prompts ({sum(skipped.values())} rows skipped: {dict(skipped)})")
+    if limit and limit < len(prompts):
+        prompts = [prompts[i] for i in sorted(random.Random(seed).sample(range(len(prompts)), limit))]
     return prompts, skipped

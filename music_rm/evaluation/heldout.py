@@ -15,7 +15,7 @@ import numpy as np
 from ..core.io import atomic_path, write_json, write_text
 from ..data.conversation import shared_prefix_length
 from ..reward.model import load_reward_model
-from .report import html_report, pyplot, save_png
+from .report import html_report, pyplot, save_png, variant_color
 from .stats import accuracy_summary, cell, markdown_table, paired_difference
 
 log = logging.getLogger(__name__)
@@ -55,19 +55,22 @@ def differences(margins: dict, compare: list, resamples: int, seed: int) -> dict
 
 def evaluate_variants(model_dirs: dict[str, str], suites: dict[str, list[dict]], batch_size: int,
                       max_length: int | None, resamples: int, seed: int, cpu_dtype: str,
-                      cache: bool) -> tuple[dict, dict]:
-    """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}})."""
-    results, margins = {}, {}
+                      cache: bool) -> tuple[dict, dict, dict]:
+    """({variant: {suite: {accuracy, ci_low, ci_high, n, mean_margin}}}, {variant: {suite: margins}},
+    {variant: {suite: (chosen rewards, rejected rewards)}})."""
+    results, margins, rewards = {}, {}, {}
     for variant, model_dir in model_dirs.items():
-        results[variant], margins[variant] = {}, {}
+        results[variant], margins[variant], rewards[variant] = {}, {}, {}
         log.info("scoring %s on %d suites", variant, len(suites))
         with load_reward_model(model_dir, cpu_dtype=cpu_dtype, cache=cache) as rm:  # one model at a time
             for suite, pairs in suites.items():
-                m = rm.margins(pairs, batch_size, max_length, f"{variant}: {suite}") if pairs else []
+                chosen, rejected = rm.score_pairs(pairs, batch_size, max_length, f"{variant}: {suite}") if pairs else ([], [])
+                rewards[variant][suite] = (chosen, rejected)
+                m = [c - r for c, r in zip(chosen, rejected)]
                 margins[variant][suite] = m
                 results[variant][suite] = {**accuracy_summary([float(x > 0) for x in m], resamples, seed),
                                            "mean_margin": round(float(np.mean(m)), 6) if m else None}
-    return results, margins
+    return results, margins, rewards
 
 
 def comparison_rows(results: dict, baseline: dict | None = None) -> tuple[list[str], list[list[str]]]:
@@ -107,7 +110,8 @@ def accuracy_by_k_plot(results: dict, path) -> None:
         acc = [r["accuracy"] for r in rows]
         err = [[a - r["ci_low"] for a, r in zip(acc, rows)], [r["ci_high"] - a for a, r in zip(acc, rows)]]
         offset = 0.06 * (i - (len(results) - 1) / 2)  # side by side, so equal values stay visible
-        ax.errorbar([k + offset for k in ks], acc, yerr=err, marker="o", capsize=3, label=variant)
+        ax.errorbar([k + offset for k in ks], acc, yerr=err, marker="o", capsize=3, label=variant,
+                    color=variant_color(variant))
     ax.set(xlabel="contrasted turns K", ylabel="pairwise accuracy", ylim=(0, 1.05),
            title="Held-out MUSIC pairs (95% bootstrap CI)")
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
@@ -121,9 +125,28 @@ def margin_histogram_plot(margins: dict, suite: str, path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(margins), figsize=(4 * len(margins), 3), dpi=100, squeeze=False)
     for ax, (variant, by_suite) in zip(axes[0], margins.items()):
-        ax.hist(by_suite[suite], bins=12, color="tab:blue", alpha=0.8)
+        ax.hist(by_suite[suite], bins=12, color=variant_color(variant), alpha=0.8)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(title=f"{variant}: {suite}", xlabel="reward(chosen) - reward(rejected)", ylabel="pairs")
+    save_png(fig, path)
+
+
+def reward_histogram_plot(rewards: dict, suites: list[str], path) -> None:
+    """Rewards of the chosen and of the rejected conversations, one panel per variant (columns) and suite (rows),
+    on shared bins: chosen filled in the variant's colour, rejected as a black outline (PNG)."""
+    plt = pyplot()
+    variants = list(rewards)
+    fig, axes = plt.subplots(len(suites), len(variants), figsize=(4 * len(variants), 2.8 * len(suites)), dpi=100,
+                             squeeze=False)
+    for row, suite in zip(axes, suites):
+        for ax, variant in zip(row, variants):
+            chosen, rejected = rewards[variant].get(suite, ([], []))
+            both = list(chosen) + list(rejected)
+            bins = np.linspace(min(both), max(both), 13) if both and min(both) < max(both) else 12
+            ax.hist(chosen, bins=bins, color=variant_color(variant), alpha=0.7, label="chosen")
+            ax.hist(rejected, bins=bins, histtype="step", color="black", linewidth=1.2, label="rejected")
+            ax.set(title=f"{variant}: {suite} (n={len(chosen)})", xlabel="reward", ylabel="conversations")
+            ax.legend(fontsize=7)
     save_png(fig, path)
 
 
@@ -134,10 +157,13 @@ def training_curves_plot(curves: dict[str, list[dict]], path) -> None:
     for ax, key in zip(axes, ("loss", "accuracy", "margin")):
         for variant, rows in curves.items():
             points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=variant)
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=variant, color=variant_color(variant))
         ax.set(xlabel="step", title=f"training {key}")
     axes[0].legend()
     save_png(fig, path)
+
+
+PLOTS = ("accuracy_by_k.png", "margins.png", "rewards.png", "training_curves.png")  # eval's plots (dvc.yaml)
 
 
 def intro(trained_k: int) -> str:
@@ -150,15 +176,16 @@ def intro(trained_k: int) -> str:
 
 
 def write_outputs(out: Path, results: dict, margins: dict, baseline: dict, diffs: dict, curves: dict,
-                  trained_k: int) -> tuple[dict, str]:
+                  trained_k: int, rewards: dict) -> tuple[dict, str]:
     """metrics.json, report.md, a self-contained report.html and the PNG plots, each written atomically;
     returns (the metrics, the accuracy table)."""
     table, diff_table = comparison_table(results, baseline), differences_table(diffs)
     metrics = {**results, "longer_answer": baseline, "differences": diffs}
     with tempfile.TemporaryDirectory() as tmp:
-        plots = {name: Path(tmp) / name for name in ("accuracy_by_k.png", "margins.png", "training_curves.png")}
+        plots = {name: Path(tmp) / name for name in PLOTS}
         accuracy_by_k_plot(results, plots["accuracy_by_k.png"])
         margin_histogram_plot(margins, f"music_k{trained_k}", plots["margins.png"])
+        reward_histogram_plot(rewards, ["original", f"music_k{trained_k}"], plots["rewards.png"])
         training_curves_plot(curves, plots["training_curves.png"])
         html = html_report("MUSIC reward models: held-out evaluation", [
             ("Pairwise accuracy", "text", intro(trained_k)),
@@ -166,6 +193,8 @@ def write_outputs(out: Path, results: dict, margins: dict, baseline: dict, diffs
             *([("Differences", "table", difference_rows(diffs))] if diffs else []),
             ("Accuracy by contrasted turns K", "png", plots["accuracy_by_k.png"]),
             (f"Reward margins on held-out MUSIC pairs at K = {trained_k}", "png", plots["margins.png"]),
+            (f"Rewards of chosen and rejected conversations: held-out original pairs and MUSIC pairs at "
+             f"K = {trained_k}", "png", plots["rewards.png"]),
             ("Training curves", "png", plots["training_curves.png"])])
         for name, src in plots.items():
             with atomic_path(out / name) as dst:
@@ -173,7 +202,7 @@ def write_outputs(out: Path, results: dict, margins: dict, baseline: dict, diffs
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", f"# Held-out pairwise accuracy\n\n{intro(trained_k)}\n\n{table}\n\n"
                + (f"{diff_table}\n\n" if diff_table else "")
-               + "![accuracy by K](accuracy_by_k.png)\n\n![margins](margins.png)\n\n"
+               + "![accuracy by K](accuracy_by_k.png)\n\n![margins](margins.png)\n\n![rewards](rewards.png)\n\n"
                  "![training curves](training_curves.png)\n")
     write_text(out / "report.html", html)
     return metrics, table + (f"\n\n{diff_table}" if diff_table else "")

@@ -1,8 +1,22 @@
 """Reports: a self-contained HTML page (tables and PNG plots inlined) that opens offline, and PNG plots that are
 byte-identical from run to run."""
 import base64
+import hashlib
 import html
 from pathlib import Path
+
+# One colour per reward-model variant, the same in every plot and report (matplotlib's tab10): the paper's three
+# fixed, any other variant one of the rest, picked by a hash of its name.
+VARIANT_COLORS = {"baseline": "#1f77b4", "music": "#ff7f0e", "volume_matched": "#2ca02c"}
+OTHER_COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def variant_color(variant: str) -> str:
+    """The colour of `variant` in every plot; "music, trained at K=2" is music's."""
+    name = variant.split(",")[0].strip()
+    if name in VARIANT_COLORS:
+        return VARIANT_COLORS[name]
+    return OTHER_COLORS[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(OTHER_COLORS)]
 
 
 def pyplot():

@@ -11,7 +11,7 @@ import re
 
 import yaml
 
-from .report import pyplot, save_png
+from .report import pyplot, save_png, variant_color
 from .stats import cell, markdown_table
 
 METRICS = {"eval": "data/eval/metrics.json", "fetch": "data/fetch/summary.json",
@@ -120,7 +120,11 @@ def accuracy_by_k_plot(rows: dict, path) -> None:
         err = [[a - by_suite[f"music_k{k}"]["ci_low"] for a, k in zip(acc, ks)],
                [by_suite[f"music_k{k}"]["ci_high"] - a for a, k in zip(acc, ks)]]
         offset = 0.05 * (i - (len(rows) - 1) / 2)
-        ax.errorbar([k + offset for k in ks], acc, yerr=err, marker="o", capsize=3, label=row)
+        # music once per trained K: music's colour, a marker and line style per K
+        style = {} if "K=" not in row else {"marker": "osD^v"[int(row.rsplit("K=", 1)[1]) % 5],
+                                            "linestyle": ("-", "--", ":", "-.")[int(row.rsplit("K=", 1)[1]) % 4]}
+        ax.errorbar([k + offset for k in ks], acc, yerr=err, capsize=3, label=row, color=variant_color(row),
+                    **{"marker": "o", **style})
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlabel="K of the held-out MUSIC pairs", ylabel="pairwise accuracy", ylim=(0, 1.05),
            title="Held-out MUSIC pairs, by K (95% bootstrap CI)")

@@ -21,15 +21,16 @@ def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool):
     from .openai_backend import OpenAIBackend
 
     o = p.openai
-    kwargs = dict(api_key_env=o.api_key_env, concurrency=o.concurrency, timeout_s=o.timeout_s,
-                  max_attempts=o.max_attempts, system_role=o.system_role)
     if not o.start_vllm:
-        return OpenAIBackend(o.base_url, o.model, **kwargs)
+        return OpenAIBackend(o.base_url, o.model, api_key_env=o.api_key_env, concurrency=o.concurrency,
+                             timeout_s=o.timeout_s, max_attempts=o.max_attempts, system_role=o.system_role)
     from .vllm_server import VLLMServer
 
     server = VLLMServer(p, model_dir, trust_remote_code)
     try:
-        backend = OpenAIBackend(o.base_url, o.model, **kwargs, server=server)
+        backend = OpenAIBackend(o.base_url, o.model, api_key_env=o.api_key_env, concurrency=o.concurrency,
+                                timeout_s=o.timeout_s, max_attempts=o.max_attempts, system_role=o.system_role,
+                                server=server)
     except BaseException:
         server.stop()
         raise

@@ -13,7 +13,8 @@ from .request import derive_seed
 
 class VLLMBackend:
     def __init__(self, model: str, revision: str | None, tensor_parallel_size: int, max_model_len: int | None,
-                 dtype: str, unit_size: int, trust_remote_code: bool, gpu_memory_utilization: float, **engine_args):
+                 dtype: str, unit_size: int, trust_remote_code: bool, gpu_memory_utilization: float,
+                 **engine_args):
         """`engine_args`: more vllm.LLM arguments (the CPU build needs enable_chunked_prefill=False for seeds)."""
         from vllm import LLM, __version__
 

@@ -66,7 +66,7 @@ def server_command(p, model: str, trust_remote_code: bool) -> list[str]:
 class VLLMServer:
     """A running server; `stop()` ends its process group. Use as a context manager or call stop()."""
 
-    def __init__(self, p, model: str, trust_remote_code: bool = False):
+    def __init__(self, p, model: str, trust_remote_code: bool):
         self.command = server_command(p, model, trust_remote_code)
         self.health = p.openai.base_url.rstrip("/").removesuffix("/v1") + "/health"
         if _healthy(self.health):

@@ -2,10 +2,19 @@
 
 K = 1 is the classic last-turn contrast (same prompt, one answer to a subtly different instruction);
 K > 1 makes the pair differ across K turns, user turns included.
+
+Lengths are counted here with the length rule training follows (data/lengths.py) and the base model's chat
+template: per K, how many MUSIC train pairs fit `train.config.max_length` (some by losing their oldest shared
+exchanges) and how many training will drop; the volume-matched control adds as many original pairs as there are
+MUSIC pairs that will train, drawn among the original pairs that will train themselves, so the control trains on
+as many pairs as the MUSIC variant does.
 """
 import random
+from collections.abc import Callable
 
 from ..core.errors import ParamsError
+from ..data.chat_template import load_tokenizer
+from ..data.lengths import pair_ids
 
 
 class ContrastError(ParamsError):
@@ -43,22 +52,56 @@ def pairs_from_trees(trees: list[dict], k: int) -> list[dict]:
     return pairs
 
 
-def volume_matched(original_train: list[dict], extra: int, seed: int) -> list[dict]:
-    """The original pairs plus `extra` of them drawn again at random: as many pairs as original + MUSIC,
-    so a comparison with the MUSIC variant is not a comparison of data volumes."""
+def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict]) -> list[dict]:
+    """The original pairs plus `extra` pairs drawn again at random from `pool` (the original pairs that will
+    train): as many training pairs as original + MUSIC, so a comparison with the MUSIC variant is not a
+    comparison of data volumes."""
     rng = random.Random(seed)
-    return original_train + [rng.choice(original_train) for _ in range(extra)] if original_train else []
+    return original_train + [rng.choice(pool) for _ in range(extra)] if pool else list(original_train)
 
 
-def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int) -> dict[str, list[dict]]:
-    """The MUSIC train and test pairs at K = `k`, the train set that adds them to the original pairs, its
-    volume-matched control, and the held-out pairs at every K the trees allow (`test_by_k`, each with its
-    `k`), which evaluation reads as they are."""
+def fit_counts(outcomes: list[str]) -> dict:
+    """{pairs, fit, truncated, dropped} of pairs' fates in training ("fit", "truncated" or "dropped"); `fit`
+    counts the truncated ones too: every pair that will train."""
+    return {"pairs": len(outcomes), "fit": sum(o != "dropped" for o in outcomes),
+            "truncated": outcomes.count("truncated"), "dropped": outcomes.count("dropped")}
+
+
+def length_outcome(tokenizer, max_length: int, truncation: str) -> Callable[[dict], str]:
+    """A pair's fate in training under the length rule: "fit", "truncated" or "dropped"."""
+    def outcome(pair: dict) -> str:
+        ids, shortened, _ = pair_ids(tokenizer, pair, max_length, truncation)
+        return "dropped" if ids is None else "truncated" if shortened else "fit"
+    return outcome
+
+
+def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int,
+             outcome: Callable[[dict], str]) -> tuple[dict[str, list[dict]], dict]:
+    """(sets, length counts). Sets: the MUSIC train and test pairs at K = `k`, the train set that adds them to
+    the original pairs, its volume-matched control, and the held-out pairs at every K the trees allow
+    (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts, by `outcome` (a pair's fate in
+    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs."""
     pairs = pairs_from_trees(trees, k)
     music_train = [p for p in pairs if p["split"] == "train"]
     music_test = [p for p in pairs if p["split"] == "test"]
     test_trees = [t for t in trees if t["split"] == "test"]
+    train_trees = [t for t in trees if t["split"] == "train"]
     turns = min((simulated_turns(t) for t in test_trees), default=0)
-    return {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
-            "train_volume_matched": volume_matched(original_train, len(music_train), seed),
+    train_turns = min((simulated_turns(t) for t in train_trees), default=0)
+    music_by_k = {kk: [outcome(p) for p in (music_train if kk == k else pairs_from_trees(train_trees, kk))]
+                  for kk in range(1, train_turns + 1)}
+    original = [outcome(p) for p in original_train]
+    counts = {"music_by_k": {kk: fit_counts(o) for kk, o in music_by_k.items()}, "original": fit_counts(original)}
+    trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
+    pool = [p for p, fate in zip(original_train, original) if fate != "dropped"]
+    sets = {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
+            "train_volume_matched": volume_matched(original_train, trained_music, seed, pool),
             "test_by_k": [p for kk in range(1, turns + 1) for p in pairs_from_trees(test_trees, kk)]}
+    return sets, counts
+
+
+def contrast(original_train: list[dict], trees: list[dict], k: int, seed: int, base_model: str, max_length: int,
+             truncation: str) -> tuple[dict[str, list[dict]], dict]:
+    """`assemble` with the lengths counted through the base model's chat template, as training will count them
+    (train.config.max_length and truncation)."""
+    return assemble(original_train, trees, k, seed, length_outcome(load_tokenizer(base_model), max_length, truncation))

@@ -1,7 +1,7 @@
 """A trained reward model: its folder, loading it as it was trained, and scoring conversations and pairs.
 
-The one truncation rule of scoring: a conversation longer than `max_length` tokens keeps its last
-`max_length` tokens, since the reward is read at the end, where the judged answer is.
+A conversation longer than `max_length` tokens is shortened by the rule training follows (data/lengths.py): its
+oldest whole exchanges go first, the template's start and the judged answer stay.
 
 On GPUs a model is loaded in bf16 as one replica per GPU that has room for it (a GPU a vLLM engine holds
 has not), and the batches are spread over the replicas; the batches themselves do not depend on how many
@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from ..core.errors import InputError, StageFailure
 from ..core.paths import cache_root
 from ..core.store import Store
-from .chat import load_tokenizer, token_ids
+from ..data.chat_template import load_tokenizer
+from ..data.lengths import conversation_ids
 
 # Written into every trained reward-model folder: how it was trained, so it is loaded the same way.
 CARD_FILE = "reward_model.json"
@@ -201,11 +202,9 @@ def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, 
 
 def score_conversations(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str,
                         max_length: int | None, cache=None, identity=None) -> list[float]:
-    """One scalar reward per conversation, in input order; a conversation over `max_length` tokens keeps its
-    last `max_length` tokens (the module's truncation rule)."""
-    ids = [token_ids(tokenizer, c) for c in conversations]
-    if max_length:
-        ids = [i[-max_length:] for i in ids]
+    """One scalar reward per conversation, in input order; a conversation over `max_length` tokens is shortened
+    by the length rule of data/lengths.py."""
+    ids = [conversation_ids(tokenizer, c, max_length)[0] for c in conversations]
     return score_ids(models, tokenizer.pad_token_id, ids, batch_size, desc, cache, identity)
 
 

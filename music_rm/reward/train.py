@@ -4,14 +4,17 @@ We tokenize ourselves (the model's chat template) so that rows longer than `max_
 by a stated policy and counted; RewardTrainer would drop them without a word. `truncation: drop`
 drops such a pair; `truncate_oldest` removes the oldest shared (user, assistant) exchanges first,
 keeping a leading system message, the last shared user message and every contrasted turn (everything
-after the part both conversations share), and drops the pair only when that is not enough. Batches
+after the part both conversations share), and drops the pair only when that is not enough: the length
+rule of data/lengths.py, which scoring and the contrast stage's counts share. Batches
 are grouped by length (`group_by_length`) so less of each batch is padding; the padding fraction of
 the batches actually trained on is reported.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -19,8 +22,8 @@ import torch
 from ..core.errors import ParamsError
 from ..core.io import file_digest
 from ..core.params import TrainConfig
-from ..data.conversation import shared_prefix_length
-from .chat import load_tokenizer, token_ids
+from ..data.chat_template import load_tokenizer
+from ..data.lengths import tokenize_pairs
 from .curve import curve_rows
 from .model import CARD_FILE, score_ids
 
@@ -37,40 +40,9 @@ def check_attention(model_type: str, attn_implementation: str | None) -> None:
 
 log = logging.getLogger(__name__)
 REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the end of training
-
-
-def drop_oldest_exchange(chosen: list[dict], rejected: list[dict]) -> tuple[list, list] | None:
-    """Both conversations without their oldest shared (user, assistant) exchange, keeping a leading system
-    message, the last shared user message and everything after the shared part (the contrasted turns);
-    None when no such exchange is left."""
-    start = 1 if chosen[0]["role"] == "system" else 0
-    if start + 2 > shared_prefix_length(chosen, rejected) - 1 or chosen[start]["role"] != "user":
-        return None
-    return chosen[:start] + chosen[start + 2:], rejected[:start] + rejected[start + 2:]
-
-
-def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, truncation: str) -> tuple[list[dict], dict]:
-    """Token ids per pair that fits max_length (after truncation under the policy); the rest counted."""
-    rows, too_long, truncated, longest = [], 0, 0, 0
-    for pair in pairs:
-        chosen, rejected = pair["chosen"], pair["rejected"]
-        ids = token_ids(tokenizer, chosen), token_ids(tokenizer, rejected)
-        longest = max(longest, *map(len, ids))
-        shortened = False
-        while max(map(len, ids)) > max_length and truncation == "truncate_oldest":
-            smaller = drop_oldest_exchange(chosen, rejected)
-            if smaller is None:
-                break
-            chosen, rejected = smaller
-            ids, shortened = (token_ids(tokenizer, chosen), token_ids(tokenizer, rejected)), True
-        if max(map(len, ids)) > max_length:
-            too_long += 1
-            continue
-        truncated += shortened
-        rows.append({"chosen_ids": ids[0], "rejected_ids": ids[1], "length": max(map(len, ids))})
-    return rows, {"pairs": len(pairs), "pairs_used": len(rows), "pairs_dropped_too_long": too_long,
-                  "pairs_truncated": truncated, "truncation": truncation, "longest_tokens": longest,
-                  "max_length": max_length}
+# Written into a checkpoint folder once every process has saved its part: a folder without it was being saved
+# when the run was killed, and resuming from it would load half a checkpoint.
+CHECKPOINT_COMPLETE = "checkpoint_complete"
 
 
 def padding_fraction(trainer) -> float:
@@ -96,6 +68,50 @@ def load_dtype(cfg: TrainConfig):
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     return torch.bfloat16 if cfg.bf16 and is_deepspeed_zero3_enabled() else torch.float32
+
+
+def checkpointing_argument(config_class) -> str:
+    """The training argument that turns on activation (gradient) checkpointing: `activation_checkpointing` in
+    transformers 5.24 (`gradient_checkpointing` its deprecated alias), `gradient_checkpointing` in 5.20.2, the
+    version vLLM 0.33 resolves to on GPU nodes (requirements/gpu.lock), which lacks the new name."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def checkpoint_marker():
+    """A callback that writes CHECKPOINT_COMPLETE into each checkpoint after every process has saved it."""
+    from accelerate import PartialState
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class MarkComplete(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            PartialState().wait_for_everyone()
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+                (folder / CHECKPOINT_COMPLETE).write_text(f"{state.global_step}\n", encoding="utf-8")
+
+    return MarkComplete()
+
+
+def last_complete_checkpoint(work_dir: str) -> str | None:
+    """The newest checkpoint folder in `work_dir` that was saved whole; newer ones without the completion marker
+    (a kill during a save) are removed with one line."""
+    from accelerate import PartialState
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    folders = sorted((p for p in Path(work_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()
+                      and p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in folders:
+        if (folder / CHECKPOINT_COMPLETE).is_file():
+            return str(folder)
+        state = PartialState()
+        if state.is_main_process:  # removed, or the trainer's checkpoint rotation would keep it over the new ones
+            log.warning("%s: removed, not resumed from: saved in part (no %s; the run was killed during its save)",
+                        folder, CHECKPOINT_COMPLETE)
+            shutil.rmtree(folder)
+        state.wait_for_everyone()
+    return None
 
 
 def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: str, callbacks=()):
@@ -125,7 +141,7 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
         warmup_steps=cfg.warmup_steps,
         bf16=cfg.bf16,
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=cfg.gradient_checkpointing,
+        **{checkpointing_argument(RewardConfig): cfg.gradient_checkpointing},
         max_length=cfg.max_length,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -146,7 +162,7 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
         base_dir, num_labels=1, dtype=load_dtype(cfg), attn_implementation=cfg.attn_implementation)
     model.config.pad_token_id = tokenizer.pad_token_id
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                            processing_class=tokenizer, callbacks=list(callbacks),
+                            processing_class=tokenizer, callbacks=[*callbacks, checkpoint_marker()],
                             peft_config=lora_config(cfg) if cfg.lora_r else None)
     return trainer, data_summary
 
@@ -193,11 +209,9 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
     With `cfg.save_steps`, checkpoints go to `work_dir`, and a run finds its last one there and resumes.
 
     Returns (data and training summary, curve rows per logged step)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     trainer, data_summary = build_trainer(base_dir, pairs, cfg, work_dir, callbacks)
     padding = padding_fraction(trainer)
-    last = get_last_checkpoint(work_dir) if cfg.save_steps and Path(work_dir).is_dir() else None
+    last = last_complete_checkpoint(work_dir) if cfg.save_steps and Path(work_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     stats = reward_stats(trainer, cfg)
     if cfg.lora_r:
