@@ -63,7 +63,8 @@ def test_a_permanent_failure_stops_cleanly_and_keeps_what_was_generated(workdir)
     assert result.returncode == 1
     assert "gave up after 2 attempts; last error: HTTP 500" in result.stderr
     assert "generation units finished before the failure are kept in" in result.stderr
-    assert "Traceback" not in result.stderr and not (root / "out").exists()
+    assert "Traceback" not in result.stderr
+    assert [p.name for p in (root / "out").iterdir()] == ["stage.log"]  # the stage's log, and no output
     kept = cached(root)
     assert kept == 6
 
