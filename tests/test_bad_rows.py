@@ -58,4 +58,5 @@ def test_fully_invalid_input_exits_nonzero_with_the_message_not_a_traceback(tmp_
                             env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PATH": ""})
     assert result.returncode == 1
     assert f"Error: {path}: no valid rows (1 skipped: {{'line: broken JSON line': 1}})" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    assert "Traceback" not in result.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["stage.log"]  # the stage's log, and no output

@@ -158,7 +158,7 @@ def test_bad_input_ends_in_one_line_through_the_stage(tmp_path, make, message):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr  # one line: no traceback, no log noise
     assert lines[0].startswith(f"Error: {tmp_path}/") and message in lines[0]
-    assert not (tmp_path / "out").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["stage.log"]  # the stage's log, and no output
 
 
 def ultrafeedback_binarized(row: dict) -> dict:

@@ -17,6 +17,7 @@ import yaml
 
 from music_rm.core.io import write_jsonl
 from music_rm.core.outputs import PREFIX, recover
+from music_rm.core.tracking import LOG_FILE
 from music_rm.data.sources import fetch
 from music_rm.reward.train import CHECKPOINT_COMPLETE
 from tests.conftest import REPO
@@ -178,13 +179,16 @@ def trees(workdir):
 
 
 def outputs(folder: Path) -> dict:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+    """The stage's outputs in `folder` (its log beside them is no output)."""
+    return ({p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != LOG_FILE} if folder.exists()
+            else {})
 
 
 @pytest.mark.parametrize("name", ["fetch", "contrast"])
 def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_finishes(workdir, trees, name, report):
-    root, _ = workdir
-    args = {"fetch": [], "contrast": ["--trees", str(trees), "--original", str(root / "data" / "train.jsonl")]}[name]
+    root, model = workdir
+    args = {"fetch": [], "contrast": ["--trees", str(trees), "--original", str(root / "data" / "train.jsonl"),
+                                      "--model", str(model)]}[name]
     cmd = {tag: stage(f"{name}.py", root, *args, "--out", str(root / f"{name}-{tag}")) for tag in ("a", "b")}
     log = root / f"{name}-replaces.json"
     start = time.perf_counter()

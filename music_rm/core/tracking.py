@@ -137,7 +137,10 @@ def input_hashes(paths) -> dict:
 def changed_params(params: dict, baseline_rev: str) -> dict:
     """{key: (value at the commit, value now)} of the flattened params that differ from params.yaml at
     `baseline_rev` (none outside git)."""
-    shown = subprocess.run(["git", "show", f"{baseline_rev}:params.yaml"], capture_output=True, text=True)
+    try:
+        shown = subprocess.run(["git", "show", f"{baseline_rev}:params.yaml"], capture_output=True, text=True)
+    except OSError:  # no git on PATH
+        return {}
     if shown.returncode:
         return {}
     baseline = flatten(yaml.safe_load(shown.stdout) or {})
@@ -292,12 +295,17 @@ def _logging_to(log_file, stage: str):
     root, log = logging.getLogger(), logging.getLogger(__name__)
     root.addHandler(handler)  # at the console's level: -v and -q apply to the file too
     run = mlflow.active_run()
-    log.info("%s: MLflow run %s (%s), experiment %s", stage, run.info.run_name, run.info.run_id, dvc_experiment())
+
+    def to_file(level, message, *args):  # the file's own lines: the console shows a failure once, as its one line
+        handler.handle(log.makeRecord(log.name, level, __file__, 0, message, args, None))
+
+    to_file(logging.INFO, "%s: MLflow run %s (%s), experiment %s", stage, run.info.run_name, run.info.run_id,
+            dvc_experiment())
     try:
         yield
-        log.info("%s: finished", stage)
+        to_file(logging.INFO, "%s: finished", stage)
     except BaseException as e:
-        log.error("%s: failed: %s: %s", stage, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        to_file(logging.ERROR, "%s: failed: %s: %s", stage, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         raise
     finally:
         root.removeHandler(handler)
