@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from music_rm.core.params import Params, apply_profile, validate
+from music_rm.core.params import apply_profile, validate
 from tests.conftest import REPO, SHARED
 from tests.test_pipeline import copy_sources, run
 from tests.vllm_env import tagged_processes, vllm_python
