@@ -11,8 +11,9 @@ from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.prompts import read_prompts
-from music_rm.evaluation.best_of_n import heatmap_plot, judge_rollouts, roll_out, table, win_rates
+from music_rm.evaluation.best_of_n import heatmap_plot, judge_rollouts, records, roll_out, table, win_rates
 from music_rm.evaluation.judge import load_template
+from music_rm.evaluation.records import write_records
 from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
@@ -27,12 +28,13 @@ from music_rm.reward.model import load_reward_model
               help="The base model: policy, user simulator and local judge, unless their backends name others.")
 @models_option
 @click.option("--out", default=f"{paths.EVAL}/best_of_n", show_default=True, type=click.Path(path_type=Path),
-              help="Parent folder of each set's rollouts, verdicts, metrics, report and heatmap.")
+              help="Parent folder of each set's rollouts, verdicts, records, metrics, report and heatmap.")
 @clean_errors
 @logged
 def main(set_name, params_path, model, models, out):
     """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
     params = load_params(params_path)
+    seed = params.train.config.seed  # the one training seed scored here
     p, sim, judge = params.best_of_n, params.simulate, params.judge
     prompt_set = p.prompt_set(set_name)
     out = out / set_name
@@ -70,6 +72,7 @@ def main(set_name, params_path, model, models, out):
         write_jsonl(out / "rollouts.jsonl", [{"prompt_id": r.prompt_id, "policy": r.name, "messages": r.messages,
                                               "picked": r.picked, "failed": r.failed} for r in rollouts])
         write_jsonl(out / "verdicts.jsonl", verdicts)
+        write_records(out / "records.csv", records(verdicts, p, set_name, seed))
         write_json(out / "metrics.json", metrics)
         with atomic_path(out / "heatmap.png") as tmp:
             heatmap_plot(rates, p, tmp)

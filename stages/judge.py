@@ -11,7 +11,8 @@ from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.data.conversation import read_pairs
-from music_rm.evaluation.judge import agreement, judge_pairs, load_template
+from music_rm.evaluation.judge import agreement, judge_pairs, load_template, records
+from music_rm.evaluation.records import write_records
 from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
@@ -25,12 +26,13 @@ from music_rm.reward.model import load_reward_model
               help="The local judge's model folder (backend transformers, or vllm with vllm.model null).")
 @models_option
 @click.option("--out", default=f"{paths.EVAL}/judge", show_default=True, type=click.Path(path_type=Path),
-              help="Parent folder of each set's verdicts.jsonl and metrics.json.")
+              help="Parent folder of each set's verdicts.jsonl, metrics.json and records.csv.")
 @clean_errors
 @logged
 def main(set_name, params_path, judge_model, models, out):
     """Judge each pair of the set in both orders; agreement of the judge with the labels and of each RM with it."""
     params = load_params(params_path)
+    seed = params.train.config.seed  # the one training seed scored here
     p = params.judge
     if set_name not in p.pair_sets:
         raise ParamsError(f"judge.pair_sets: no set {set_name!r}; defined: {sorted(p.pair_sets)}")
@@ -51,13 +53,14 @@ def main(set_name, params_path, judge_model, models, out):
         result = {**agreement(verdicts, margins, p.bootstrap_resamples, p.seed), "template": load_template()[1]}
         write_jsonl(out / set_name / "verdicts.jsonl", verdicts)
         write_json(out / set_name / "metrics.json", result)
+        write_records(out / set_name / "records.csv", records(verdicts, margins, set_name, seed))
         mlflow.log_metrics(numeric(result))
     jvl = result["judge_vs_label"]
     click.echo(f"judge@{set_name}: {len(pairs)} pairs, inconsistent {result['verdicts_inconsistent']}, unparsed "
                f"{result['verdicts_unparsed']}, judge agrees with the label on "
                f"{jvl['accuracy'] if jvl['n'] else 'n/a'} of {jvl['n']} consistent verdicts; "
-               + ", ".join(f"{v}: {result[f'rm_vs_judge.{v}']['accuracy']}" for v in params.train.variants)
-               + " (RM vs judge)")
+               + ", ".join(f"{v}: {result[f'rm_vs_judge.{v}']['accuracy']} ({result[f'rm_vs_judge.{v}']['ties']} ties)"
+                           for v in params.train.variants) + " (RM vs judge, ties ½)")
 
 
 if __name__ == "__main__":

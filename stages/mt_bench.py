@@ -9,7 +9,8 @@ from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
-from music_rm.evaluation.mt_bench import agreement, baselines, differences, load, score_conversations, table
+from music_rm.evaluation.mt_bench import agreement, baselines, differences, load, records, score_conversations, table
+from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
 
 
@@ -18,12 +19,13 @@ from music_rm.reward.model import load_reward_model
 @params_option
 @models_option
 @click.option("--out", default=f"{paths.EVAL}/mt_bench", show_default=True, type=click.Path(path_type=Path),
-              help="Parent folder of each source's metrics.json and report.md.")
+              help="Parent folder of each source's metrics.json, report.md and records.csv.")
 @clean_errors
 @logged
 def main(source, params_path, models, out):
     """Agreement of every variant with the MT-Bench human votes, per turn, beside GPT-4 and answer length."""
     params = load_params(params_path)
+    seed = params.train.config.seed  # the one training seed scored here
     p = params.mt_bench
     s = p.source(source)
     sections = {"mt_bench": {**p.model_dump(mode="json"), "sources": {source: s.model_dump(mode="json")}}}
@@ -40,8 +42,10 @@ def main(source, params_path, models, out):
         diffs = differences(rewards, votes, params.eval.compare, p.bootstrap_resamples, p.seed)
         report = table(results, base)
         write_json(out / source / "metrics.json", {"reward_models": results, "baselines": base, "differences": diffs})
+        write_records(out / source / "records.csv", records(rewards, votes, gpt4, conversations, source, seed))
         write_text(out / source / "report.md", "# Agreement with MT-Bench human experts (non-tie votes)\n\n"
-                   "accuracy [95% bootstrap CI] (n votes)\n\n" + report + "\n")
+                   "accuracy [95% bootstrap CI over questions: each resample draws the questions with replacement and "
+                   "keeps all their votes] (n votes, reward ties, which count ½)\n\n" + report + "\n")
         mlflow.log_metrics(numeric({"reward_models": results, "baselines": base, "differences": diffs}))
     click.echo(f"mt_bench@{source}: agreement with human experts on {len(votes)} non-tie votes\n{report}")
 

@@ -9,8 +9,9 @@ from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
-from music_rm.evaluation.reward_bench import (correct_by_subset, differences, load_hub, load_local,
-                                              longer_answer_by_subset, scores, subset_counts, table)
+from music_rm.evaluation.records import write_records
+from music_rm.evaluation.reward_bench import (by_subset, differences, length_margins, load_hub, load_local, records,
+                                              scores, subset_counts, table)
 from music_rm.reward.model import load_reward_model
 
 
@@ -20,7 +21,7 @@ from music_rm.reward.model import load_reward_model
 @params_option
 @models_option
 @click.option("--out", default=f"{paths.EVAL}/reward_bench", show_default=True, type=click.Path(path_type=Path),
-              help="Parent folder of each source's metrics.json and report.md.")
+              help="Parent folder of each source's metrics.json, report.md and records.csv.")
 @clean_errors
 @logged
 def main(file_name, hub_name, params_path, models, out):
@@ -28,6 +29,7 @@ def main(file_name, hub_name, params_path, models, out):
     if (file_name is None) == (hub_name is None):
         raise click.UsageError("give one of --file NAME or --hub NAME")
     params = load_params(params_path)
+    seed = params.train.config.seed  # the one training seed scored here
     p = params.reward_bench
     kind, name = ("file", file_name) if file_name else ("hub", hub_name)
     s = p.source(kind, name)
@@ -41,19 +43,21 @@ def main(file_name, hub_name, params_path, models, out):
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
-        results, correct = {}, {}
+        results, margins = {}, {}
         for variant in params.train.variants:
             with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
-                correct[variant] = correct_by_subset(rm, pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
-            results[variant] = scores(correct[variant], p.bootstrap_resamples, p.seed)
-        longer = scores(longer_answer_by_subset(pairs), p.bootstrap_resamples, p.seed)
+                margins[variant] = rm.margins(pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
+            results[variant] = scores(by_subset(pairs, margins[variant]), p.bootstrap_resamples, p.seed)
+        longer = scores(by_subset(pairs, length_margins(pairs)), p.bootstrap_resamples, p.seed)
         report = table({**results, "longer answer wins": longer})
         metrics = {"pairs": len(pairs), "subsets": subset_counts(pairs), "resolved_revision": resolved,
                    "reward_models": results, "longer_answer": longer,
-                   "differences": differences(correct, params.eval.compare, p.bootstrap_resamples, p.seed)}
+                   "differences": differences(margins, params.eval.compare, p.bootstrap_resamples, p.seed)}
         write_json(out / name / "metrics.json", metrics)
+        write_records(out / name / "records.csv", records(pairs, margins, name, seed))
         write_text(out / name / "report.md", f"# RewardBench: {name}\n\nSection scores: accuracy per subset, "
-                   "weighted by upstream's example counts; [95% bootstrap CI]. Subsets: "
+                   "weighted by upstream's example counts; [95% bootstrap CI]; a reward tie (equal to 6 decimals) "
+                   "counts ½ (upstream: 0). Subsets: "
                    f"{metrics['subsets']}\n\n{report}\n")
         mlflow.log_metrics(numeric({k: metrics[k] for k in ("reward_models", "longer_answer", "differences")}))
     click.echo(f"{stage}: {len(pairs)} pairs\n{report}")

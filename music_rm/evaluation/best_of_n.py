@@ -6,7 +6,14 @@ turns. Beside them a greedy rollout: one answer per turn at temperature 0, no re
 (the judge stage's backend and template) compares whole conversations in both orders: each variant's
 BoN against greedy, and each other variant's BoN against the reference variant's, at every N. Both
 orders must agree for a win or a loss; anything else (position bias, an unparsed answer) is a tie.
-Win rate = (wins + ties / 2) / comparisons, with a bootstrap 95% interval over seed prompts.
+Win rate = (wins + ties / 2) / comparisons, with a bootstrap 95% interval over seed prompts (stats.seeded_bootstrap);
+the tie rule of every suite (records.outcome). Picking among the candidates, rewards equal to 6 decimals are a tie,
+which goes to the first candidate sampled.
+
+Records (records.py), one row per (seed prompt, comparison): suite `best_of_n/<set>/vs_greedy@<N>` or
+`best_of_n/<set>/vs_<reference>@<N>`, item and cluster the prompt id, variant the reward model whose Best-of-N is
+judged (seed: the one scored), margin the judge's verdict for it: +1 a win, 0 a tie, -1 a loss (a comparison whose
+judge prompt was too long has no row).
 """
 from dataclasses import dataclass, field
 
@@ -18,7 +25,8 @@ from ..generation.request import derive_seed
 from ..method.simulate import check_assistant, check_user, clean_line
 from .judge import judge_pairs
 from .report import pyplot, save_png
-from .stats import bootstrap_ci, cell, markdown_table
+from .records import accuracy, rounded
+from .stats import cell, markdown_table
 
 
 @dataclass
@@ -36,9 +44,10 @@ class Rollout:
 
 
 def pick(rewards: list[float], candidates: list[str]) -> int | None:
-    """Index of the best-rewarded usable candidate (the first on a tie), None when none is usable."""
+    """Index of the best-rewarded usable candidate (the first on a tie: rewards equal to 6 decimals), None when none
+    is usable."""
     usable = [i for i, c in enumerate(candidates) if check_assistant(c, None) is None]
-    return max(usable, key=lambda i: (rewards[i], -i)) if usable else None
+    return max(usable, key=lambda i: (rounded(rewards[i]), -i)) if usable else None
 
 
 def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, user_retries: int) -> list[Rollout]:
@@ -127,17 +136,34 @@ def judge_rollouts(generator, rollouts: list[Rollout], p: BestOfNParams, judge_s
             for pair, v in zip(pairs, verdicts)]
 
 
+MARGIN = {"win": 1.0, "tie": 0.0, "loss": -1.0}
+
+
 def win_rates(verdicts: list[dict], p: BestOfNParams) -> dict:
     """{comparison@N: {win_rate, ci_low, ci_high, n, wins, ties, losses}}."""
     out = {}
     for name, _, _ in comparisons(p):
         rows = [v for v in verdicts if v["comparison"] == name and v["verdict"] != TOO_LONG]  # counted apart
-        scores = [v["score"] for v in rows]
-        low, high = bootstrap_ci(scores, p.bootstrap_resamples, p.seed)
-        out[name] = {"win_rate": round(float(np.mean(scores)), 6) if rows else None, "ci_low": low, "ci_high": high,
-                     "n": len(rows), "wins": sum(v["verdict"] == "win" for v in rows),
-                     "ties": sum(v["verdict"] == "tie" for v in rows), "losses": sum(v["verdict"] == "loss" for v in rows)}
+        r = accuracy([MARGIN[v["verdict"]] for v in rows], None, p.bootstrap_resamples, p.seed)
+        out[name] = {"win_rate": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"],
+                     "wins": sum(v["verdict"] == "win" for v in rows), "ties": r["ties"],
+                     "losses": sum(v["verdict"] == "loss" for v in rows)}
     return out
+
+
+def records(verdicts: list[dict], p: BestOfNParams, set_name: str, seed: int) -> list[dict]:
+    """Record rows (records.COLUMNS): per seed prompt and comparison, the judge's verdict for the variant's BoN."""
+    policies = {name: (a, b) for name, a, b in comparisons(p)}
+    rows = []
+    for v in verdicts:
+        if v["verdict"] == TOO_LONG:
+            continue
+        a, b = policies[v["comparison"]]
+        n = a.rsplit("@", 1)[1]
+        opponent = f"greedy@{n}" if b == "greedy" else b
+        rows.append({"suite": f"best_of_n/{set_name}/vs_{opponent}", "item": v["prompt_id"], "variant": a.rsplit("@", 1)[0],
+                     "seed": seed, "margin": MARGIN[v["verdict"]]})
+    return rows
 
 
 def heatmap_rows(rates: dict, p: BestOfNParams) -> dict[str, list]:

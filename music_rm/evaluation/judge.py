@@ -4,6 +4,15 @@ Each pair is shown twice, (A = chosen, B = rejected) and swapped. A verdict coun
 orders name the same conversation; otherwise the pair is `inconsistent` (position bias), `unparsed`
 when an answer names neither letter, or `prompt_too_long` when the judge prompt does not fit the judge
 model's context. The prompt is `templates/judge.txt`.
+
+Agreement: the judge with the pairs' labels, and each reward model with the judge, on the consistent verdicts; a
+reward tie (equal rewards to 6 decimals) counts ½ (records.outcome), and each reward model's agreement with the
+labels on every pair is reported beside it.
+
+Records (records.py), suite `judge/<set>`, one row per pair and model, margins oriented by the pair's label: a reward
+model's margin is reward(chosen) - reward(rejected); the judge's (variant `judge`, seed 0) is +1 for a verdict
+`chosen`, -1 for `rejected`, 0 for `inconsistent` or `unparsed` (no row for `prompt_too_long`). A reward model
+agrees with the judge on a pair where the judge's margin is not 0 by outcome(its margin × the judge's).
 """
 import hashlib
 import re
@@ -12,7 +21,7 @@ from importlib import resources
 from ..data.conversation import render
 from ..generation.generator import TOO_LONG
 from ..generation.request import Request, derive_seed
-from .stats import accuracy_summary
+from .records import accuracy
 
 TEMPLATE = resources.files("music_rm.evaluation") / "templates" / "judge.txt"
 _LETTER = re.compile(r"\b([AB])\b")  # capitals only: a lowercase "a" is an article
@@ -68,19 +77,30 @@ def judge_pairs(generator, pairs: list[dict], sampling, seed: int) -> list[dict]
     return verdicts
 
 
+JUDGE_MARGIN = {"chosen": 1.0, "rejected": -1.0, "inconsistent": 0.0, "unparsed": 0.0}
+
+
 def agreement(verdicts: list[dict], margins: dict[str, list[float]], resamples: int, seed: int) -> dict:
-    """The judge against the pairs' labels, and each reward model against the judge, on consistent verdicts."""
+    """The judge against the pairs' labels, and each reward model against the judge, on consistent verdicts
+    (`margins`: {variant: reward(chosen) - reward(rejected) per pair, in the verdicts' order})."""
     n = len(verdicts)
     counts = {k: sum(v["verdict"] == k for v in verdicts)
               for k in ("chosen", "rejected", "inconsistent", "unparsed", TOO_LONG)}
     consistent = [i for i, v in enumerate(verdicts) if v["verdict"] in ("chosen", "rejected")]
+    judge = [JUDGE_MARGIN[verdicts[i]["verdict"]] for i in consistent]
     out = {"pairs": n, **{f"verdicts_{k}": c for k, c in counts.items()},
            "inconsistency_rate": round(counts["inconsistent"] / n, 6) if n else None,
-           "judge_vs_label": accuracy_summary([float(verdicts[i]["verdict"] == "chosen") for i in consistent],
-                                              resamples, seed)}
+           "judge_vs_label": accuracy(judge, None, resamples, seed)}
     for variant, m in margins.items():
-        rm_prefers_chosen = [m[i] > 0 for i in consistent]
-        judge_prefers_chosen = [verdicts[i]["verdict"] == "chosen" for i in consistent]
-        out[f"rm_vs_judge.{variant}"] = accuracy_summary(
-            [float(a == b) for a, b in zip(rm_prefers_chosen, judge_prefers_chosen)], resamples, seed)
+        out[f"rm_vs_judge.{variant}"] = accuracy([m[i] * j for i, j in zip(consistent, judge)], None, resamples, seed)
+        out[f"rm_vs_label.{variant}"] = accuracy(m, None, resamples, seed)
     return out
+
+
+def records(verdicts: list[dict], margins: dict[str, list[float]], set_name: str, seed: int) -> list[dict]:
+    """Record rows (records.COLUMNS): each variant's margin per pair (its `seed`) and the judge's (+1/0/-1, seed 0)."""
+    suite = f"judge/{set_name}"
+    rows = [{"suite": suite, "item": v["id"], "variant": variant, "seed": seed, "margin": x}
+            for variant, m in margins.items() for v, x in zip(verdicts, m)]
+    return rows + [{"suite": suite, "item": v["id"], "variant": "judge", "seed": 0, "margin": JUDGE_MARGIN[v["verdict"]]}
+                   for v in verdicts if v["verdict"] in JUDGE_MARGIN]

@@ -5,16 +5,30 @@ Votes: lmsys/mt_bench_human_judgments (Zheng et al. 2023), `human.jsonl` (expert
 and the published model answers (`model_answer/<model>.jsonl`). A turn-1 vote compares the first
 exchange only; a turn-2 vote compares the whole conversation, as the judges saw it.
 
-Agreement counts the human votes that are not ties. Beside each reward model, from the same votes: GPT-4's
-agreement (where GPT-4 was not a tie either) and the "longer answer wins" baseline (the judged turn's answer,
-in characters; votes with equal lengths left out). Length bias: agreement on the votes where the humans
-preferred the shorter answer, and the rank correlation of reward with answer length.
+Agreement counts the human votes that are not ties: the share where the reward model gives the answer the human
+preferred the higher reward, a reward tie (equal to 6 decimals) counting ½ (records.outcome). Beside each reward
+model, on the same votes: GPT-4's agreement (on the votes GPT-4 judged; its tie counts ½) and "the longer answer
+wins" (the judged turn's answer, in characters; equal lengths count ½). Length bias: agreement on the votes where
+the humans preferred the shorter answer, and the rank correlation of reward with answer length.
+
+Intervals resample questions, not votes: the 1,284 turn-1 votes cover 80 questions, several experts judged the
+same comparison, and one answer of a question takes part in several model pairs, so the votes of one question
+are not independent (a reward model gives the same verdict on every repeat of a comparison). Each bootstrap
+resample draws the questions with replacement and keeps every vote of a drawn question (stats.seeded_bootstrap
+with the question as cluster); the model pair is not a cluster of its own: pairs of one question share answers,
+and resampling whole questions covers the repeats within a pair too.
+
+Records (records.py), suite `mt_bench/<source>/turn<t>`, one row per vote and model: item
+`q<question>/turn<t>/<model_a>-vs-<model_b>/<judge>` (the vote in human.jsonl), cluster the question id, margin
+the reward of the answer the human preferred minus the other's; `gpt4`: +1 / 0 / -1 where GPT-4 agreed / tied /
+disagreed; `longer_answer`: the characters of the preferred answer minus the other's.
 """
 from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.io import read_jsonl
-from .stats import accuracy_summary, cell, markdown_table, paired_difference
+from .records import accuracy, difference
+from .stats import cell, markdown_table
 
 
 def load(questions: str, answers: str, human: str, gpt4: str) -> tuple[list[dict], dict, dict]:
@@ -55,21 +69,65 @@ def answer_length(conversation: list[dict], turn: int) -> int:
     return len(conversation[2 * turn - 1]["content"])
 
 
+def vote_id(v: dict) -> str:
+    """A vote's id in the records, naming it in human.jsonl: question, turn, model pair (as the file orders it) and
+    the human judge."""
+    return f"q{v['question_id']}/turn{v['turn']}/{v['model_a']}-vs-{v['model_b']}/{v['judge']}"
+
+
+def turn_votes(votes, turn: int) -> list[dict]:
+    return [v for v in votes if v["turn"] == turn]
+
+
+def clusters(votes, turn: int) -> list[int]:
+    """The question of each vote of `turn`: the unit the intervals resample."""
+    return [v["question_id"] for v in turn_votes(votes, turn)]
+
+
+def _winner_loser(v: dict) -> tuple[str, str]:
+    return (v["model_a"], v["model_b"]) if v["winner"] == "model_a" else (v["model_b"], v["model_a"])
+
+
+def margins(rewards: dict, votes, turn: int) -> list[float]:
+    """Per non-tie vote of `turn`: reward of the answer the human preferred minus the other's."""
+    out = []
+    for v in turn_votes(votes, turn):
+        winner, loser = _winner_loser(v)
+        out.append(rewards[(winner, v["question_id"], turn)] - rewards[(loser, v["question_id"], turn)])
+    return out
+
+
+def gpt4_margins(votes, gpt4_verdicts, turn: int) -> dict[str, float]:
+    """{vote id: +1 where GPT-4 preferred the answer the human preferred, -1 the other, 0 for its tie}, over the
+    votes of `turn` GPT-4 judged."""
+    out = {}
+    for v in turn_votes(votes, turn):
+        key = (v["question_id"], frozenset((v["model_a"], v["model_b"])), turn)
+        if key in gpt4_verdicts:
+            verdict = gpt4_verdicts[key]
+            out[vote_id(v)] = 0.0 if verdict is None else 1.0 if verdict == v[v["winner"]] else -1.0
+    return out
+
+
+def length_margins(votes, conversations, turn: int) -> list[float]:
+    """Per vote of `turn`: characters of the judged turn's answer the human preferred minus the other's."""
+    out = []
+    for v in turn_votes(votes, turn):
+        winner, loser = _winner_loser(v)
+        out.append(float(answer_length(conversations[(winner, v["question_id"])], turn)
+                         - answer_length(conversations[(loser, v["question_id"])], turn)))
+    return out
+
+
 def baselines(votes, gpt4_verdicts, conversations, resamples: int, seed: int) -> dict:
+    """GPT-4's agreement with the humans (on the votes GPT-4 judged) and "the longer answer wins", per turn."""
     out = {}
     for turn in (1, 2):
-        gpt4, longer = [], []
-        for v in (v for v in votes if v["turn"] == turn):
-            human_winner = v[v["winner"]]
-            verdict = gpt4_verdicts.get((v["question_id"], frozenset((v["model_a"], v["model_b"])), turn))
-            if verdict is not None:
-                gpt4.append(float(verdict == human_winner))
-            la = answer_length(conversations[(v["model_a"], v["question_id"])], turn)
-            lb = answer_length(conversations[(v["model_b"], v["question_id"])], turn)
-            if la != lb:
-                longer.append(float((v["model_a"] if la > lb else v["model_b"]) == human_winner))
-        out[f"gpt4.turn{turn}"] = accuracy_summary(gpt4, resamples, seed)
-        out[f"longer_wins.turn{turn}"] = accuracy_summary(longer, resamples, seed)
+        gpt4 = gpt4_margins(votes, gpt4_verdicts, turn)
+        questions = {vote_id(v): v["question_id"] for v in turn_votes(votes, turn)}
+        out[f"gpt4.turn{turn}"] = accuracy(list(gpt4.values()), [questions[k] for k in gpt4], resamples, seed)
+        out[f"longer_wins.turn{turn}"] = accuracy(length_margins(votes, conversations, turn), clusters(votes, turn),
+                                                  resamples, seed)
     return out
 
 
@@ -79,38 +137,47 @@ def _spearman(x, y) -> float | None:
     return None if len(x) < 3 else round(float(spearmanr(x, y).statistic), 6)
 
 
-def hits(rewards: dict, votes, turn: int) -> list[float]:
-    """1.0 where the reward model prefers the answer the human preferred, per non-tie vote of `turn`."""
-    out = []
-    for v in (v for v in votes if v["turn"] == turn):
-        a, b, qid = v["model_a"], v["model_b"], v["question_id"]
-        out.append(float((a if rewards[(a, qid, turn)] > rewards[(b, qid, turn)] else b) == v[v["winner"]]))
-    return out
-
-
 def differences(rewards: dict, votes, compare: list, resamples: int, seed: int) -> dict:
-    """{"a-b": {turn1, turn2}}: paired-bootstrap difference of agreement between two variants, on the same votes."""
-    return {f"{a}-{b}": {f"turn{t}": paired_difference(hits(rewards[a], votes, t), hits(rewards[b], votes, t),
-                                                       resamples, seed) for t in (1, 2)}
+    """{"a-b": {turn1, turn2}}: difference of agreement between two variants on the same votes, with an interval
+    that resamples questions (paired)."""
+    return {f"{a}-{b}": {f"turn{t}": difference(margins(rewards[a], votes, t), margins(rewards[b], votes, t),
+                                                clusters(votes, t), resamples, seed) for t in (1, 2)}
             for a, b in compare if a in rewards and b in rewards}
 
 
 def agreement(rewards: dict, votes, conversations, resamples: int, seed: int) -> dict:
-    """rewards: {(model, question, turn): reward}. Agreement of the reward model with the human votes."""
+    """rewards: {(model, question, turn): reward}. Agreement of the reward model with the human votes (ties ½),
+    questions resampled; on the votes where the human preferred the shorter answer; reward-length correlation."""
     out = {}
     for turn in (1, 2):
-        agree, shorter_preferred = hits(rewards, votes, turn), []
-        for v, hit in zip((v for v in votes if v["turn"] == turn), agree):
-            a, b, qid = v["model_a"], v["model_b"], v["question_id"]
-            loser = b if v["winner"] == "model_a" else a
-            if answer_length(conversations[(v[v["winner"]], qid)], turn) < answer_length(conversations[(loser, qid)], turn):
-                shorter_preferred.append(hit)
+        m, questions = margins(rewards, votes, turn), clusters(votes, turn)
+        lengths = length_margins(votes, conversations, turn)
+        shorter = [i for i, d in enumerate(lengths) if d < 0]
         keys = [k for k in rewards if k[2] == turn]
-        out[f"turn{turn}"] = accuracy_summary(agree, resamples, seed)
-        out[f"turn{turn}_shorter_preferred"] = accuracy_summary(shorter_preferred, resamples, seed)
+        out[f"turn{turn}"] = accuracy(m, questions, resamples, seed)
+        out[f"turn{turn}_shorter_preferred"] = accuracy([m[i] for i in shorter], [questions[i] for i in shorter],
+                                                        resamples, seed)
         out[f"turn{turn}_reward_length_spearman"] = _spearman(
             [rewards[k] for k in keys], [answer_length(conversations[(k[0], k[1])], turn) for k in keys])
     return out
+
+
+def records(rewards: dict, votes, gpt4_verdicts, conversations, source: str, seed: int) -> list[dict]:
+    """Record rows (records.COLUMNS) of every vote: each variant's margin (its `seed`), GPT-4's (+1/0/-1) and the
+    longer answer's (characters), seed 0 for both; suite `mt_bench/<source>/turn<t>`, cluster the question."""
+    rows = []
+    for turn in (1, 2):
+        suite, tv = f"mt_bench/{source}/turn{turn}", turn_votes(votes, turn)
+        ids, questions = [vote_id(v) for v in tv], clusters(votes, turn)
+        per_model = [(variant, seed, margins(r, votes, turn)) for variant, r in rewards.items()]
+        per_model.append(("longer_answer", 0, length_margins(votes, conversations, turn)))
+        for variant, s, ms in per_model:
+            rows += [{"suite": suite, "item": i, "cluster": q, "variant": variant, "seed": s, "margin": m}
+                     for i, q, m in zip(ids, questions, ms)]
+        gpt4 = gpt4_margins(votes, gpt4_verdicts, turn)
+        rows += [{"suite": suite, "item": i, "cluster": q, "variant": "gpt4", "seed": 0, "margin": gpt4[i]}
+                 for i, q in zip(ids, questions) if i in gpt4]
+    return rows
 
 
 def score_conversations(rm, conversations, batch_size: int, max_length: int | None, desc: str) -> dict:
@@ -122,7 +189,7 @@ def score_conversations(rm, conversations, batch_size: int, max_length: int | No
 
 def table(results: dict, base: dict) -> str:
     def c(r):
-        return cell(r["accuracy"], r["ci_low"], r["ci_high"], r["n"])
+        return cell(r["accuracy"], r["ci_low"], r["ci_high"], f"{r['n']}, {r['ties']} ties")
 
     rows = []
     for variant, r in results.items():

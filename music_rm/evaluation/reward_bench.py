@@ -5,11 +5,19 @@ Sources: allenai/reward-bench from the Hub (split `filtered`) or a local copy in
 own files (princeton-nlp/LLMBar: `input`, `output_1`, `output_2`, `label`), which RewardBench includes whole
 as its five `llmbar-*` subsets of Chat Hard. Rows become pairs of the one conversation schema here.
 
-A pair counts as correct when the chosen answer gets the strictly higher reward, as upstream. A section
+A pair counts as correct when the chosen answer gets the higher reward, and one half on a tie (equal rewards to 6
+decimals, records.outcome, the rule of every suite here; upstream counts a tie as wrong: its number is ours minus
+½ × ties / n, and every subset reports its ties). A section
 score is the mean of its subsets' accuracies weighted by upstream's example counts (math-prm counted as
 984, to weigh as much as the code subsets), over the subsets present; the overall score is the mean of
 the four sections and is given only when all four are present. Intervals: a bootstrap that resamples
-rows within each subset and recomputes every weighted score.
+rows within each subset and recomputes every weighted score; differences between two variants: a paired
+bootstrap over all pairs (stats.seeded_bootstrap).
+
+Records (records.py), suite `reward_bench/<name>/<subset>`, one row per pair and model: item the row's id in the
+source (`id` of RewardBench's schema; `<file>:<row>` for LLMBar's files, or a RewardBench-schema row without an id),
+cluster the item (rows are independent), margin reward(chosen) - reward(rejected); `longer_answer`: the chosen
+answer's characters minus the rejected one's.
 """
 from collections import Counter
 from pathlib import Path
@@ -19,7 +27,8 @@ import numpy as np
 from ..core.errors import InputError
 from ..data.conversation import SchemaError, pair_id, validate_pair
 from ..data.sources import read_hf, read_rows
-from .stats import cell, interval, markdown_table, paired_difference, resample_means
+from .records import difference, outcome
+from .stats import cell, interval, markdown_table, resample_means
 
 # allenai/reward-bench, rewardbench/constants.py (EXAMPLE_COUNTS, SUBSET_MAPPING)
 EXAMPLE_COUNTS = {
@@ -57,13 +66,13 @@ def _field(raw, name, where):
     return raw[name]
 
 
-def _pair(chosen: list, rejected: list, subset: str, where) -> dict:
+def _pair(chosen: list, rejected: list, subset: str, source_id: str, where) -> dict:
     row = {"chosen": chosen, "rejected": rejected}
     try:
         validate_pair(row)
     except SchemaError as e:
         raise InputError(*where, e.field, e.reason) from None
-    return {"id": pair_id(chosen, rejected), "subset": subset, **row}
+    return {"id": pair_id(chosen, rejected), "subset": subset, "source_id": source_id, **row}
 
 
 def from_reward_bench(rows, path) -> list[dict]:
@@ -74,8 +83,10 @@ def from_reward_bench(rows, path) -> list[dict]:
             raise raw
         where = (path, row_no)
         prompt = _field(raw, "prompt", where)
+        source_id = str(raw["id"]) if raw.get("id") is not None else f"{Path(str(path)).name}:{row_no}"
         pairs.append(_pair(_exchange(prompt, _field(raw, "chosen", where)),
-                           _exchange(prompt, _field(raw, "rejected", where)), _field(raw, "subset", where), where))
+                           _exchange(prompt, _field(raw, "rejected", where)), _field(raw, "subset", where), source_id,
+                           where))
     return pairs
 
 
@@ -90,7 +101,7 @@ def from_llmbar(folder) -> list[dict]:
             if raw.get("label") not in (1, 2):
                 raise InputError(path, row_no, "label", f"expected 1 or 2, got {raw.get('label')!r}")
             better, worse = (first, second) if raw["label"] == 1 else (second, first)
-            pairs.append(_pair(_exchange(prompt, better), _exchange(prompt, worse), subset, where))
+            pairs.append(_pair(_exchange(prompt, better), _exchange(prompt, worse), subset, f"{name}:{row_no}", where))
     return pairs
 
 
@@ -112,14 +123,16 @@ def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
 
 
 def scores(correct: dict[str, list[float]], resamples: int, seed: int) -> dict:
-    """Per-subset accuracy, section scores weighted as upstream, the overall score; each with a 95% interval."""
+    """Per-subset accuracy (and ties: outcomes of ½), section scores weighted as upstream, the overall score; each
+    with a 95% interval. `correct`: {subset: outcomes (records.outcome)}."""
     subsets = sorted(correct)
     point = {s: float(np.mean(correct[s])) for s in subsets}
     rng = np.random.default_rng(seed)
     boot = {s: resample_means(correct[s], resamples, rng) for s in subsets}
 
     out = {"subsets": {s: {"accuracy": round(point[s], 6), **dict(zip(("ci_low", "ci_high"), interval(boot[s]))),
-                           "n": len(correct[s])} for s in subsets}, "sections": {}}
+                           "n": len(correct[s]), "ties": sum(x == 0.5 for x in correct[s])} for s in subsets},
+           "sections": {}}
     section_boot = {}
     for section, members in SECTIONS.items():
         present = [s for s in members if s in correct]
@@ -130,40 +143,42 @@ def scores(correct: dict[str, list[float]], resamples: int, seed: int) -> dict:
         section_boot[section] = np.dot(weights, np.stack([boot[s] for s in present])) / weights.sum()
         low, high = interval(section_boot[section])
         out["sections"][section] = {"score": round(value, 6), "ci_low": low, "ci_high": high,
-                                    "subsets": len(present), "of": len(members), "n": sum(len(correct[s]) for s in present)}
+                                    "subsets": len(present), "of": len(members), "n": sum(len(correct[s]) for s in present),
+                                    "ties": sum(out["subsets"][s]["ties"] for s in present)}
     if len(section_boot) == len(SECTIONS):
         low, high = interval(np.mean(np.stack(list(section_boot.values())), axis=0))
         out["score"] = {"score": round(float(np.mean([v["score"] for v in out["sections"].values()])), 6),
                         "ci_low": low, "ci_high": high}
     out["outside_sections"] = sorted(s for s in subsets if s not in EXAMPLE_COUNTS)
+    out["ties"] = sum(r["ties"] for r in out["subsets"].values())
     return out
 
 
-def correct_by_subset(rm, pairs: list[dict], batch_size: int, max_length: int | None, desc: str) -> dict:
-    """{subset: [1.0 where the chosen answer got the strictly higher reward, else 0.0]} (upstream's rule)."""
-    chosen, rejected = rm.score_pairs(pairs, batch_size, max_length, desc)
-    correct: dict[str, list[float]] = {}
-    for pair, c, r in zip(pairs, chosen, rejected):
-        correct.setdefault(pair["subset"], []).append(float(c > r))
-    return correct
+def length_margins(pairs: list[dict]) -> list[float]:
+    """Characters of the chosen answer minus the rejected one's: "the longer answer wins", the baseline any reward
+    model should beat (equal lengths are a tie)."""
+    return [float(len(p["chosen"][-1]["content"]) - len(p["rejected"][-1]["content"])) for p in pairs]
 
 
-def longer_answer_by_subset(pairs: list[dict]) -> dict:
-    """{subset: [1.0 where the chosen answer is the longer one]}, equal lengths left out: the baseline any
-    reward model should beat."""
+def by_subset(pairs: list[dict], margins: list[float]) -> dict[str, list[float]]:
+    """{subset: outcomes (records.outcome) of its pairs}."""
     out: dict[str, list[float]] = {}
-    for pair in pairs:
-        chosen, rejected = len(pair["chosen"][-1]["content"]), len(pair["rejected"][-1]["content"])
-        if chosen != rejected:
-            out.setdefault(pair["subset"], []).append(float(chosen > rejected))
+    for pair, m in zip(pairs, margins):
+        out.setdefault(pair["subset"], []).append(outcome(m))
     return out
 
 
-def differences(correct: dict, compare: list, resamples: int, seed: int) -> dict:
-    """{"a-b": paired-bootstrap difference of accuracy over all pairs}, two variants on the same pairs."""
-    flat = {v: [x for subset in sorted(c) for x in c[subset]] for v, c in correct.items()}
-    return {f"{a}-{b}": paired_difference(flat[a], flat[b], resamples, seed) for a, b in compare
-            if a in flat and b in flat}
+def differences(margins: dict[str, list[float]], compare: list, resamples: int, seed: int) -> dict:
+    """{"a-b": difference of accuracy over all pairs, paired bootstrap}, two variants on the same pairs."""
+    return {f"{a}-{b}": difference(margins[a], margins[b], None, resamples, seed) for a, b in compare
+            if a in margins and b in margins}
+
+
+def records(pairs: list[dict], margins: dict[str, list[float]], name: str, seed: int) -> list[dict]:
+    """Record rows (records.COLUMNS): each variant's margin per pair (its `seed`) and the longer answer's (seed 0)."""
+    per_model = [(variant, seed, m) for variant, m in margins.items()] + [("longer_answer", 0, length_margins(pairs))]
+    return [{"suite": f"reward_bench/{name}/{p['subset']}", "item": p["source_id"], "variant": variant, "seed": s,
+             "margin": m} for variant, s, ms in per_model for p, m in zip(pairs, ms)]
 
 
 def subset_counts(pairs: list[dict]) -> dict:
@@ -178,6 +193,8 @@ def table(results: dict) -> str:
     header = [f"{s} ({first['sections'][s]['subsets']}/{first['sections'][s]['of']} subsets, "
               f"n={first['sections'][s]['n']})" for s in sections] + (["RewardBench score"] if overall else [])
     rows = [[variant, *(cell(c["score"], c["ci_low"], c["ci_high"])
-                        for c in [r["sections"][s] for s in sections] + ([r["score"]] if overall else []))]
+                        for c in [r["sections"][s] for s in sections]),
+             *([cell(r["score"]["score"], r["score"]["ci_low"], r["score"]["ci_high"])] if overall else []),
+             str(r["ties"])]
             for variant, r in results.items()]
-    return markdown_table(["variant", *header], rows)
+    return markdown_table(["variant", *header, "ties (count ½)"], rows)
