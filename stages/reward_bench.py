@@ -43,6 +43,7 @@ def main(file_name, hub_name, params_path, models, out):
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
+        pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
         results, margins = {}, {}
         for variant in params.train.variants:
             with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:

@@ -28,6 +28,7 @@ def params(**overrides):
 def test_pick_takes_the_best_rewarded_usable_candidate_and_the_first_on_a_tie():
     assert pick([0.1, 0.9, 0.5], ["a b", "c d", "e f"]) == 1
     assert pick([0.9, 0.9, 0.1], ["a b", "c d", "e f"]) == 0
+    assert pick([0.9, 0.9000004, 0.1], ["a b", "c d", "e f"]) == 0  # equal to 6 decimals: a tie, the first wins
     assert pick([0.1, 0.9], ["a b", " "]) == 0  # an empty answer is never picked
     assert pick([0.1], [""]) is None
 
@@ -127,6 +128,14 @@ def test_a_judge_that_cannot_decide_gives_ties(tmp_path):
         verdicts = judge_rollouts(served(judge_server), rollouts, p, JUDGE, judge_seed=0)
     rates = win_rates(verdicts, p)
     assert all(r["win_rate"] == 0.5 and r["ties"] == len(PROMPTS) for r in rates.values())
+    # the records: one row per prompt and comparison, the tie as margin 0, which the one tie rule counts ½
+    from music_rm.evaluation.best_of_n import records
+    from music_rm.evaluation.records import accuracy
+    rows = records(verdicts, p, "s", seed=3)
+    assert {r["suite"] for r in rows} == {"best_of_n/s/vs_greedy@2", "best_of_n/s/vs_baseline@2"}
+    assert len(rows) == len(verdicts) and {(r["margin"], r["seed"]) for r in rows} == {(0.0, 3)}
+    music = [r["margin"] for r in sorted(rows, key=lambda r: r["item"]) if r["suite"].endswith("vs_baseline@2")]
+    assert accuracy(music, None, p.bootstrap_resamples, p.seed)["accuracy"] == rates["music_vs_baseline@2"]["win_rate"]
 
 
 def test_a_rollout_whose_user_simulator_keeps_failing_is_left_out_of_the_judging(tmp_path):
@@ -180,9 +189,10 @@ def test_the_stage_script_writes_every_output_byte_identically(tiny_model, tiny_
         result = run_stage("best_of_n.py", *args, tmp_path=tmp_path, params=raw)
         assert result.returncode == 0, result.stderr[-3000:]
         out = tmp_path / "out" / "seeds"
-        first = [(out / name).read_bytes() for name in ("rollouts.jsonl", "verdicts.jsonl", "metrics.json", "heatmap.png")]
+        first = [(out / name).read_bytes() for name in ("rollouts.jsonl", "verdicts.jsonl", "records.csv", "metrics.json",
+                                                          "heatmap.png")]
         assert run_stage("best_of_n.py", *args, tmp_path=tmp_path, params=raw).returncode == 0
-    assert [(out / name).read_bytes() for name in ("rollouts.jsonl", "verdicts.jsonl", "metrics.json",
+    assert [(out / name).read_bytes() for name in ("rollouts.jsonl", "verdicts.jsonl", "records.csv", "metrics.json",
                                                    "heatmap.png")] == first  # same params and seed: byte-identical
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["prompts"] == metrics["prompts_judged"] == 2 and metrics["rollouts_failed"] == 0

@@ -52,6 +52,26 @@ def test_a_content_judge_is_consistent_and_rms_are_scored_against_it(monkeypatch
     assert result["rm_vs_judge.right"]["accuracy"] == 1.0 and result["rm_vs_judge.wrong"]["accuracy"] == 0.25
 
 
+def test_records_orient_margins_by_the_label_and_a_reward_tie_counts_half():
+    from music_rm.evaluation.judge import records
+    from music_rm.evaluation.records import accuracy, outcome
+
+    verdicts = [{"id": f"p{i}", "verdict": v} for i, v in
+                enumerate(["chosen", "rejected", "inconsistent", "unparsed", "prompt_too_long", "chosen"])]
+    margins = {"rm": [0.5, 0.5, -1.0, 2.0, 1.0, 0.0000004]}  # the last: a tie to 6 decimals
+    result = agreement(verdicts, margins, 100, 0)
+    assert result["rm_vs_judge.rm"] == {**result["rm_vs_judge.rm"], "accuracy": 0.5, "n": 3, "ties": 1}
+    assert result["rm_vs_label.rm"]["n"] == 6 and result["rm_vs_label.rm"]["ties"] == 1
+    rows = records(verdicts, margins, "s", seed=2)
+    judge = {r["item"]: r["margin"] for r in rows if r["variant"] == "judge"}
+    assert judge == {"p0": 1.0, "p1": -1.0, "p2": 0.0, "p3": 0.0, "p5": 1.0}  # no row where the prompt was too long
+    rm = {r["item"]: r["margin"] for r in rows if r["variant"] == "rm" and r["seed"] == 2}
+    assert len(rm) == 6 and {r["suite"] for r in rows} == {"judge/s"}
+    # rm vs judge from the records alone: outcome(rm margin × judge margin) where the judge decided
+    again = [rm[i] * j for i, j in sorted(judge.items()) if j != 0]
+    assert accuracy(again, None, 100, 0) == result["rm_vs_judge.rm"] and outcome(rm["p5"]) == 0.5
+
+
 def test_a_position_biased_judge_counts_as_inconsistent(monkeypatch):
     server, generator = served_judge(monkeypatch, lambda body: "A")
     with server:

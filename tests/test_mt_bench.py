@@ -68,3 +68,39 @@ def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, t
     assert metrics["reward_models"]["tiny"]["turn2"]["n"] == 1291
     assert metrics["baselines"]["longer_wins.turn2"]["accuracy"] == pytest.approx(0.696, abs=0.0005)
     assert "| RM tiny |" in (tmp_path / "out" / "shared" / "report.md").read_text() and "| RM tiny |" in result.stdout
+    # the records hold every vote once per model; the reported agreement is recomputed from them
+    from music_rm.evaluation.records import accuracy, read_records
+    records = read_records(tmp_path / "out" / "shared" / "records.csv")
+    for turn in (1, 2):
+        suite = [r for r in records if r["suite"] == f"mt_bench/shared/turn{turn}"]
+        by_model = {v: [r for r in suite if r["variant"] == v] for v in ("tiny", "gpt4", "longer_answer")}
+        n = metrics["reward_models"]["tiny"][f"turn{turn}"]["n"]
+        assert len(by_model["tiny"]) == len(by_model["longer_answer"]) == len({r["item"] for r in suite}) == n
+        assert all(r["cluster"] == r["item"].split("/")[0][1:] for r in suite)  # q<question>/turn<t>/...
+        for variant, reported in (("tiny", metrics["reward_models"]["tiny"][f"turn{turn}"]),
+                                  ("gpt4", metrics["baselines"][f"gpt4.turn{turn}"]),
+                                  ("longer_answer", metrics["baselines"][f"longer_wins.turn{turn}"])):
+            rows = by_model[variant]
+            again = accuracy([r["margin"] for r in rows], [r["cluster"] for r in rows], 100, 0)
+            assert again == {**reported, "clusters": 80}, (variant, turn)
+    assert {r["margin"] for r in records if r["variant"] == "gpt4"} == {-1.0, 0.0, 1.0}
+
+
+def test_intervals_resample_questions_and_are_wider_than_over_votes(mt_bench, tiny_reward_model, report):
+    """Votes of one question repeat one comparison (several experts) and share answers across model pairs: the
+    interval that resamples whole questions is wider than one that treats the votes as independent."""
+    from music_rm.evaluation.mt_bench import clusters, margins
+    from music_rm.evaluation.records import accuracy
+
+    votes, _, conversations = mt_bench
+    rewards = score_conversations(load_reward_model(str(tiny_reward_model)), conversations, batch_size=16,
+                                  max_length=64, desc="tiny")
+    lines = []
+    for turn in (1, 2):
+        m = margins(rewards, votes, turn)
+        by_vote, by_question = accuracy(m, None, 1000, 0), accuracy(m, clusters(votes, turn), 1000, 0)
+        assert by_question["accuracy"] == by_vote["accuracy"] and by_question["clusters"] == 80
+        width = {name: r["ci_high"] - r["ci_low"] for name, r in (("votes", by_vote), ("questions", by_question))}
+        assert width["questions"] > 1.2 * width["votes"], width
+        lines.append(f"turn {turn}: 95% width over votes {width['votes']:.3f}, over questions {width['questions']:.3f}")
+    report("MT-Bench agreement interval, tiny random RM at max_length 64:\n" + "\n".join(lines))

@@ -33,6 +33,17 @@ def test_sections_are_weighted_by_upstream_example_counts_and_the_score_needs_al
     assert sum(EXAMPLE_COUNTS.values()) == 3522  # upstream's counts, math-prm as 984
 
 
+def test_a_reward_tie_counts_half_and_is_counted():
+    from music_rm.evaluation.reward_bench import by_subset
+
+    pairs = [{"subset": "hep-go"}, {"subset": "hep-go"}, {"subset": "hep-go"}, {"subset": "donotanswer"}]
+    correct = by_subset(pairs, [0.0, 4e-7, 1.0, -2.0])  # equal rewards to 6 decimals: a tie, not a loss
+    assert correct == {"hep-go": [0.5, 0.5, 1.0], "donotanswer": [0.0]}
+    out = scores(correct, resamples=50, seed=0)
+    assert out["subsets"]["hep-go"]["accuracy"] == pytest.approx(2 / 3) and out["subsets"]["hep-go"]["ties"] == 2
+    assert out["ties"] == 2 and out["sections"]["Reasoning"]["ties"] == 2
+
+
 def test_a_reward_bench_file_and_a_dataset_folder_load_the_same_pairs(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -91,6 +102,16 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     expected = sum(subset_acc[s] * weights[s] for s in subset_acc) / sum(weights.values())
     assert tiny["sections"]["Chat Hard"]["score"] == pytest.approx(expected, abs=1e-5)
     assert "| tiny |" in result.stdout
+    # the records: every pair once per model, named by its LLMBar file and row; subset accuracy recomputed from them
+    from music_rm.evaluation.records import accuracy, read_records
+    records = read_records(tmp_path / "out" / "llmbar" / "records.csv")
+    assert len(records) == 2 * 419 and {r["variant"] for r in records} == {"tiny", "longer_answer"}
+    natural = [r for r in records if r["suite"] == "reward_bench/llmbar/llmbar-natural" and r["variant"] == "tiny"]
+    assert len(natural) == 100 and natural[0]["item"].startswith("LLMBar_Natural.json:")
+    again = accuracy([r["margin"] for r in natural], None, 200, 0)
+    assert (again["accuracy"], again["n"], again["ties"]) == tuple(tiny["subsets"]["llmbar-natural"][k]
+                                                                   for k in ("accuracy", "n", "ties"))
+    assert tiny["ties"] == sum(r["margin"] == 0 for r in records if r["variant"] == "tiny")
     report("RewardBench Chat Hard (LLMBar subsets from ../shared/data/llmbar), tiny random RM:\n"
            + (tmp_path / "out" / "llmbar" / "report.md").read_text().strip())
 
@@ -118,6 +139,10 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
         r = metrics["reward_models"][variant]
         assert set(r["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}
         assert r["score"]["score"] == pytest.approx(sum(x["score"] for x in r["sections"].values()) / 4, abs=1e-5)
+    from music_rm.evaluation.records import read_records
+    records = read_records(tmp_path / "out" / "rb" / "records.csv")
+    assert {(r["suite"], r["item"]) for r in records} == {(f"reward_bench/rb/{row['subset']}", str(row["id"]))
+                                                          for row in rows}  # the Hub row's id
     assert metrics["reward_models"]["a"] == metrics["reward_models"]["b"]  # the same model, the same scores
     assert "RewardBench score" in (tmp_path / "out" / "rb" / "report.md").read_text()
 

@@ -143,7 +143,8 @@ def win_rates(verdicts: list[dict], p: BestOfNParams) -> dict:
     """{comparison@N: {win_rate, ci_low, ci_high, n, wins, ties, losses}}."""
     out = {}
     for name, _, _ in comparisons(p):
-        rows = [v for v in verdicts if v["comparison"] == name and v["verdict"] != TOO_LONG]  # counted apart
+        rows = sorted((v for v in verdicts if v["comparison"] == name and v["verdict"] != TOO_LONG),  # counted apart
+                      key=lambda v: v["prompt_id"])  # the records' order: intervals recompute from them
         r = accuracy([MARGIN[v["verdict"]] for v in rows], None, p.bootstrap_resamples, p.seed)
         out[name] = {"win_rate": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"],
                      "wins": sum(v["verdict"] == "win" for v in rows), "ties": r["ties"],

@@ -86,14 +86,15 @@ def agreement(verdicts: list[dict], margins: dict[str, list[float]], resamples: 
     n = len(verdicts)
     counts = {k: sum(v["verdict"] == k for v in verdicts)
               for k in ("chosen", "rejected", "inconsistent", "unparsed", TOO_LONG)}
-    consistent = [i for i, v in enumerate(verdicts) if v["verdict"] in ("chosen", "rejected")]
+    order = sorted(range(n), key=lambda i: verdicts[i]["id"])  # the records' order: intervals recompute from them
+    consistent = [i for i in order if verdicts[i]["verdict"] in ("chosen", "rejected")]
     judge = [JUDGE_MARGIN[verdicts[i]["verdict"]] for i in consistent]
     out = {"pairs": n, **{f"verdicts_{k}": c for k, c in counts.items()},
            "inconsistency_rate": round(counts["inconsistent"] / n, 6) if n else None,
            "judge_vs_label": accuracy(judge, None, resamples, seed)}
     for variant, m in margins.items():
         out[f"rm_vs_judge.{variant}"] = accuracy([m[i] * j for i, j in zip(consistent, judge)], None, resamples, seed)
-        out[f"rm_vs_label.{variant}"] = accuracy(m, None, resamples, seed)
+        out[f"rm_vs_label.{variant}"] = accuracy([m[i] for i in order], None, resamples, seed)
     return out
 
 

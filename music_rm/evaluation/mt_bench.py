@@ -79,9 +79,10 @@ def turn_votes(votes, turn: int) -> list[dict]:
     return [v for v in votes if v["turn"] == turn]
 
 
-def clusters(votes, turn: int) -> list[int]:
-    """The question of each vote of `turn`: the unit the intervals resample."""
-    return [v["question_id"] for v in turn_votes(votes, turn)]
+def clusters(votes, turn: int) -> list[str]:
+    """The question of each vote of `turn`: the unit the intervals resample (as text, as the records store it, so
+    that an interval recomputed from the records draws the same questions)."""
+    return [str(v["question_id"]) for v in turn_votes(votes, turn)]
 
 
 def _winner_loser(v: dict) -> tuple[str, str]:
@@ -124,7 +125,7 @@ def baselines(votes, gpt4_verdicts, conversations, resamples: int, seed: int) ->
     out = {}
     for turn in (1, 2):
         gpt4 = gpt4_margins(votes, gpt4_verdicts, turn)
-        questions = {vote_id(v): v["question_id"] for v in turn_votes(votes, turn)}
+        questions = dict(zip(map(vote_id, turn_votes(votes, turn)), clusters(votes, turn)))
         out[f"gpt4.turn{turn}"] = accuracy(list(gpt4.values()), [questions[k] for k in gpt4], resamples, seed)
         out[f"longer_wins.turn{turn}"] = accuracy(length_margins(votes, conversations, turn), clusters(votes, turn),
                                                   resamples, seed)
