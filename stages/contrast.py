@@ -35,7 +35,7 @@ def main(params_path, trees, original, model, out):
          stage_run("contrast", params, run_params, inputs=[trees, original, model],
                    environment_file=out / "environment.json") as mlflow:
         sets, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, p.seed, str(model), cfg.max_length,
-                                 cfg.truncation)
+                                 cfg.truncation, p.min_relatedness)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
         summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()},
@@ -48,6 +48,9 @@ def main(params_path, trees, original, model, out):
     click.echo(f"contrast: MUSIC train pairs that will train at {cfg.max_length} tokens ({cfg.truncation}), by K: "
                + ", ".join(f"{k}: {c['fit']}/{c['pairs']}" for k, c in lengths["music_by_k"].items())
                + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs")
+    kept = lengths["relatedness"]
+    click.echo(f"contrast: train trees whose hidden instructions have relatedness >= {kept['min']}: {kept['kept']} kept, "
+               f"{kept['dropped']} dropped, of {kept['train_trees']}")
 
 
 if __name__ == "__main__":

@@ -146,6 +146,10 @@ class ContrastParams(Section):
     turns: PositiveInt = Field(
         description="K: both branches cut after K assistant turns (1: the classic last-turn contrast); the K trained")
     seed: int = Field(description="Draws the volume-matched control (original pairs resampled to the MUSIC set's size)")
+    min_relatedness: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="Keep only the train trees whose every hidden instruction up to turn K shares at least this "
+                    "share of content words with the user message it replaced (Jaccard, as simulate's summary "
+                    "counts it): harder contrast; 0 keeps every tree; held-out trees are always kept")
 
 
 class TrainConfig(Section):

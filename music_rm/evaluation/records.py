@@ -59,10 +59,10 @@ def read_records(path) -> list[dict]:
         return [{**row, "seed": int(row["seed"]), "margin": float(row["margin"])} for row in csv.DictReader(f)]
 
 
-def accuracy(margins, clusters=None, resamples: int = 1000, seed: int = 0) -> dict:
+def accuracy(margins, clusters, resamples: int, seed: int) -> dict:
     """{accuracy, ci_low, ci_high, n, ties}: the mean outcome of the margins (one per item, or seeds × items) under
     the tie rule, with stats.seeded_bootstrap's 95% interval (items resampled by whole cluster when `clusters`
-    gives one id per item); `clusters` is added when given (how many distinct ones)."""
+    gives one id per item, else None); `clusters` is added when given (how many distinct ones)."""
     m = np.asarray(margins, dtype=float)
     r = seeded_bootstrap(outcomes(m), clusters=clusters, resamples=resamples, seed=seed)
     out = {"accuracy": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"],
@@ -70,7 +70,7 @@ def accuracy(margins, clusters=None, resamples: int = 1000, seed: int = 0) -> di
     return out if clusters is None else {**out, "clusters": len(set(clusters))}
 
 
-def difference(margins_a, margins_b, clusters=None, resamples: int = 1000, seed: int = 0) -> dict:
+def difference(margins_a, margins_b, clusters, resamples: int, seed: int) -> dict:
     """{difference, ci_low, ci_high, n, ties_a, ties_b}: accuracy of a minus accuracy of b on the same items (tie
     rule on both), with stats.seeded_bootstrap's paired 95% interval (by cluster when `clusters` is given)."""
     a, b = np.asarray(margins_a, dtype=float), np.asarray(margins_b, dtype=float)

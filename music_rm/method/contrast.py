@@ -8,6 +8,12 @@ template: per K, how many MUSIC train pairs fit `train.config.max_length` (some 
 exchanges) and how many training will drop; the volume-matched control adds as many original pairs as there are
 MUSIC pairs that will train, drawn among the original pairs that will train themselves, so the control trains on
 as many pairs as the MUSIC variant does.
+
+Harder contrast (`contrast.min_relatedness`): a train tree is kept when every hidden instruction of its pair at
+K (turns 1..K) shares at least that share of content words with the user message it replaced (simulate's
+`relatedness`, a Jaccard overlap); an unrelated hidden instruction makes the rejected branch easy to tell apart.
+The held-out trees are all kept, so experiments with and without the filter are scored on the same pairs; the
+volume-matched control follows the MUSIC pairs that are kept.
 """
 import random
 from collections.abc import Callable
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from ..core.errors import ParamsError
 from ..data.chat_template import load_tokenizer
 from ..data.lengths import pair_ids
+from .simulate import relatedness
 
 
 class ContrastError(ParamsError):
@@ -52,6 +59,11 @@ def pairs_from_trees(trees: list[dict], k: int) -> list[dict]:
     return pairs
 
 
+def tree_relatedness(tree: dict, k: int) -> float:
+    """The least relatedness of the hidden instructions in the tree's pair at K (turns 1..K); 0 without any."""
+    return min((relatedness(h["original"], h["rewritten"]) for h in tree["hidden"] if h["turn"] <= k), default=0.0)
+
+
 def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict]) -> list[dict]:
     """The original pairs plus `extra` pairs drawn again at random from `pool` (the original pairs that will
     train): as many training pairs as original + MUSIC, so a comparison with the MUSIC variant is not a
@@ -75,12 +87,16 @@ def length_outcome(tokenizer, max_length: int, truncation: str) -> Callable[[dic
     return outcome
 
 
-def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int,
-             outcome: Callable[[dict], str]) -> tuple[dict[str, list[dict]], dict]:
+def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int, outcome: Callable[[dict], str],
+             min_relatedness: float) -> tuple[dict[str, list[dict]], dict]:
     """(sets, length counts). Sets: the MUSIC train and test pairs at K = `k`, the train set that adds them to
     the original pairs, its volume-matched control, and the held-out pairs at every K the trees allow
     (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts, by `outcome` (a pair's fate in
-    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs."""
+    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs; and the
+    train trees kept and dropped by `min_relatedness` (`relatedness`)."""
+    pairs_from_trees(trees, k)  # K checked against every tree, the dropped ones too
+    train_all = sum(t["split"] == "train" for t in trees)
+    trees = [t for t in trees if t["split"] != "train" or tree_relatedness(t, k) >= min_relatedness]
     pairs = pairs_from_trees(trees, k)
     music_train = [p for p in pairs if p["split"] == "train"]
     music_test = [p for p in pairs if p["split"] == "test"]
@@ -91,7 +107,9 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int,
     music_by_k = {kk: [outcome(p) for p in (music_train if kk == k else pairs_from_trees(train_trees, kk))]
                   for kk in range(1, train_turns + 1)}
     original = [outcome(p) for p in original_train]
-    counts = {"music_by_k": {kk: fit_counts(o) for kk, o in music_by_k.items()}, "original": fit_counts(original)}
+    counts = {"music_by_k": {kk: fit_counts(o) for kk, o in music_by_k.items()}, "original": fit_counts(original),
+              "relatedness": {"min": min_relatedness, "train_trees": train_all, "kept": len(train_trees),
+                              "dropped": train_all - len(train_trees)}}
     trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
     pool = [p for p, fate in zip(original_train, original) if fate != "dropped"]
     sets = {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
@@ -101,7 +119,8 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int,
 
 
 def contrast(original_train: list[dict], trees: list[dict], k: int, seed: int, base_model: str, max_length: int,
-             truncation: str) -> tuple[dict[str, list[dict]], dict]:
+             truncation: str, min_relatedness: float) -> tuple[dict[str, list[dict]], dict]:
     """`assemble` with the lengths counted through the base model's chat template, as training will count them
     (train.config.max_length and truncation)."""
-    return assemble(original_train, trees, k, seed, length_outcome(load_tokenizer(base_model), max_length, truncation))
+    return assemble(original_train, trees, k, seed, length_outcome(load_tokenizer(base_model), max_length, truncation),
+                    min_relatedness)
