@@ -10,7 +10,8 @@ from tests.conftest import REPO
 
 BENCHES = sorted((REPO / "bench").glob("*.py"))
 PRINTS = {"bad_rows.py": "kinds of bad rows", "generation.py": "batched / one at a time:",
-          "train_padding.py": "ratio (ours / TRL defaults", "train_gpu.py": "tokens/s; MFU"}
+          "train_padding.py": "ratio (ours / TRL defaults", "train_gpu.py": "tokens/s; MFU",
+          "scoring_dtype.py": "ratio bf16 / fp32"}
 
 
 def test_every_bench_is_run_here():
