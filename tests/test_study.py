@@ -291,3 +291,21 @@ def test_an_experiment_still_running_is_left_out():
     read = lambda rev, path: files.get(path) if rev == done else pytest.fail(f"read {path} at {rev}")  # noqa: E731
     listed = lambda rev: list(files) if rev == done else pytest.fail(f"listed {rev}")  # noqa: E731
     assert [(e["name"], e["k"]) for e in experiments(show, "s-", read, listed)] == [("s-k1", 1)]
+
+
+def test_the_cpu_study_profile_applies_and_its_page_shows_its_commands():
+    from music_rm.commands.profile import expand
+    from music_rm.commands.results import commands_of
+    from music_rm.core.params import apply_profile, read_yaml
+    from tests.conftest import REPO
+
+    profile = REPO / "profiles" / "cpu-study.yaml"
+    assert commands_of(profile).splitlines() == ["music-rm profile profiles/cpu-study.yaml",
+                                                 "dvc exp run -n cpu-study-k2", "music-rm results cpu-study",
+                                                 "git checkout params.yaml"]
+    params = read_yaml(REPO / "params.yaml")
+    if "seeds" not in params["train"]:
+        pytest.skip("train.seeds is not in params.yaml yet (issue 22's seeds lane)")
+    study = apply_profile(params, expand(read_yaml(profile), {"REPO": str(REPO)}), "cpu-study")
+    assert study["train"]["seeds"] == [0, 1, 2, 3] and study["train"]["config"]["max_steps"] is None
+    assert study["eval"]["compare"][0] == ["music", "volume_matched"]
