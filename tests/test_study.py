@@ -36,7 +36,7 @@ for suite, n in (("original", 30), ("music_k1", 20), ("music_k2", 20)):
         held.append({"suite": suite, "item": f"{suite}-{i}", "variant": "longer_answer", "seed": 0,
                      "margin": rng.choice([-40, 0, 25, 60])})
 votes = []
-for turn in ("turn1", "turn2"):
+for turn in ("mt_bench/shared/turn1", "mt_bench/shared/turn2"):
     for q in range(12):
         for vote in range(3):  # three votes of one question and model pair: one cluster
             item, cluster = f"{turn}-q{q}-v{vote}", f"q{q}-gpt-4:claude-v1"
@@ -45,6 +45,8 @@ for turn in ("turn1", "turn2"):
                               "margin": rng.gauss(edge[v], 1) if vote == 0 else 0.5 - (q % 2)})
             votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": "gpt4", "seed": 0,
                           "margin": rng.choice([-1, 0, 1])})
+            votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": "longer_answer", "seed": 0,
+                          "margin": rng.choice([-300, 120])})
 write_records("data/eval/records.csv", held)
 write_records("data/eval/mt_bench/shared/records.csv", votes)
 for v in edge:
@@ -179,11 +181,13 @@ def test_the_page_counts_ties_and_each_seed_and_pairs_seen(study):
     ties = sum(float(r["margin"]) == 0 for r in mine)
     assert 0 < ties < len(mine) == 120
     held = section(page, "Held-out pairs")
-    assert f"| music, trained at K=1 | {ties} of 120 |" in held
+    assert f"| music, trained at K=1 | {ties} of 120 |" in held.split("Ties (records")[1]
     per_seed = [sum(outcome_of(r["margin"]) for r in mine if r["seed"] == str(s)) / 30 for s in range(4)]
-    music_row = table_rows(held)["music, trained at K=1"][0]
-    assert "30 items × 4 seeds: " + " ".join(f"{v:.3f}" for v in per_seed) in music_row
-    assert music_row.startswith(f"{sum(per_seed) / 4:.3f} [")
+    each_seed = table_rows(held.split("Each seed's accuracy")[1].split("Ties (records")[0])
+    assert each_seed["music, trained at K=1"][0] == " · ".join(f"{v:.3f}" for v in per_seed)
+    assert table_rows(held)["music, trained at K=1"][0].startswith(f"{sum(per_seed) / 4:.3f} [")
+    assert "| reward model | original (30) | music_k1 (20) | music_k2 (20) |" in held
+    assert "reference: longer answer wins" not in each_seed  # one seed: not in the per-seed table
     seen = section(page, "Pairs seen in training")
     assert "| baseline, trained at K=1 | 6 | 6 | 6 | n/a |" in seen and "| music, trained at K=2 | 12 | 12 | 12 | 12 |" in seen
     assert "K=1: 3 MUSIC train pairs, 6 original train pairs" in seen
@@ -203,7 +207,8 @@ def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(stud
     records = list(csv.DictReader(open(study / "results" / "toy-records.csv")))
     for source, suite, title in (("held_out", "music_k2", "Held-out pairs"),
                                  ("mt_bench/shared", "turn2", "MT-Bench human votes (shared)")):
-        mine = [r for r in records if r["experiment"] == "toy-k2" and r["source"] == source and r["suite"] == suite]
+        mine = [r for r in records if r["experiment"] == "toy-k2" and r["source"] == source
+                and r["suite"].rsplit("/", 1)[-1] == suite]
         items = sorted({r["item"] for r in mine})
         clusters = {r["item"]: r["cluster"] for r in mine}
 
@@ -236,6 +241,7 @@ def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_a
     assert f"Environment 1: {env['cpu']}" in hardware and f"torch {env['packages']['torch']}" in hardware
     assert "Environment 2" not in hardware  # both experiments ran on this machine
     assert "Scoring dtype on a CPU (`eval.cpu_dtype`): float32" in page
+    assert "the experiments differ in contrast.turns only: `toy-k1` contrast.turns=1, `toy-k2` contrast.turns=2" in page
     commands = section(page, "How it was run")
     assert "dvc exp run -n toy-k2 -S contrast.turns=2\nmusic-rm results toy" in commands
 

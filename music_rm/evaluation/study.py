@@ -194,32 +194,37 @@ def study_records_csv(exps: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def short_suite(label: str, suite: str) -> str:
+    """A suite's name without its record file's label (the producers name suites `mt_bench/<source>/turn1`)."""
+    if suite == label:
+        return "all"
+    return suite[len(label) + 1:] if suite.startswith(label + "/") else suite
+
+
 def label_of(name: str) -> str:
     return name.replace("-", " − ")
 
 
-def seeds_note(model: dict) -> str:
-    seeds = model["per_seed"]
-    if len(seeds) == 1:
-        return f"{model['n']} items, seed {next(iter(seeds))}"
-    return f"{model['n']} items × {len(seeds)} seeds: " + " ".join(f"{v:.3f}" for v in seeds.values())
-
-
 def reference_label(variant: str) -> str:
-    return {"longer_answer": "reference: longer answer wins", "gpt4": "reference: GPT-4 (pairwise judge)"}.get(
+    return {"longer_answer": "reference: longer answer wins", "gpt4": "reference: GPT-4 (pairwise judge)",
+            "judge": "reference: the LLM judge"}.get(
         variant, f"reference: {variant}")
 
 
 def suite_section(exps: list[dict], tables: dict, label: str) -> list[str]:
-    """One record source's tables: accuracy per model and suite, then the differences."""
+    """One record source's tables: accuracy per model and suite, each seed's, ties, then the differences."""
     present = [e for e in exps if (e["name"], label) in tables]
     first = tables[(present[0]["name"], label)]
     suites = sorted({s for e in present for s in tables[(e["name"], label)]["suites"]}, key=suite_order)
-    lines = [f"## {first['title']}", "", f"From `{first['path']}` in each experiment. Accuracy: the share of items "
-             "the model ranks as the suite counts right (a tie counts one half), mean over seeds [95% interval over "
-             "seeds and items], items, and each seed's value. Ties: records whose margin is 0 to 6 decimals.", ""]
-    header = ["reward model", *suites]
-    body, ties = [], []
+    sizes = {}
+    for e in present:
+        for s, t in tables[(e["name"], label)]["suites"].items():
+            sizes.setdefault(s, {m["n"] for m in t["models"].values()})
+    lines = [f"## {first['title']}", "", f"From `{first['path']}` in each experiment; (n) under a suite: its items. "
+             "Accuracy: the share of items the model ranks as the suite counts right (a tie counts one half), mean "
+             "over the model's seeds [95% interval over seeds and items]. Reference rows are not trained models.", ""]
+    header = ["reward model", *(f"{short_suite(label, s)} ({'/'.join(map(str, sorted(sizes[s])))})" for s in suites)]
+    body, ties, per_seed = [], [], []
     for e in present:
         trained = list(e["params"].get("train", {}).get("variants", {}))
         by_suite = tables[(e["name"], label)]["suites"]
@@ -232,15 +237,20 @@ def suite_section(exps: list[dict], tables: dict, label: str) -> list[str]:
             if v not in trained and e is not present[0]:
                 continue  # reference models do not depend on K: shown once
             row_label = f"{v}, trained at K={e['k']}" if v in trained else reference_label(v)
-            cells, tie_cells = [], []
-            for s in suites:
-                m = by_suite.get(s, {"models": {}})["models"].get(v)
-                cells.append("—" if m is None else cell(m["estimate"], m["ci_low"], m["ci_high"], seeds_note(m)))
-                tie_cells.append("—" if m is None else f"{m['ties']} of {m['records']}")
-            body.append([row_label, *cells])
-            ties.append([row_label, *tie_cells])
-    lines += [markdown_table(header, body), "", "Ties (records with a zero margin, over every seed):", "",
-              markdown_table(header, ties), ""]
+            models = [by_suite.get(s, {"models": {}})["models"].get(v) for s in suites]
+            body.append([row_label, *("—" if m is None else cell(m["estimate"], m["ci_low"], m["ci_high"])
+                                      for m in models)])
+            ties.append([row_label, *("—" if m is None else f"{m['ties']} of {m['records']}" for m in models)])
+            if any(m is not None and len(m["per_seed"]) > 1 for m in models):
+                per_seed.append([row_label, *("—" if m is None else " · ".join(
+                    f"{value:.3f}" for value in m["per_seed"].values()) for m in models)])
+    lines += [markdown_table(header, body), ""]
+    if per_seed:
+        seeds = sorted({seed for e in present for t in tables[(e["name"], label)]["suites"].values()
+                        for m in t["models"].values() if len(m["per_seed"]) > 1 for seed in m["per_seed"]})
+        lines += [f"Each seed's accuracy (seeds {', '.join(map(str, seeds))}, in that order):", "",
+                  markdown_table(header, per_seed), ""]
+    lines += ["Ties (records whose margin is 0 to 6 decimals, over every seed):", "", markdown_table(header, ties), ""]
     diffs = []
     for e in present:
         by_suite = tables[(e["name"], label)]["suites"]
@@ -256,7 +266,7 @@ def suite_section(exps: list[dict], tables: dict, label: str) -> list[str]:
             diffs.append([f"{label_of(name)}, trained at K={e['k']}", *cells])
     if diffs:
         lines += ["Differences on the same items: difference [95% interval over both arms' seeds and the items] "
-                  "(the minimum detectable difference):", "", markdown_table(["difference", *suites], diffs), ""]
+                  "(the minimum detectable difference):", "", markdown_table(["difference", *header[1:]], diffs), ""]
     return lines
 
 
@@ -270,7 +280,8 @@ def lead_rows(exps: list[dict], tables: dict) -> list[dict]:
             for suite, s in t["suites"].items():
                 d = s["differences"].get(name)
                 if d is not None:
-                    rows.append({"k": e["k"], "source": label, "title": t["title"], "suite": suite, **d})
+                    rows.append({"k": e["k"], "source": label, "title": t["title"], "suite": short_suite(label, suite),
+                                 **d})
     return rows
 
 
@@ -311,7 +322,16 @@ def detect_section(exps: list[dict], tables: dict) -> list[str]:
             "size." + span + " The intervals include seed-to-seed variation (each arm's training seeds are "
             "resampled), so more seeds narrow them where seeds disagree, more items where items do; MT-Bench "
             "votes are resampled by the cluster the records give (one question and model pair), since a reward "
-            "model gives the same verdict on every repeated vote.", ""]
+            "model gives the same verdict on every repeated vote." + one_seed_note(rows), ""]
+
+
+def one_seed_note(rows: list[dict]) -> str:
+    single = sorted({r["title"] for r in rows if max(r["seeds"]) == 1})
+    if not single:
+        return ""
+    return (f" Scored on one seed per arm: {', '.join(single)}. Their intervals hold no seed-to-seed variation: "
+            "they say how sure the difference is between those two models, not between the two ways of training, "
+            "and their detectable differences are smaller than a study over seeds would give.")
 
 
 def pairs_seen_section(exps: list[dict]) -> list[str]:
@@ -351,6 +371,8 @@ def environment_section(exps: list[dict]) -> list[str]:
                   f"{env.get('torch_threads')} torch threads, flags {', '.join(env.get('cpu_flags', [])) or 'none'}), "
                   f"GPUs: {', '.join(env.get('gpus') or []) or 'none'}; Python {env.get('python')}; {packages}. "
                   f"Stages: {', '.join(stages)}."]
+    if not seen and not missing:
+        lines.append("- (no environment.json among these experiments' outputs)")
     if missing:
         lines.append(f"- Not in this DVC cache ({len(missing)} files): {', '.join(sorted(missing)[:6])}"
                      + (" …" if len(missing) > 6 else "") + ".")
@@ -402,14 +424,24 @@ def data_section(exps: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def flat(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
 def params_section(exps: list[dict]) -> list[str]:
     params = exps[0]["params"]
     sections = [s for s in ("fetch", "simulate", "contrast", "train", "eval", "mt_bench", "reward_bench", "judge",
                             "best_of_n") if s in params]
+    each = [flat(e["params"]) for e in exps]
+    differ = sorted(k for k in set().union(*each) if len({repr(p.get(k)) for p in each}) > 1)
+    said = (f"the experiments differ in {', '.join(differ)} only" if differ else "one experiment") + ": " + ", ".join(
+        f"`{e['name']}` " + (" ".join(f"{k}={flat(e['params']).get(k)}" for k in differ) or f"K={e['k']}")
+        for e in exps)
     return ["## Params", "",
-            "The study's params (the profile applied to params.yaml), as the first experiment has them; the "
-            "experiments differ in contrast.turns only: " + ", ".join(f"`{e['name']}` K={e['k']}" for e in exps)
-            + ".", "", "```yaml", *[f"{s}: {params[s]}" for s in sections], "```", ""]
+            f"The study's params (the profile applied to params.yaml), as the first experiment has them; {said}.",
+            "", "```yaml", *[f"{s}: {params[s]}" for s in sections], "```", ""]
 
 
 def lock_inputs(lock: dict) -> list[tuple[str, str, str]]:
@@ -477,7 +509,7 @@ def differences_plot(exps: list[dict], tables: dict, path) -> None:
                                                            [r["ci_high"] - r["estimate"] for r in d]],
                         marker="osD^v"[e["k"] % 5], capsize=3, linestyle="none", label=f"trained at K={e['k']}",
                         color=variant_color(name.split("-")[1]) if len(held) == 1 else None)
-            ax.set_xticks(range(len(keys)), keys)
+            ax.set_xticks(range(len(keys)), [short_suite("held_out", k) for k in keys])
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set(ylabel="accuracy difference", title=f"{label_of(name)} (95% interval over seeds and items)")
         ax.legend(fontsize=7)
