@@ -337,7 +337,7 @@ def one_seed_note(rows: list[dict]) -> str:
 def pairs_seen_section(exps: list[dict]) -> list[str]:
     seeds = sorted({seed for e in exps for (_, seed) in e["pairs_seen"]})
     lines = ["## Pairs seen in training", "",
-             "Training pairs each model's trainer counted (`pairs_seen` in data/train/<variant>/seed-<seed>/metrics.json; "
+             "Training pairs each model's trainer counted (`pairs_seen` in `data/train/<variant>/seed-<seed>/metrics.json`; "
              "n/a where the experiment did not record it). Made by contrast and fetch: " + "; ".join(
                  f"K={e['k']}: {e['summaries']['contrast'].get('pairs_train', 'n/a')} MUSIC train pairs, "
                  f"{e['summaries']['fetch'].get('train', 'n/a')} original train pairs" for e in exps) + ".", ""]
@@ -390,8 +390,8 @@ def code_section(exps: list[dict], branches: dict, records_name: str) -> list[st
     lines += [markdown_table(["experiment", "K", "code commit (its base)", "experiment commit", "kept as",
                               "restore"], body), "",
               f"- Every record the numbers come from: [{records_name}]({records_name}) (columns "
-              f"{', '.join(RECORD_COLUMNS)}; `source` names the record file: held_out is data/eval/records.csv, "
-              "mt_bench/<source> is data/eval/mt_bench/<source>/records.csv, and so on). A margin is the reward "
+              f"{', '.join(RECORD_COLUMNS)}; `source` names the record file: `held_out` is `data/eval/records.csv`, "
+              "`mt_bench/<source>` is `data/eval/mt_bench/<source>/records.csv`, and so on). A margin is the reward "
               "of the answer the suite counts right minus the other's; a model is right when it is above 0, "
               "half right at 0.", ""]
     return lines
