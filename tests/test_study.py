@@ -246,10 +246,17 @@ def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_a
     assert "dvc exp run -n toy-k2 -S contrast.turns=2\nmusic-rm results toy" in commands
 
 
-def test_results_twice_gives_the_same_bytes(study):
+def test_results_twice_gives_the_same_bytes_also_after_the_page_is_committed(study):
     files = ["toy.md", "toy-records.csv", "toy-accuracy-by-k.png", "toy-differences.png"]
     first = {f: (study / "results" / f).read_bytes() for f in files}
     run(["music-rm", "results", "toy"], study)
+    assert {f: (study / "results" / f).read_bytes() for f in files} == first
+    # committed: `dvc exp show` no longer lists the experiments (another base commit); the kept branches do
+    run(["git", "add", "results"], study)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the page"], study)
+    assert exp_revs(study) == {}
+    out = run(["music-rm", "results", "toy"], study)
+    assert "2 experiments (toy-k1, toy-k2)" in out.stdout
     assert {f: (study / "results" / f).read_bytes() for f in files} == first
 
 

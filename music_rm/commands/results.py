@@ -4,7 +4,8 @@
 
 Writes results/<study>.md, the records it used (results/<study>-records.csv) and two PNG plots beside it, and keeps
 each experiment's commit as the git branch study/<experiment> (what `dvc exp branch` makes), so the commits the
-page cites stay in the repo. The page's "How it was run" is the command block at the top of the study's profile.
+page cites stay in the repo: once HEAD moves on (`dvc exp show` lists the current commit's experiments only), a
+rerun reads the experiments from those branches. The page's "How it was run" is the command block at the top of the study's profile.
 The same experiments give the same bytes.
 """
 import json
@@ -71,6 +72,14 @@ def commands_of(profile: Path) -> str:
     return "\n".join(lines)
 
 
+def kept_branches(study: str) -> list[dict]:
+    """The branches study/<study>-… as `dvc exp show --json` would list their experiments."""
+    listed = git("for-each-ref", "--format=%(refname) %(objectname)", f"refs/heads/{BRANCH.format(name=study)}-*")
+    prefix = "refs/heads/" + BRANCH.format(name="")
+    return [{"name": ref[len(prefix):], "data": {"rev": rev}}
+            for ref, rev in (line.split() for line in listed.stdout.splitlines())]
+
+
 def keep(exps: list[dict]) -> dict:
     """{experiment: branch}: each experiment's commit as a branch, made when missing, refused when it points elsewhere."""
     branches = {}
@@ -109,6 +118,10 @@ def main(study, out, profile, title):
     if shown.returncode:
         raise InputError("dvc exp show", None, None, (shown.stderr.strip().splitlines() or ["failed"])[-1])
     exps = experiments(json.loads(shown.stdout), f"{study}-", git_show, git_files, dvc_cached())
+    if not exps:
+        # `dvc exp show` lists the experiments of the current commit only: once the page is committed, its
+        # experiments are read from the branches a previous run kept
+        exps = experiments(kept_branches(study), f"{study}-", git_show, git_files, dvc_cached())
     if not exps:
         raise InputError(study, None, None, f"no DVC experiment named {study}-* (run the study first: the commands at the top of its profile)")
     for e in exps:
