@@ -55,7 +55,8 @@ for v in edge:
             path = pathlib.Path(f"data/train/{v}/seed-{s}/metrics.json")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"pairs_seen": 6 + 3 * k * (v != "baseline")}))
-pathlib.Path("data/eval/environment.json").write_text(json.dumps(environment(), indent=2, sort_keys=True))
+for path in ("data/eval", "data/train/music/seed-0", "data/train/music/seed-1"):
+    pathlib.Path(path, "environment.json").write_text(json.dumps(environment(), indent=2, sort_keys=True))
 files = {
     "data/fetch/summary.json": {"rows_read": 10, "rows_kept": 9, "skipped": 1, "skipped_by_reason": {"empty": 1},
                                 "origin": "hh.jsonl", "train": 6, "test": 3, "multi_turn": 2},
@@ -72,7 +73,8 @@ pathlib.Path("data/model.bin").write_text(f"weights trained at K={k}")
 
 DVC_YAML = {"stages": {
     "simulate": {"cmd": "python write_stage.py", "deps": ["write_stage.py", "seed.jsonl"],
-              "params": ["contrast", "train"], "outs": ["data/model.bin", "data/eval/environment.json"],
+              "params": ["contrast", "train"], "outs": ["data/model.bin", *(f"data/{d}/environment.json" for d in (
+                  "eval", "train/music/seed-0", "train/music/seed-1"))],
               "metrics": [{path: {"cache": False}} for path in (
                   "data/eval/records.csv", "data/eval/mt_bench/shared/records.csv", "data/fetch/summary.json",
                   "data/simulate/summary.json", "data/contrast/summary.json",
@@ -202,7 +204,7 @@ def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(stud
     """The records beside the page, read with the csv module, give the page's music − volume_matched interval
     through stats.seeded_bootstrap, on a held-out suite (4 seeds per arm) and on MT-Bench (clustered votes)."""
     page = (study / "results" / "toy.md").read_text()
-    lead = {tuple(line.split(" | ")[:2]): line.split(" | ")[2] for line in
+    lead = {tuple(line.split(" | ")[:2]): line.split(" | ")[2:4] for line in
             section(page, "music − volume_matched").splitlines() if line.startswith("| ")}
     records = list(csv.DictReader(open(study / "results" / "toy-records.csv")))
     for source, suite, title in (("held_out", "music_k2", "Held-out pairs"),
@@ -220,7 +222,10 @@ def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(stud
         music, matched = matrix("music"), matrix("volume_matched")
         got = seeded_bootstrap(music, matched, clusters=[clusters[i] for i in items], resamples=300, seed=0)
         assert got["estimate"] == pytest.approx(music.mean() - matched.mean(), abs=1e-6)
-        assert lead[(f"| {title}: {suite}", "2")] == f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
+        shown, detectable = lead[(f"| {title}: {suite}", "2")]
+        assert shown == f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
+        # the minimum detectable difference: 2.8 standard errors, the standard error read from the 95% interval
+        assert detectable == f"{(1.96 + 0.84) * (got['ci_high'] - got['ci_low']) / 3.92:.3f}"
     # MT-Bench's interval is over clusters: 12 questions, not 36 votes
     assert "36 (12 clusters)" in section(page, "music − volume_matched")
 
@@ -240,6 +245,7 @@ def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_a
     env = json.loads((study / "data" / "eval" / "environment.json").read_text())
     assert f"Environment 1: {env['cpu']}" in hardware and f"torch {env['packages']['torch']}" in hardware
     assert "Environment 2" not in hardware  # both experiments ran on this machine
+    assert "Stages: data/eval, data/train/music (seeds 0, 1)." in hardware
     assert "Scoring dtype on a CPU (`eval.cpu_dtype`): float32" in page
     assert "the experiments differ in contrast.turns only: `toy-k1` contrast.turns=1, `toy-k2` contrast.turns=2" in page
     commands = section(page, "How it was run")

@@ -366,7 +366,7 @@ def environment_section(exps: list[dict]) -> list[str]:
     for i, (text, where) in enumerate(sorted(seen.items(), key=lambda x: x[1][0])):
         env = json.loads(text)
         packages = ", ".join(f"{k} {v}" for k, v in sorted(env.get("packages", {}).items()))
-        stages = sorted({w.split(":", 1)[1].rsplit("/environment.json", 1)[0] for w in where})
+        stages = folders([w.split(":", 1)[1].rsplit("/environment.json", 1)[0] for w in where])
         lines += [f"- Environment {i + 1}: {env.get('cpu')} ({env.get('machine')}, {env.get('cpu_count')} CPUs, "
                   f"{env.get('torch_threads')} torch threads, flags {', '.join(env.get('cpu_flags', [])) or 'none'}), "
                   f"GPUs: {', '.join(env.get('gpus') or []) or 'none'}; Python {env.get('python')}; {packages}. "
@@ -377,6 +377,15 @@ def environment_section(exps: list[dict]) -> list[str]:
         lines.append(f"- Not in this DVC cache ({len(missing)} files): {', '.join(sorted(missing)[:6])}"
                      + (" …" if len(missing) > 6 else "") + ".")
     return lines + [""]
+
+
+def folders(paths: list[str]) -> list[str]:
+    """Output folders, one entry per variant's training over its seeds: data/train/music (seeds 0, 1, 2, 3)."""
+    seeds = {}
+    for path in paths:
+        m = re.fullmatch(r"(.+)/seed-(\d+)", path)
+        seeds.setdefault(m.group(1) if m else path, set()).update({int(m.group(2))} if m else set())
+    return [f"{p} (seeds {', '.join(map(str, sorted(s)))})" if s else p for p, s in sorted(seeds.items())]
 
 
 def code_section(exps: list[dict], branches: dict, records_name: str) -> list[str]:
