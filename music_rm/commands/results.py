@@ -131,7 +131,7 @@ def main(study, out, profile, title):
         e["base"] = git("rev-parse", f"{e['rev']}^").stdout.strip()
     tables = study_tables(exps)
     files = {"records": f"{out.stem}-records.csv", "by_k": f"{out.stem}-accuracy-by-k.png",
-             "differences": f"{out.stem}-differences.png"}
+             "differences": f"{out.stem}-differences.png", "profile": profile.as_posix()}
     branches = keep(exps)
     write_text(out.parent / files["records"], study_records_csv(exps))
     with atomic_path(out.parent / files["by_k"]) as tmp:
