@@ -52,9 +52,10 @@ def manifest_pairs(reports: Path, variant: str, seed: int) -> str:
     """The pairs file (variant, seed) trains on, as its manifest names it, checked against the manifest's hash."""
     path = reports / variant / PAIRS_MANIFESTS / f"{seed_name(seed)}.json"
     if not path.is_file():
-        raise InputError(f"{path}: missing; run `dvc repro pairs@{variant}` (it writes one per seed of train.seeds)")
+        raise InputError(path, None, None, f"missing; run `dvc repro pairs@{variant}` (it writes one per seed of "
+                                           "train.seeds)")
     manifest = read_json(path)
     if not Path(manifest["pairs"]).is_file() or file_digest(manifest["pairs"]) != manifest["sha256"]:
-        raise InputError(f"{path}: {manifest['pairs']} changed since the manifest was written; run "
-                         f"`dvc repro pairs@{variant}`")
+        raise InputError(path, None, None, f"{manifest['pairs']} changed since the manifest was written; run "
+                                           f"`dvc repro pairs@{variant}`")
     return manifest["pairs"]
