@@ -5,7 +5,8 @@ import pytest
 
 from music_rm.evaluation.heldout import (accuracy_by_k_plot, comparison_rows, comparison_table, differences,
                                          evaluate, margin_histogram_plot, music_suites, reward_histogram_plot,
-                                         score_models, seed_rows, training_curves_plot, write_outputs)
+                                         score_models, seed_rows, ties_line, training_curves_plot,
+                                         write_outputs)
 from music_rm.evaluation.records import read_records
 from music_rm.evaluation.report import html_report
 from music_rm.evaluation.records import outcome
@@ -76,8 +77,9 @@ def test_every_model_is_scored_at_every_k_with_intervals_plots_and_report(rm_dir
     # the fixture's rejected answers ("a1'") are one character longer than the chosen ones ("a1")
     assert results["longer_answer"]["music_k1"] == {**results["longer_answer"]["music_k1"], "accuracy": 0.0, "ties": 0}
     table = comparison_table(results)
-    assert table.splitlines()[0] == "| variant | music_k1 | music_k2 | music_k3 |"
-    assert "| b (2 seeds) |" in table and table.splitlines()[-1].startswith("| longer answer wins | 0.000 [0.00, 0.00] (6)")
+    assert table.splitlines()[0] == "| variant (seeds) | music_k1 (n=6) | music_k2 (n=6) | music_k3 (n=6) |"
+    assert "| b (2) |" in table and table.splitlines()[-1].startswith("| longer answer wins | 0.000 [0.00, 0.00] |")
+    assert ties_line(results) == "Ties (equal margins, each counted one half): none."
     assert seed_rows(results)[0] == ["variant", "seed", "music_k1", "music_k2", "music_k3"]
     curves = {m: [{"step": 1.0, "loss": 0.7, "accuracy": 0.5, "margin": 0.1}] for m in (("a", 0), ("b", 0), ("b", 1))}
     metrics, printed = write_outputs(tmp_path, records, results, diffs, margins, rewards, curves, 1, 200)
@@ -112,6 +114,10 @@ def test_one_seed_gives_the_plain_and_paired_bootstrap_and_ties_count_one_half()
     assert {k: d[k] for k in ("difference", "ci_low", "ci_high", "n")} == paired_difference(won_a, won_b, 300, 7)
     tied = differences({"a": {"s": [1e-9, 1.0]}, "b": {"s": [-1.0, -1.0]}}, [["a", "b"]], 10, 0)
     assert tied["a-b"]["s"]["difference"] == 0.75  # (0.5 + 1) / 2 - 0
+    _, results, _ = evaluate(suites, {"a": {0: {"original": [0.0] * 3 + a[3:]}, 1: {"original": a}}}, [], 10, 0)
+    assert results["a"]["original"]["ties"] == 3 and results["a"]["original"]["seeds"]["0"]["ties"] == 3
+    assert ties_line(results) == ("Ties (equal margins, each counted one half): longer answer wins on original: 40; "
+                                  "a seed 0 on original: 3.")  # these pairs have no answers: all of equal length
 
 
 def test_each_variant_has_one_colour_in_every_plot(monkeypatch, tmp_path):

@@ -156,22 +156,23 @@ def row_label(variant: str, by_suite: dict) -> str:
     if variant == LONGER_ANSWER:
         return "longer answer wins"
     seeds = len(next(iter(by_suite.values()))["seeds"])
-    return variant if seeds == 1 else f"{variant} ({seeds} seeds)"
+    return variant if seeds == 1 else f"{variant} ({seeds})"
 
 
-def count_note(n: int, ties: int) -> str:
-    return f"{n}; {ties} {'tie' if ties == 1 else 'ties'}" if ties else str(n)
+def suite_header(results: dict, suite: str) -> str:
+    """A suite's column: its name and its number of pairs, which every model of the suite scored."""
+    return f"{suite} (n={next(iter(results.values()))[suite]['n']})"
 
 
 def comparison_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): one row per variant, mean accuracy over seeds [95% CI] (pairs; ties over all seeds, when
-    any) per suite; the longer-answer reference last."""
+    """(header, rows): one row per variant (with its number of seeds when several), mean accuracy over seeds
+    [95% CI] per suite (n in the header); the longer-answer reference last."""
     suites = list(next(iter(results.values())).keys())
     order = [v for v in results if v != LONGER_ANSWER] + [v for v in results if v == LONGER_ANSWER]
-    return ["variant", *suites], [
-        [row_label(v, results[v]), *(cell(results[v][s]["accuracy"], results[v][s]["ci_low"], results[v][s]["ci_high"],
-                                          count_note(results[v][s]["n"], results[v][s]["ties"])) for s in suites)]
-        for v in order]
+    several = any(len(results[v][suites[0]]["seeds"]) > 1 for v in order if v != LONGER_ANSWER)
+    return ["variant (seeds)" if several else "variant", *(suite_header(results, s) for s in suites)], [
+        [row_label(v, results[v]), *(cell(results[v][s]["accuracy"], results[v][s]["ci_low"], results[v][s]["ci_high"])
+                                     for s in suites)] for v in order]
 
 
 def comparison_table(results: dict) -> str:
@@ -179,20 +180,29 @@ def comparison_table(results: dict) -> str:
     return markdown_table(*comparison_rows(results))
 
 
+def ties_line(results: dict) -> str:
+    """Where verdicts tied (each counted one half): per model (variant, and seed when several) and suite."""
+    found = []
+    for variant, by_suite in results.items():
+        for suite, r in by_suite.items():
+            for seed, by_seed in r["seeds"].items():
+                if by_seed["ties"]:
+                    name = ("longer answer wins" if variant == LONGER_ANSWER else variant) + (
+                        f" seed {seed}" if len(r["seeds"]) > 1 else "")
+                    found.append(f"{name} on {suite}: {by_seed['ties']}")
+    return "Ties (equal margins, each counted one half): " + ("; ".join(found) if found else "none") + "."
+
+
 def seed_rows(results: dict) -> tuple[list[str], list[list[str]]] | None:
-    """(header, rows): each seed's accuracy (and ties, when any) per suite, one row per (variant, seed); None
-    when every variant has one seed (the comparison table says it all)."""
+    """(header, rows): each seed's accuracy per suite, one row per (variant, seed); None when every variant has
+    one seed (the comparison table says it all)."""
     variants = [v for v in results if v != LONGER_ANSWER]
     suites = list(results[variants[0]].keys())
     if all(len(results[v][suites[0]]["seeds"]) == 1 for v in variants):
         return None
-    rows = []
-    for v in variants:
-        for seed in results[v][suites[0]]["seeds"]:
-            rows.append([v, seed, *(
-                "n/a" if (r := results[v][s]["seeds"][seed])["accuracy"] is None
-                else f"{r['accuracy']:.3f}" + (f" ({r['ties']} {'tie' if r['ties'] == 1 else 'ties'})" if r["ties"]
-                                               else "") for s in suites)])
+    rows = [[v, seed, *("n/a" if results[v][s]["seeds"][seed]["accuracy"] is None
+                        else f"{results[v][s]['seeds'][seed]['accuracy']:.3f}" for s in suites)]
+            for v in variants for seed in results[v][suites[0]]["seeds"]]
     return ["variant", "seed", *suites], rows
 
 
@@ -200,9 +210,10 @@ def difference_rows(diffs: dict) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per compared pair, difference of mean accuracies [95% CI over both arms' seeds and
     the pairs] (pairs) per suite."""
     suites = list(next(iter(diffs.values())).keys())
-    return ["difference", *suites], [
-        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"], by_suite[s]["n"])
-                 for s in suites)] for name, by_suite in diffs.items()]
+    first = next(iter(diffs.values()))
+    return ["difference", *(f"{s} (n={first[s]['n']})" for s in suites)], [
+        [name, *(cell(by_suite[s]["difference"], by_suite[s]["ci_low"], by_suite[s]["ci_high"]) for s in suites)]
+        for name, by_suite in diffs.items()]
 
 
 def differences_table(diffs: dict) -> str:
@@ -271,7 +282,7 @@ def training_curves_plot(curves: dict, path) -> None:
             variant = name[0] if isinstance(name, tuple) else name
             points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             ax.plot([p[0] for p in points], [p[1] for p in points], color=variant_color(variant),
-                    label=variant if variant not in named else "_nolegend_", alpha=0.9 if variant in named else 1.0)
+                    label=variant if variant not in named else "_nolegend_")
             named.add(variant)
         ax.set(xlabel="step", title=f"training {key}")
     axes[0].legend()
@@ -285,7 +296,7 @@ def intro(trained_k: int, resamples: int) -> str:
     return ("Pairwise accuracy: share of held-out pairs whose chosen conversation gets the higher reward (a tie, "
             "equal margins to 6 decimals, counts one half), the mean over a variant's training seeds, with a 95% "
             f"percentile-bootstrap interval over seeds and pairs ({resamples} resamples, each drawing the seeds and "
-            "the pairs with replacement) and n, the pairs (ties summed over seeds, when any). original: held-out "
+            "the pairs with replacement); n: the pairs of a suite. original: held-out "
             "seed pairs; music_kK: held-out MUSIC pairs cut after K turns (the music variant was trained at "
             f"K = {trained_k}, contrast.turns). Longer answer wins: the chosen side has more assistant characters "
             "after the shared part (equal lengths are ties). Differences: mean accuracy of the first variant minus "
@@ -310,8 +321,7 @@ def write_outputs(out: Path, records: list[dict], results: dict, diffs: dict, ma
     table, diff_table = comparison_table(results), markdown_table(*difference_rows(diffs)) if diffs else ""
     seed_table = markdown_table(*seeds) if seeds else ""
     metrics = {**results, "differences": diffs}
-    models = {v: [r for r in results[v][next(iter(results[v]))]["seeds"]] for v in results if v != LONGER_ANSWER}
-    several = any(len(s) > 1 for s in models.values())
+    several = seeds is not None
     pooled_margins = {v: pooled(by_seed) for v, by_seed in margins.items()}
     pooled_rewards = {v: pooled(by_seed) for v, by_seed in rewards.items()}
     over = " (every seed's pairs)" if several else ""
@@ -324,6 +334,7 @@ def write_outputs(out: Path, records: list[dict], results: dict, diffs: dict, ma
         html = html_report("MUSIC reward models: held-out evaluation", [
             ("Pairwise accuracy", "text", intro(trained_k, resamples)),
             ("By variant and suite", "table", comparison_rows(results)),
+            ("Ties", "text", ties_line(results)),
             *([("By training seed", "table", seeds)] if seeds else []),
             *([("Differences", "table", difference_rows(diffs))] if diffs else []),
             ("Accuracy by contrasted turns K", "png", plots["accuracy_by_k.png"]),
@@ -336,7 +347,7 @@ def write_outputs(out: Path, records: list[dict], results: dict, diffs: dict, ma
                 dst.write_bytes(src.read_bytes())
     write_records(out / "records.csv", records)
     write_json(out / "metrics.json", metrics)
-    tables = "\n\n".join(t for t in (table, seed_table, diff_table) if t)
+    tables = "\n\n".join(t for t in (table, ties_line(results), seed_table, diff_table) if t)
     write_text(out / "report.md", f"# Held-out pairwise accuracy\n\n{intro(trained_k, resamples)}\n\n{tables}\n\n"
                "![accuracy by K](accuracy_by_k.png)\n\n![margins](margins.png)\n\n![rewards](rewards.png)\n\n"
                "![training curves](training_curves.png)\n")
