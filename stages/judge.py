@@ -45,7 +45,8 @@ def main(set_name, params_path, judge_model, models, out):
             verdicts = judge_pairs(generator, pairs, p.sampling, p.seed)
         margins = {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+            model_dir = paths.reward_model(models, variant, params.train.seeds[0])  # other suites: the first seed
+            with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, params.eval.batch_size, params.eval.max_length,
                                               f"{variant}: judged pairs")
         result = {**agreement(verdicts, margins, p.bootstrap_resamples, p.seed), "template": load_template()[1]}

@@ -33,7 +33,8 @@ def main(source, params_path, models, out):
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4)
         results, rewards = {}, {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+            model_dir = paths.reward_model(models, variant, params.train.seeds[0])  # other suites: the first seed
+            with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 rewards[variant] = score_conversations(rm, conversations, p.batch_size, p.max_length, variant)
             results[variant] = agreement(rewards[variant], votes, conversations, p.bootstrap_resamples, p.seed)
         base = baselines(votes, gpt4, conversations, p.bootstrap_resamples, p.seed)

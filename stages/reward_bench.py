@@ -43,7 +43,8 @@ def main(file_name, hub_name, params_path, models, out):
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
         results, correct = {}, {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+            model_dir = paths.reward_model(models, variant, params.train.seeds[0])  # other suites: the first seed
+            with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 correct[variant] = correct_by_subset(rm, pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
             results[variant] = scores(correct[variant], p.bootstrap_resamples, p.seed)
         longer = scores(longer_answer_by_subset(pairs), p.bootstrap_resamples, p.seed)

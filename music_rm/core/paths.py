@@ -41,3 +41,12 @@ def reward_model(models: str | os.PathLike, variant: str, seed: int) -> Path:
 def train_reports(reports: str | os.PathLike, variant: str, seed: int) -> Path:
     """The folder of (variant, seed)'s metrics.json, curve.csv and environment.json under `reports`."""
     return Path(reports) / variant / seed_name(seed)
+
+
+def model_identity(model_dir: str | os.PathLike) -> tuple[str, int | None]:
+    """(variant, seed) of a trained model folder <variant>/seed-<seed>; (folder name, None) for any other folder."""
+    path = Path(model_dir)
+    prefix = seed_name(0)[:-1]
+    if path.name.startswith(prefix) and path.name[len(prefix):].isdigit():
+        return path.parent.name, int(path.name[len(prefix):])
+    return path.name, None
