@@ -343,7 +343,7 @@ class Params(Section):
     fetch: FetchParams = Field(description="Preference data in: stage fetch")
     simulate: SimulateParams = Field(description="MUSIC trees: stage simulate")
     contrast: ContrastParams = Field(description="Pairs cut from the trees: stage contrast")
-    train: TrainParams = Field(description="Reward models: stages train@<variant>")
+    train: TrainParams = Field(description="Reward models: stages pairs@<variant> and train@<variant>-<seed>")
     eval: EvalParams = Field(description="Held-out evaluation: stage eval")
     judge: JudgeParams = Field(description="The LLM judge: stages judge@<set>; also best_of_n's judge")
     mt_bench: MTBenchParams = Field(description="Agreement with MT-Bench human experts: stages mt_bench@<source>")
