@@ -1,36 +1,63 @@
 """A study's results page (music-rm results) from real DVC experiments, and the relatedness statistics."""
+import csv
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from music_rm.evaluation.stats import seeded_bootstrap
 from music_rm.evaluation.study import experiments
 from music_rm.method.simulate import relatedness, relatedness_stats
 
-# The stage of the toy study: the metrics files the real pipeline writes, in their real shapes (made by the
-# real statistics functions), with K-dependent margins so each experiment has its own numbers.
-WRITE_METRICS = """
-import json, pathlib, yaml
-from music_rm.evaluation.heldout import differences
-from music_rm.evaluation.stats import accuracy_summary
+# The stage of the toy study: what the real stages write, in their real formats (records through records.py, the
+# environment through core/environment.py): held-out records for 3 variants x 4 seeds and a reference, MT-Bench
+# records of one seed with votes clustered by question, "pairs seen" for all but one model, summaries. Margins
+# depend on K and seed, so each experiment and seed has its own numbers; some margins are ties.
+WRITE_STAGE = """
+import json, pathlib, random, yaml
+from music_rm.core.environment import environment
+from music_rm.evaluation.records import write_records
 p = yaml.safe_load(open("params.yaml"))
-k = p["contrast"]["turns"]
-margins = {
-    "baseline": {"original": [1, 1, -1, 1], "music_k1": [1, -1, -1, 1], "music_k2": [-1, -1, 1, 1]},
-    "volume_matched": {"original": [1, 1, 1, -1], "music_k1": [1, -1, 1, -1], "music_k2": [-1, 1, -1, 1]},
-    "music": {"original": [1, 1, 1, 1 - 2 * (k == 2)], "music_k1": [1, 1, 1 - 2 * (k == 2), 1],
-              "music_k2": [1, 1, 1, 1 - 2 * (k == 1)]},
-}
-ev = {v: {s: accuracy_summary([float(x > 0) for x in m], 200, 0) for s, m in by_suite.items()}
-      for v, by_suite in margins.items()}
-ev["longer_answer"] = {s: accuracy_summary([1.0, 0.0, 1.0], 200, 0) for s in margins["music"]}
-ev["differences"] = differences(margins, [["music", "baseline"], ["music", "volume_matched"]], 200, 0)
+k, seeds = p["contrast"]["turns"], p["train"]["seeds"]
+rng = random.Random(k)
+edge = {"baseline": 0.0, "volume_matched": 0.1, "music": 0.3}
+held = []
+for suite, n in (("original", 30), ("music_k1", 20), ("music_k2", 20)):
+    for i in range(n):
+        for v in edge:
+            for s in seeds:
+                margin = 0.0 if (i + s) % 9 == 0 else rng.gauss(edge[v] * (suite != "original") + 0.1 * s, 1)
+                held.append({"suite": suite, "item": f"{suite}-{i}", "variant": v, "seed": s, "margin": margin})
+        held.append({"suite": suite, "item": f"{suite}-{i}", "variant": "longer_answer", "seed": 0,
+                     "margin": rng.choice([-40, 0, 25, 60])})
+votes = []
+for turn in ("mt_bench/shared/turn1", "mt_bench/shared/turn2"):
+    for q in range(12):
+        for vote in range(3):  # three votes of one question and model pair: one cluster
+            item, cluster = f"{turn}-q{q}-v{vote}", f"q{q}-gpt-4:claude-v1"
+            for v in edge:
+                votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": v, "seed": seeds[0],
+                              "margin": rng.gauss(edge[v], 1) if vote == 0 else 0.5 - (q % 2)})
+            votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": "gpt4", "seed": 0,
+                          "margin": rng.choice([-1, 0, 1])})
+            votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": "longer_answer", "seed": 0,
+                          "margin": rng.choice([-300, 120])})
+write_records("data/eval/records.csv", held)
+write_records("data/eval/mt_bench/shared/records.csv", votes)
+for v in edge:
+    for s in seeds:
+        if (v, s) != ("baseline", 3):
+            path = pathlib.Path(f"data/train/{v}/seed-{s}/metrics.json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"pairs_seen": 6 + 3 * k * (v != "baseline")}))
+for path in ("data/eval", "data/train/music/seed-0", "data/train/music/seed-1"):
+    pathlib.Path(path, "environment.json").write_text(json.dumps(environment(), indent=2, sort_keys=True))
 files = {
-    "data/eval/metrics.json": ev,
     "data/fetch/summary.json": {"rows_read": 10, "rows_kept": 9, "skipped": 1, "skipped_by_reason": {"empty": 1},
                                 "origin": "hh.jsonl", "train": 6, "test": 3, "multi_turn": 2},
     "data/simulate/summary.json": {"trees": 4, "trees_train": 3, "trees_test": 1, "seed_prompts": 4, "dropped": 0,
@@ -45,13 +72,27 @@ pathlib.Path("data/model.bin").write_text(f"weights trained at K={k}")
 """
 
 DVC_YAML = {"stages": {
-    "simulate": {"cmd": "python write_metrics.py", "deps": ["write_metrics.py", "seed.jsonl"],
-                 "params": ["contrast", "simulate"], "outs": ["data/model.bin"],
-                 "metrics": [{f"data/{d}/{n}": {"cache": False}} for d, n in
-                             (("eval", "metrics.json"), ("fetch", "summary.json"), ("simulate", "summary.json"),
-                              ("contrast", "summary.json"))]}}}
-PARAMS = {"fetch": {"n": 9}, "simulate": {"turns": 2}, "contrast": {"turns": 1}, "train": {"epochs": 1},
-          "eval": {"resamples": 200}, "mt_bench": {"enabled": False}, "reward_bench": {"enabled": False}}
+    "simulate": {"cmd": "python write_stage.py", "deps": ["write_stage.py", "seed.jsonl"],
+              "params": ["contrast", "train"], "outs": ["data/model.bin", *(f"data/{d}/environment.json" for d in (
+                  "eval", "train/music/seed-0", "train/music/seed-1"))],
+              "metrics": [{path: {"cache": False}} for path in (
+                  "data/eval/records.csv", "data/eval/mt_bench/shared/records.csv", "data/fetch/summary.json",
+                  "data/simulate/summary.json", "data/contrast/summary.json",
+                  *(f"data/train/{v}/seed-{s}/metrics.json" for v in ("baseline", "music", "volume_matched")
+                    for s in range(4) if (v, s) != ("baseline", 3)))]}}}
+PARAMS = {"fetch": {"n": 9}, "simulate": {"turns": 2}, "contrast": {"turns": 1},
+          "train": {"seeds": [0, 1, 2, 3], "variants": {"baseline": {}, "music": {}, "volume_matched": {}}},
+          "eval": {"bootstrap_resamples": 300, "seed": 0, "cpu_dtype": "float32",
+                   "compare": [["music", "baseline"], ["music", "volume_matched"]]}}
+PROFILE = """# The toy study.
+#
+#   music-rm profile profiles/toy.yaml
+#   dvc exp run -n toy-k2 -S contrast.turns=2
+#   music-rm results toy
+#
+# Sizes: none.
+train: {}
+"""
 
 
 def run(cmd, cwd):
@@ -65,48 +106,43 @@ def run(cmd, cwd):
 def study(tmp_path_factory) -> Path:
     """A git + DVC repo with two experiments, toy-k1 and toy-k2, and one named otherwise."""
     root = tmp_path_factory.mktemp("study")
-    (root / "write_metrics.py").write_text(WRITE_METRICS)
+    (root / "write_stage.py").write_text(WRITE_STAGE)
     (root / "seed.jsonl").write_text('{"prompt": "hi"}\n')
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    (root / "profiles").mkdir()
+    (root / "profiles" / "toy.yaml").write_text(PROFILE)
     run(["git", "init", "-q"], root)
     run(["dvc", "init", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy study"], root)
     for name, k in (("toy-k2", 2), ("toy-k1", 1), ("other-k3", 3)):
         run(["dvc", "exp", "run", "-q", "-n", name, "-S", f"contrast.turns={k}"], root)
+    run(["music-rm", "results", "toy"], root)
     return root
 
 
-def test_results_page_has_one_row_per_trained_k_and_shared_models_once(study):
-    out = run(["music-rm", "results", "toy", "--out", "results/toy.md"], study)
-    assert "2 experiments (toy-k1, toy-k2)" in out.stdout
-    page = (study / "results" / "toy.md").read_text()
-    held_out = page.split("## Held-out pairs")[1].split("## Differences")[0]
-    rows = [line.split(" | ")[0].lstrip("| ") for line in held_out.splitlines() if line.startswith("| ")][1:]
-    assert rows == ["baseline", "volume_matched", "music, trained at K=1", "music, trained at K=2",
-                    "longer answer wins"]
-    # music at K=1 got music_k2's 4th pair wrong: 3 of 4; at K=2 it got original's 4th pair wrong
-    k1_row = next(line for line in held_out.splitlines() if line.startswith("| music, trained at K=1"))
-    assert k1_row.split(" | ")[1].startswith("1.000") and k1_row.split(" | ")[3].startswith("0.750")
-    k2_row = next(line for line in held_out.splitlines() if line.startswith("| music, trained at K=2"))
-    assert k2_row.split(" | ")[1].startswith("0.750")
-    assert "| music − baseline, trained at K=1 |" in page and "| music − volume_matched, trained at K=2 |" in page
-    assert "K=1: 3 train / 1 held out, K=2: 6 train / 2 held out" in page
-    assert "other-k3" not in page and "(no MT-Bench results in these experiments)" in page
-    for png in ("toy-accuracy-by-k.png", "toy-differences.png"):
-        assert (study / "results" / png).read_bytes().startswith(b"\x89PNG")
+def section(page: str, heading: str) -> str:
+    return page.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def test_results_page_records_each_experiments_input_hashes_from_its_dvc_lock(study):
-    run(["music-rm", "results", "toy", "--out", "results/toy.md"], study)
-    page = (study / "results" / "toy.md").read_text()
+def table_rows(text: str) -> dict[str, list[str]]:
+    """{first cell: the other cells} of the markdown tables in `text`."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def exp_revs(study: Path) -> dict[str, str]:
     shown = json.loads(run(["dvc", "exp", "show", "--json"], study).stdout)
     revs = {}
 
     def walk(node):
         if isinstance(node, dict):
-            if node.get("name") in ("toy-k1", "toy-k2") and isinstance(node.get("data"), dict):
+            if str(node.get("name")).startswith("toy-") and isinstance(node.get("data"), dict):
                 revs[node["name"]] = node["data"]["rev"]
             for value in node.values():
                 walk(value)
@@ -115,31 +151,129 @@ def test_results_page_records_each_experiments_input_hashes_from_its_dvc_lock(st
                 walk(value)
 
     walk(shown)
+    return revs
+
+
+def test_the_page_leads_with_music_minus_volume_matched_in_every_suite(study):
+    page = (study / "results" / "toy.md").read_text()
+    assert page.index("## music − volume_matched") < page.index("## What this study can") < page.index("## How it was run")
+    lead = section(page, "music − volume_matched")
+    rows = [line for line in lead.splitlines() if line.startswith("| ") and not line.startswith("| suite")]
+    # 3 held-out suites and 2 MT-Bench turns, at K = 1 and 2
+    assert len(rows) == 10
+    assert [r.split(" | ")[1] for r in rows] == ["1"] * 5 + ["2"] * 5
+    assert all(" / " in r.split(" | ")[-1] for r in rows) and "| 4 / 4 |" in rows[0] and "| 1 / 1 |" in rows[-1]
+    assert "Intervals above 0 (music better):" in lead and "2.8 × SE" in page and "80% power" in page
+    assert "other-k3" not in page
+    held = section(page, "Held-out pairs")
+    labels = list(table_rows(held))
+    assert labels[:8] == ["reward model", "baseline, trained at K=1", "music, trained at K=1",
+                          "volume_matched, trained at K=1", "reference: longer answer wins",
+                          "baseline, trained at K=2", "music, trained at K=2", "volume_matched, trained at K=2"]
+    assert "reference: GPT-4 (pairwise judge)" in section(page, "MT-Bench human votes (shared)")
+    for png in ("toy-accuracy-by-k.png", "toy-differences.png"):
+        assert (study / "results" / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_page_counts_ties_and_each_seed_and_pairs_seen(study):
+    page = (study / "results" / "toy.md").read_text()
+    records = list(csv.DictReader(open(study / "results" / "toy-records.csv")))
+    mine = [r for r in records if r["experiment"] == "toy-k1" and r["source"] == "held_out"
+            and r["suite"] == "original" and r["variant"] == "music"]
+    ties = sum(float(r["margin"]) == 0 for r in mine)
+    assert 0 < ties < len(mine) == 120
+    held = section(page, "Held-out pairs")
+    assert f"| music, trained at K=1 | {ties} of 120 |" in held.split("Ties (records")[1]
+    per_seed = [sum(outcome_of(r["margin"]) for r in mine if r["seed"] == str(s)) / 30 for s in range(4)]
+    each_seed = table_rows(held.split("Each seed's accuracy")[1].split("Ties (records")[0])
+    assert each_seed["music, trained at K=1"][0] == " · ".join(f"{v:.3f}" for v in per_seed)
+    assert table_rows(held)["music, trained at K=1"][0].startswith(f"{sum(per_seed) / 4:.3f} [")
+    assert "| reward model | original (30) | music_k1 (20) | music_k2 (20) |" in held
+    assert "reference: longer answer wins" not in each_seed  # one seed: not in the per-seed table
+    seen = section(page, "Pairs seen in training")
+    assert "| baseline, trained at K=1 | 6 | 6 | 6 | n/a |" in seen and "| music, trained at K=2 | 12 | 12 | 12 | 12 |" in seen
+    assert "K=1: 3 MUSIC train pairs, 6 original train pairs" in seen
+
+
+def outcome_of(margin: str) -> float:
+    m = float(margin)
+    return 1.0 if m > 0 else 0.0 if m < 0 else 0.5
+
+
+def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(study):
+    """The records beside the page, read with the csv module, give the page's music − volume_matched interval
+    through stats.seeded_bootstrap, on a held-out suite (4 seeds per arm) and on MT-Bench (clustered votes)."""
+    page = (study / "results" / "toy.md").read_text()
+    lead = {tuple(line.split(" | ")[:2]): line.split(" | ")[2:4] for line in
+            section(page, "music − volume_matched").splitlines() if line.startswith("| ")}
+    records = list(csv.DictReader(open(study / "results" / "toy-records.csv")))
+    for source, suite, title in (("held_out", "music_k2", "Held-out pairs"),
+                                 ("mt_bench/shared", "turn2", "MT-Bench human votes (shared)")):
+        mine = [r for r in records if r["experiment"] == "toy-k2" and r["source"] == source
+                and r["suite"].rsplit("/", 1)[-1] == suite]
+        items = sorted({r["item"] for r in mine})
+        clusters = {r["item"]: r["cluster"] for r in mine}
+
+        def matrix(variant):
+            seeds = sorted({int(r["seed"]) for r in mine if r["variant"] == variant})
+            by = {(r["item"], int(r["seed"])): outcome_of(r["margin"]) for r in mine if r["variant"] == variant}
+            return np.array([[by[(i, s)] for i in items] for s in seeds])
+
+        music, matched = matrix("music"), matrix("volume_matched")
+        got = seeded_bootstrap(music, matched, clusters=[clusters[i] for i in items], resamples=300, seed=0)
+        assert got["estimate"] == pytest.approx(music.mean() - matched.mean(), abs=1e-6)
+        shown, detectable = lead[(f"| {title}: {suite}", "2")]
+        assert shown == f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
+        # the minimum detectable difference: 2.8 standard errors, the standard error read from the 95% interval
+        assert detectable == f"{(1.96 + 0.84) * (got['ci_high'] - got['ci_low']) / 3.92:.3f}"
+    # MT-Bench's interval is over clusters: 12 questions, not 36 votes
+    assert "36 (12 clusters)" in section(page, "music − volume_matched")
+
+
+def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_and_hardware(study):
+    page = (study / "results" / "toy.md").read_text()
+    revs = exp_revs(study)
     assert set(revs) == {"toy-k1", "toy-k2"}
-    md5s = set()
+    base = run(["git", "rev-parse", "HEAD"], study).stdout.strip()
     for name, rev in revs.items():
+        assert run(["git", "rev-parse", f"study/{name}"], study).stdout.strip() == rev
+        assert f"| {name} | {name[-1]} | `{base}` | `{rev}` | `study/{name}` |" in page
         lock = yaml.safe_load(run(["git", "show", f"{rev}:dvc.lock"], study).stdout)
-        seed = next(d for d in lock["stages"]["simulate"]["deps"] if d["path"] == "seed.jsonl")
         model = next(o for o in lock["stages"]["simulate"]["outs"] if o["path"] == "data/model.bin")
-        assert f"| {name} | simulate | seed.jsonl | {seed['md5']} |" in page
         assert f"| {name} | simulate | data/model.bin | {model['md5']} |" in page
-        md5s.add(model["md5"])
-    assert len(md5s) == 2  # each experiment's own outputs, not the workspace's
+    hardware = section(page, "Hardware and software")
+    env = json.loads((study / "data" / "eval" / "environment.json").read_text())
+    assert f"Environment 1: {env['cpu']}" in hardware and f"torch {env['packages']['torch']}" in hardware
+    assert "Environment 2" not in hardware  # both experiments ran on this machine
+    assert "Stages: data/eval, data/train/music (seeds 0, 1)." in hardware
+    assert "Scoring dtype on a CPU (`eval.cpu_dtype`): float32" in page
+    assert "the experiments differ in contrast.turns only: `toy-k1` contrast.turns=1, `toy-k2` contrast.turns=2" in page
+    commands = section(page, "How it was run")
+    assert "dvc exp run -n toy-k2 -S contrast.turns=2\nmusic-rm results toy" in commands
 
 
-def test_results_twice_gives_the_same_bytes(study):
-    files = ["toy.md", "toy-accuracy-by-k.png", "toy-differences.png"]
-    run(["music-rm", "results", "toy", "--out", "results/toy.md"], study)
+def test_results_twice_gives_the_same_bytes_also_after_the_page_is_committed(study):
+    files = ["toy.md", "toy-records.csv", "toy-accuracy-by-k.png", "toy-differences.png"]
     first = {f: (study / "results" / f).read_bytes() for f in files}
-    run(["music-rm", "results", "toy", "--out", "results/toy.md"], study)
+    run(["music-rm", "results", "toy"], study)
+    assert {f: (study / "results" / f).read_bytes() for f in files} == first
+    # committed: `dvc exp show` no longer lists the experiments (another base commit); the kept branches do
+    run(["git", "add", "results"], study)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the page"], study)
+    assert exp_revs(study) == {}
+    out = run(["music-rm", "results", "toy"], study)
+    assert "2 experiments (toy-k1, toy-k2)" in out.stdout
     assert {f: (study / "results" / f).read_bytes() for f in files} == first
 
 
 def test_results_of_a_study_without_experiments_is_one_line(study):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["music-rm", "results", "nosuch"], cwd=study, env=env, capture_output=True, text=True)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "no DVC experiment named nosuch-*" in done.stderr
+    (study / "profiles" / "nosuch.yaml").write_text(PROFILE)
+    for args, message in ((["nosuch"], "no DVC experiment named nosuch-*"),
+                          (["none"], "profiles/none.yaml: no such profile")):
+        done = subprocess.run(["music-rm", "results", *args], cwd=study, env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
     assert not (study / "results" / "nosuch.md").exists()
 
 
@@ -173,5 +307,24 @@ def test_an_experiment_still_running_is_left_out():
             {"experiments": [{"name": "s-k2", "data": {"rev": "workspace", "metrics": {}}},
                              {"name": "s-k1", "data": {"rev": done, "metrics": {}}}]}]
     files = {"params.yaml": "contrast: {turns: 1}\n", "dvc.lock": "schema: '2.0'\n"}
-    read = lambda rev, path: files[path] if rev == done else pytest.fail(f"read {path} at {rev}")  # noqa: E731
-    assert [(e["name"], e["k"]) for e in experiments(show, "s-", read)] == [("s-k1", 1)]
+    read = lambda rev, path: files.get(path) if rev == done else pytest.fail(f"read {path} at {rev}")  # noqa: E731
+    listed = lambda rev: list(files) if rev == done else pytest.fail(f"listed {rev}")  # noqa: E731
+    assert [(e["name"], e["k"]) for e in experiments(show, "s-", read, listed)] == [("s-k1", 1)]
+
+
+def test_the_cpu_study_profile_applies_and_its_page_shows_its_commands():
+    from music_rm.commands.profile import expand
+    from music_rm.commands.results import commands_of
+    from music_rm.core.params import apply_profile, read_yaml
+    from tests.conftest import REPO
+
+    profile = REPO / "profiles" / "cpu-study.yaml"
+    assert commands_of(profile).splitlines() == ["music-rm profile profiles/cpu-study.yaml",
+                                                 "dvc exp run -n cpu-study-k2", "music-rm results cpu-study",
+                                                 "git checkout params.yaml"]
+    params = read_yaml(REPO / "params.yaml")
+    if "seeds" not in params["train"]:
+        pytest.skip("train.seeds is not in params.yaml yet (issue 22's seeds lane)")
+    study = apply_profile(params, expand(read_yaml(profile), {"REPO": str(REPO)}), "cpu-study")
+    assert study["train"]["seeds"] == [0, 1, 2, 3] and study["train"]["config"]["max_steps"] is None
+    assert study["eval"]["compare"][0] == ["music", "volume_matched"]

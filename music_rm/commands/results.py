@@ -1,10 +1,15 @@
-"""Turn a study's DVC experiments into its results page (results/<study>.md and two PNG plots).
+"""Turn a study's DVC experiments into its results page, computed from the per-item records they wrote.
 
-    music-rm results cpu-study --out results/cpu-study.md     # the experiments named cpu-study-*
+    music-rm results cpu-study       # the experiments named cpu-study-*, run from profiles/cpu-study.yaml
 
-Finds the experiments with `dvc exp show --json` and reads their params, metrics and dvc.lock from git; the same experiments give the same files.
+Writes results/<study>.md, the records it used (results/<study>-records.csv) and two PNG plots beside it, and keeps
+each experiment's commit as the git branch study/<experiment> (what `dvc exp branch` makes), so the commits the
+page cites stay in the repo: once HEAD moves on (`dvc exp show` lists the current commit's experiments only), a
+rerun reads the experiments from those branches. The page's "How it was run" is the command block at the top of the study's profile.
+The same experiments give the same bytes.
 """
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,47 +19,127 @@ import click
 from ..core.cli import clean_errors
 from ..core.errors import InputError
 from ..core.io import atomic_path, write_text
-from ..evaluation.study import accuracy_by_k_plot, differences_plot, experiments, heldout_tables, results_markdown
+from ..evaluation.study import (accuracy_by_k_plot, differences_plot, experiments, heldout_accuracy_rows,
+                                results_markdown, study_records_csv, study_tables)
 
-COMMANDS = """music-rm profile profiles/{study}.yaml
-dvc exp run --queue -n {study}-k1 -S contrast.turns=1
-dvc exp run --queue -n {study}-k2 -S contrast.turns=2
-dvc exp run --queue -n {study}-k3 -S contrast.turns=3
-dvc exp run --run-all
-music-rm results {study} --out results/{study}.md
-git checkout params.yaml"""
+BRANCH = "study/{name}"
 
 
-def git_show(rev: str, path: str) -> str:
-    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    if shown.returncode:
-        raise InputError(path, None, None, f"not in git at {rev}")
-    return shown.stdout
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True)
+
+
+def git_show(rev: str, path: str) -> str | None:
+    shown = git("show", f"{rev}:{path}")
+    return None if shown.returncode else shown.stdout
+
+
+def git_files(rev: str) -> list[str]:
+    listed = git("ls-tree", "-r", "--name-only", rev, "--", "data")
+    if listed.returncode:
+        raise InputError("git", None, None, f"cannot list the files of {rev}: {listed.stderr.strip()}")
+    return listed.stdout.splitlines()
+
+
+def dvc_cached():
+    """md5 → the text of that file in this repo's DVC cache (None when the cache lacks it)."""
+    from dvc.repo import Repo
+
+    cache = Repo(".").cache.local
+
+    def read(md5: str) -> str | None:
+        if not re.fullmatch(r"[0-9a-f]{32}", md5 or ""):
+            return None
+        try:
+            return Path(cache.oid_to_path(md5)).read_text(encoding="utf-8")
+        except OSError:
+            return None
+    return read
+
+
+def commands_of(profile: Path) -> str:
+    """The commands in the profile's leading comment block: its lines `#   music-rm …`, `#   dvc …`, `#   git …`."""
+    lines = []
+    for line in profile.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        m = re.fullmatch(r"#\s{2,}((?:music-rm|dvc|git) .*?)\s*", line)
+        if m:
+            lines.append(m.group(1))
+    if not lines:
+        raise InputError(str(profile), None, None, "no commands in its leading comment (lines '#   music-rm …', "
+                                                   "'#   dvc …')")
+    return "\n".join(lines)
+
+
+def kept_branches(study: str) -> list[dict]:
+    """The branches study/<study>-… as `dvc exp show --json` would list their experiments."""
+    listed = git("for-each-ref", "--format=%(refname) %(objectname)", f"refs/heads/{BRANCH.format(name=study)}-*")
+    prefix = "refs/heads/" + BRANCH.format(name="")
+    return [{"name": ref[len(prefix):], "data": {"rev": rev}}
+            for ref, rev in (line.split() for line in listed.stdout.splitlines())]
+
+
+def keep(exps: list[dict]) -> dict:
+    """{experiment: branch}: each experiment's commit as a branch, made when missing, refused when it points elsewhere."""
+    branches = {}
+    for e in exps:
+        branch = BRANCH.format(name=e["name"])
+        current = git("rev-parse", "--verify", "-q", f"refs/heads/{branch}").stdout.strip()
+        if not current:
+            made = git("branch", branch, e["rev"])
+            if made.returncode:
+                raise InputError("git", None, None, f"cannot make branch {branch}: {made.stderr.strip()}")
+        elif current != e["rev"]:
+            raise InputError(branch, None, None, f"points to {current[:12]}, not to experiment {e['name']}'s "
+                             f"{e['rev'][:12]}: rename the experiment, or delete the branch (git branch -D {branch})")
+        branches[e["name"]] = branch
+    return branches
 
 
 @click.command("results")
 @click.argument("study")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="The page to write (default results/<STUDY>.md; its plots go beside it).")
+              help="The page to write (default results/<STUDY>.md; its records and plots go beside it).")
+@click.option("--profile", type=click.Path(path_type=Path), default=None,
+              help="The study's profile, whose leading comment holds its commands (default profiles/<STUDY>.yaml).")
 @click.option("--title", default=None, help="The page's title (default: the study's name).")
 @clean_errors
-def main(study, out, title):
-    """Write the results page of the experiments named STUDY-* (one per contrast.turns)."""
+def main(study, out, profile, title):
+    """Write the results page of the experiments named STUDY-* from the records they hold."""
     out = out or Path("results") / f"{study}.md"
+    profile = profile or Path("profiles") / f"{study}.yaml"
+    if not profile.is_file():
+        raise InputError(str(profile), None, None, "no such profile (the page shows the commands in its header; "
+                                                   "name it with --profile)")
+    commands = commands_of(profile)
     # this Python's DVC, so the command works without the virtualenv on PATH
     shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if shown.returncode:
-        raise InputError("dvc exp show", None, None, shown.stderr.strip().splitlines()[-1])
-    exps = experiments(json.loads(shown.stdout), f"{study}-", git_show)
+        raise InputError("dvc exp show", None, None, (shown.stderr.strip().splitlines() or ["failed"])[-1])
+    exps = experiments(json.loads(shown.stdout), f"{study}-", git_show, git_files, dvc_cached())
+    if not exps:
+        # `dvc exp show` lists the experiments of the current commit only: once the page is committed, its
+        # experiments are read from the branches a previous run kept
+        exps = experiments(kept_branches(study), f"{study}-", git_show, git_files, dvc_cached())
     if not exps:
         raise InputError(study, None, None, f"no DVC experiment named {study}-* (run the study first: the commands at the top of its profile)")
-    plots = {"by_k": f"{out.stem}-accuracy-by-k.png", "differences": f"{out.stem}-differences.png"}
-    _, _, rows = heldout_tables(exps)
-    with atomic_path(out.parent / plots["by_k"]) as tmp:
-        accuracy_by_k_plot(rows, tmp)
-    with atomic_path(out.parent / plots["differences"]) as tmp:
-        differences_plot(exps, tmp)
-    page = results_markdown(exps, title or f"Results: {study}", COMMANDS.format(study=study), plots)
+    for e in exps:
+        if not e["records"]:
+            raise InputError(e["name"], None, None, "holds no record file (data/eval/records.csv): it ran before "
+                                                    "the suites wrote per-item records")
+        e["base"] = git("rev-parse", f"{e['rev']}^").stdout.strip()
+    tables = study_tables(exps)
+    files = {"records": f"{out.stem}-records.csv", "by_k": f"{out.stem}-accuracy-by-k.png",
+             "differences": f"{out.stem}-differences.png", "profile": profile.as_posix()}
+    branches = keep(exps)
+    write_text(out.parent / files["records"], study_records_csv(exps))
+    with atomic_path(out.parent / files["by_k"]) as tmp:
+        accuracy_by_k_plot(heldout_accuracy_rows(exps, tables), tmp)
+    with atomic_path(out.parent / files["differences"]) as tmp:
+        differences_plot(exps, tables, tmp)
+    page = results_markdown(exps, tables, title or f"Results: {study}", commands, branches, files)
     # profiles write absolute paths into params.yaml; the page names them as the profile does, from ${REPO}
     write_text(out, page.replace(str(Path.cwd().resolve()), "${REPO}"))
-    click.echo(f"results: {len(exps)} experiments ({', '.join(e['name'] for e in exps)}) → {out}")
+    click.echo(f"results: {len(exps)} experiments ({', '.join(e['name'] for e in exps)}) → {out}, "
+               f"{out.parent / files['records']}; commits kept as {', '.join(branches.values())}")
