@@ -1,6 +1,6 @@
 """Scoring precision on the CPU: one reward model scores the same pairs in fp32 and in bf16, in one run.
 
-    python bench/scoring_dtype.py [--model models/rm/music] [--pairs data/fetch/test.jsonl data/contrast/test_by_k.jsonl]
+    python bench/scoring_dtype.py [--model models/rm/music/seed-0] [--pairs data/fetch/test.jsonl data/contrast/test_by_k.jsonl]
                                   [--limit N] [--batch-size 8] [--max-length 2048]
     python bench/scoring_dtype.py --small   # seconds: a tiny random-init reward model on the embedded seed pairs
 
@@ -9,7 +9,7 @@ the other), how many are a tie (equal margins to 6 decimals, records.outcome) in
 the mean and largest absolute margin difference beside the spread of the fp32 margins, and the scoring time of each
 with their ratio. Pair files: the one conversation schema, or any format fetch reads (detected from the first row,
 e.g. HH-RLHF's transcripts); `--limit` keeps the first N pairs of each file. Defaults: the default pipeline's
-held-out pairs and its music model (run `dvc repro` first), eval.batch_size and eval.max_length of params.yaml. The
+held-out pairs and its music model of the first training seed (run `dvc repro` first), eval.batch_size and eval.max_length of params.yaml. The
 score cache is off: both dtypes are computed here. Without a GPU only; on GPUs the stages score in bf16.
 """
 import argparse
@@ -72,13 +72,14 @@ def score(model: str, dtype: str, pairs: list[dict], batch_size: int, max_length
 def main():
     import torch
 
+    from music_rm.core import paths
     from music_rm.core.params import load_params
     from music_rm.data.sources import fetch
     from music_rm.evaluation.records import is_tie, outcome
 
     params = load_params(REPO / "params.yaml")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/rm/music")
+    parser.add_argument("--model", default=str(paths.reward_model(paths.REWARD_MODELS, "music", params.train.seeds[0])))
     parser.add_argument("--pairs", nargs="+", default=["data/fetch/test.jsonl", "data/contrast/test_by_k.jsonl"])
     parser.add_argument("--limit", type=int, default=None, help="The first N pairs of each file.")
     parser.add_argument("--batch-size", type=int, default=params.eval.batch_size)

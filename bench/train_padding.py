@@ -73,10 +73,10 @@ def main():
         else:
             pairs = read_pairs(args.pairs)
         cfg = params.train.config.model_copy(update=dict(
-            seed=0, max_length=args.max_length, epochs=1, batch_size=args.batch_size, grad_accum=1,
+            max_length=args.max_length, epochs=1, batch_size=args.batch_size, grad_accum=1,
             global_batch_size=None, learning_rate=1e-5, bf16=True, gradient_checkpointing=False,
             max_steps=args.steps, group_by_length=True, save_steps=None, lora_r=None))
-        trainer, _ = build_trainer(args.model, pairs, cfg, work)
+        trainer, _ = build_trainer(args.model, pairs, cfg, 0, work)
         results["ours (length-grouped)"] = run(trainer)  # counted on the batches trained on, as for TRL below
 
         set_seed(0)

@@ -6,7 +6,7 @@ they differ: `load_reward_model` scores in float32 without the score cache, and 
 length limit; the stages pass every value from params.yaml.
 
     from music_rm import load_reward_model, score
-    rewards = score("models/rm/music", [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]])
+    rewards = score("models/rm/music/seed-0", [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]])
 """
 import importlib
 from importlib import metadata
@@ -29,7 +29,9 @@ _API = {
     "read_prompts": "music_rm.data.prompts",
     "TreeBuilder": "music_rm.method.simulate",
     "pairs_from_trees": "music_rm.method.contrast",
-    "evaluate_variants": "music_rm.evaluation.heldout",
+    "score_models": "music_rm.evaluation.heldout",  # every (variant, seed) model's margins on held-out suites
+    "evaluate": "music_rm.evaluation.heldout",      # their records, accuracies over seeds and differences
+    "seeded_bootstrap": "music_rm.evaluation.stats",
     "paired_difference": "music_rm.evaluation.stats",
     "bootstrap_ci": "music_rm.evaluation.stats",
 }

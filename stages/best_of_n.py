@@ -34,7 +34,7 @@ from music_rm.reward.model import load_reward_model
 def main(set_name, params_path, model, models, out):
     """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
     params = load_params(params_path)
-    seed = params.train.config.seed  # the one training seed scored here
+    seed = params.train.seeds[0]  # the one training seed scored here
     p, sim, judge = params.best_of_n, params.simulate, params.judge
     prompt_set = p.prompt_set(set_name)
     out = out / set_name
@@ -44,11 +44,12 @@ def main(set_name, params_path, model, models, out):
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code
         def reward_fn(variant):
-            """Loads the variant's RM for each turn's scoring and frees it after: one RM in memory at a time,
-            on the GPUs the policy's engine leaves room on."""
+            """Loads the variant's RM (its first training seed's) for each turn's scoring and frees it after: one RM
+            in memory at a time, on the GPUs the policy's engine leaves room on."""
+            model_dir = paths.reward_model(models, variant, seed)
+
             def score_candidates(conversations):
-                with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype,
-                                       cache=params.eval.cache) as rm:
+                with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                     return rm.score(conversations, p.batch_size, p.max_length, f"{variant}: candidates")
             return score_candidates
 

@@ -25,20 +25,26 @@ from music_rm.method.contrast import contrast
 @clean_errors
 @logged
 def main(params_path, trees, original, model, out):
-    """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control."""
+    """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control (one draw
+    per training seed, volume_matched/seed-<seed>.jsonl)."""
     params = load_params(params_path)
     p = params.contrast
     cfg = params.train.config
+    seeds = params.train.seeds
     run_params = {**params.sections("contrast"),
-                  "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}}}
+                  "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}, "seeds": seeds}}
     with committed_outputs(out) as out, \
          stage_run("contrast", params, run_params, inputs=[trees, original, model],
                    environment_file=out / "environment.json") as mlflow:
-        sets, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, p.seed, str(model), cfg.max_length,
-                                 cfg.truncation, p.min_relatedness)
+        sets, draws, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, seeds, str(model),
+                                        cfg.max_length, cfg.truncation, p.min_relatedness)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
+        control = out / Path(paths.VOLUME_MATCHED).name
+        for seed, rows in draws.items():
+            write_jsonl(control / f"{paths.seed_name(seed)}.jsonl", rows)
         summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()},
+                   "pairs_train_volume_matched": len(draws[seeds[0]]),
                    "max_length": cfg.max_length, "truncation": cfg.truncation, **lengths}
         write_json(out / "summary.json", summary)
         mlflow.log_metrics(numeric(summary))
@@ -47,7 +53,8 @@ def main(params_path, trees, original, model, out):
                f"{summary['pairs_test_by_k']} held-out pairs over every K")
     click.echo(f"contrast: MUSIC train pairs that will train at {cfg.max_length} tokens ({cfg.truncation}), by K: "
                + ", ".join(f"{k}: {c['fit']}/{c['pairs']}" for k, c in lengths["music_by_k"].items())
-               + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs")
+               + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs, drawn once per training "
+                 f"seed ({len(seeds)})")
     kept = lengths["relatedness"]
     click.echo(f"contrast: train trees whose hidden instructions have relatedness >= {kept['min']}: {kept['kept']} kept, "
                f"{kept['dropped']} dropped, of {kept['train_trees']}")

@@ -32,7 +32,7 @@ from music_rm.reward.model import load_reward_model
 def main(set_name, params_path, judge_model, models, out):
     """Judge each pair of the set in both orders; agreement of the judge with the labels and of each RM with it."""
     params = load_params(params_path)
-    seed = params.train.config.seed  # the one training seed scored here
+    seed = params.train.seeds[0]  # the one training seed scored here
     p = params.judge
     if set_name not in p.pair_sets:
         raise ParamsError(f"judge.pair_sets: no set {set_name!r}; defined: {sorted(p.pair_sets)}")
@@ -47,7 +47,8 @@ def main(set_name, params_path, judge_model, models, out):
             verdicts = judge_pairs(generator, pairs, p.sampling, p.seed)
         margins = {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+            model_dir = paths.reward_model(models, variant, seed)
+            with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, params.eval.batch_size, params.eval.max_length,
                                               f"{variant}: judged pairs")
         result = {**agreement(verdicts, margins, p.bootstrap_resamples, p.seed), "template": load_template()[1]}

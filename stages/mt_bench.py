@@ -25,7 +25,7 @@ from music_rm.reward.model import load_reward_model
 def main(source, params_path, models, out):
     """Agreement of every variant with the MT-Bench human votes, per turn, beside GPT-4 and answer length."""
     params = load_params(params_path)
-    seed = params.train.config.seed  # the one training seed scored here
+    seed = params.train.seeds[0]  # the one training seed scored here
     p = params.mt_bench
     s = p.source(source)
     sections = {"mt_bench": {**p.model_dump(mode="json"), "sources": {source: s.model_dump(mode="json")}}}
@@ -35,7 +35,8 @@ def main(source, params_path, models, out):
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4)
         results, rewards = {}, {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+            model_dir = paths.reward_model(models, variant, seed)
+            with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 rewards[variant] = score_conversations(rm, conversations, p.batch_size, p.max_length, variant)
             results[variant] = agreement(rewards[variant], votes, conversations, p.bootstrap_resamples, p.seed)
         base = baselines(votes, gpt4, conversations, p.bootstrap_resamples, p.seed)

@@ -29,7 +29,7 @@ def main(file_name, hub_name, params_path, models, out):
     if (file_name is None) == (hub_name is None):
         raise click.UsageError("give one of --file NAME or --hub NAME")
     params = load_params(params_path)
-    seed = params.train.config.seed  # the one training seed scored here
+    seed = params.train.seeds[0]  # the one training seed scored here
     p = params.reward_bench
     kind, name = ("file", file_name) if file_name else ("hub", hub_name)
     s = p.source(kind, name)
@@ -46,7 +46,8 @@ def main(file_name, hub_name, params_path, models, out):
         pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
         results, margins = {}, {}
         for variant in params.train.variants:
-            with load_reward_model(str(models / variant), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
+            model_dir = paths.reward_model(models, variant, seed)  # other suites: the first seed
+            with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
             results[variant] = scores(by_subset(pairs, margins[variant]), p.bootstrap_resamples, p.seed)
         longer = scores(by_subset(pairs, length_margins(pairs)), p.bootstrap_resamples, p.seed)

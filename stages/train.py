@@ -1,4 +1,4 @@
-"""Stage train@<variant>: a Bradley-Terry reward model with TRL, run under `accelerate launch`."""
+"""Stage train@<variant>-<seed>: a Bradley-Terry reward model with TRL, run under `accelerate launch`."""
 from pathlib import Path
 
 import click
@@ -13,19 +13,21 @@ from music_rm.reward.variant import train_variant
 
 @click.command(context_settings=HELP)
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
+@click.option("--seed", required=True, type=int, help="One of train.seeds: initialisation, shuffling and dropout.")
 @params_option
 @click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model folder every reward model starts from.")
 @click.option("--out", default=paths.REWARD_MODELS, show_default=True, type=click.Path(path_type=Path),
-              help="Parent folder of the trained models (one folder per variant).")
+              help="Parent folder of the trained models (<variant>/seed-<seed>).")
 @click.option("--reports", default=paths.TRAIN_REPORTS, show_default=True, type=click.Path(path_type=Path),
-              help="Parent folder of metrics.json and curve.csv (one folder per variant).")
+              help="Parent folder of the pairs manifests (<variant>/pairs, from pairs@<variant>) and of "
+                   "metrics.json and curve.csv (<variant>/seed-<seed>).")
 @clean_errors
 @logged
-def main(variant, params_path, model, out, reports):
-    """Train the reward model of one variant with TRL's RewardTrainer (run under `accelerate launch`)."""
+def main(variant, seed, params_path, model, out, reports):
+    """Train the reward model of one variant and seed with TRL's RewardTrainer (run under `accelerate launch`)."""
     state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, DDP over gloo needs this to know its rank
-    summary = train_variant(load_params(params_path), variant, model, out, reports, state)
+    summary = train_variant(load_params(params_path), variant, seed, model, out, reports, state)
     if summary:
         click.echo(summary)
 

@@ -85,10 +85,22 @@ def run_stage(script: str, *args: str, tmp_path: Path, params: dict):
                           env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
 
 
-def models_folder(tmp_path: Path, reward_model: Path, variants) -> Path:
-    """A models/rm-like folder in which every variant is `reward_model`."""
+def models_folder(tmp_path: Path, reward_model: Path, variants, seeds=(0,)) -> Path:
+    """A models/rm-like folder in which every variant's model of every seed (<variant>/seed-<seed>) is
+    `reward_model`."""
     folder = tmp_path / "models"
     folder.mkdir()
     for variant in variants:
-        (folder / variant).symlink_to(reward_model)
+        (folder / variant).mkdir()
+        for seed in seeds:
+            (folder / variant / f"seed-{seed}").symlink_to(reward_model)
     return folder
+
+
+def write_manifests(params_file, reports, variants=("baseline",)) -> None:
+    """What the pairs@<variant> stages write before a train stage runs: each seed's pairs manifest."""
+    from music_rm.core.params import load_params
+    from music_rm.reward.pairs import write_pairs_manifests
+
+    for variant in variants:
+        write_pairs_manifests(load_params(params_file, packages=False), variant, Path(reports))

@@ -12,14 +12,15 @@ import yaml
 from music_rm.core.io import read_json, write_jsonl
 from music_rm.reward.model import load_reward_model, read_card
 from music_rm.data.sources import fetch
-from tests.conftest import REPO, repo_params
+from tests.conftest import REPO, repo_params, write_manifests
 from tests.test_sources import params as fetch_params
 
 
 def stage_command(params: dict, variant: str) -> list[str]:
     """dvc.yaml's train command with its ${...} filled in from `params`, as DVC runs it."""
-    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["cmd"]
-    cmd = re.sub(r"\$\{train\.(\w+)\}", lambda m: str(params["train"][m[1]]), cmd).replace("${key}", variant)
+    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["cmd"]
+    cmd = re.sub(r"\$\{train\.(\w+)\}", lambda m: str(params["train"][m[1]]), cmd)
+    cmd = cmd.replace("${item.variant}", variant).replace("${item.seed}", str(params["train"]["seeds"][0]))
     words = cmd.split()
     assert words[0] == "accelerate" and "${" not in cmd
     return [str(Path(sys.executable).parent / "accelerate"), *words[1:]]
@@ -34,6 +35,7 @@ def two_process_run(tiny_model, tmp_path, cache=None, **config) -> tuple[list, l
                                 "accelerate_config": "configs/accelerate/cpu_ddp.yaml"})
     params["train"]["variants"] = {"baseline": {"pairs": str(tmp_path / "train.jsonl")}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_manifests(tmp_path / "params.yaml", tmp_path / "reports")
     cmd = [*stage_command(params, "baseline"), "--params", str(tmp_path / "params.yaml"), "--model", str(tiny_model),
            "--out", str(tmp_path / "rm"), "--reports", str(tmp_path / "reports")]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -52,21 +54,21 @@ def train_on_two_processes(tiny_model, tmp_path, **config):
 
 def test_two_process_ddp_trains_one_model_with_the_global_batch(tiny_model, tmp_path):
     train, result = train_on_two_processes(tiny_model, tmp_path)
-    summary = read_json(tmp_path / "reports" / "baseline" / "metrics.json")
+    summary = read_json(tmp_path / "reports" / "baseline" / "seed-0" / "metrics.json")
     assert summary["world_size"] == 2
     assert summary["steps"] == -(-len(train) // (2 * 2))  # per-device batch 2 × 2 processes
     assert "on 2 process(es)" in result.stdout
-    rm = load_reward_model(str(tmp_path / "rm" / "baseline"))
+    rm = load_reward_model(str(tmp_path / "rm" / "baseline" / "seed-0"))
     assert all(abs(s) < 1e4 for s in rm.score([train[0]["chosen"], train[0]["rejected"]], 2))
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # only the main process logs
-        assert db.execute("select count(*) from runs where name = 'workspace/train@baseline'").fetchone()[0] == 1
+        assert db.execute("select count(*) from runs where name = 'workspace/train@baseline-0'").fetchone()[0] == 1
 
 
 def test_lora_on_two_processes_exports_a_merged_model_that_scores_as_trained(tiny_model, tmp_path):
     """The export gathers the full weights through accelerate (as under ZeRO-3 or FSDP) and merges them on the
     main process. FSDP itself does not run on CPU processes: accelerate puts them in DDP (docs/gpu.md)."""
     train, _ = train_on_two_processes(tiny_model, tmp_path, lora_r=4, lora_alpha=8, lora_dropout=0.0)
-    folder = tmp_path / "rm" / "baseline"
+    folder = tmp_path / "rm" / "baseline" / "seed-0"
     assert not list(folder.glob("adapter*"))
     card = read_card(str(folder))
     n = card["reward_stats"]["pairs"]

@@ -25,26 +25,30 @@ def trained(tiny_model, tmp_path_factory):
     params["train"]["variants"] = {"music": {"pairs": str(root / "train.jsonl")}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     for out in ("rm", "rm-again"):
-        result = subprocess.run(
-            [sys.executable, "stages/train.py", "--variant", "music", "--params", str(root / "params.yaml"),
-             "--model", str(tiny_model), "--out", str(root / out), "--reports", str(root / f"{out}-reports")],
-            cwd=REPO, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/m.db"})
-        assert result.returncode == 0, result.stderr[-3000:]
+        for stage in (["stages/pairs.py", "--variant", "music"],
+                      ["stages/train.py", "--variant", "music", "--seed", "0", "--model", str(tiny_model),
+                       "--out", str(root / out)]):
+            result = subprocess.run(
+                [sys.executable, *stage, "--params", str(root / "params.yaml"), "--reports", str(root / f"{out}-reports")],
+                cwd=REPO, capture_output=True, text=True,
+                env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/m.db"})
+            assert result.returncode == 0, result.stderr[-3000:]
     return root, train, test
 
 
 def test_every_trained_folder_has_a_deterministic_model_card(trained):
     root, train, _ = trained
-    card = (root / "rm" / "music" / "README.md").read_text()
+    card = (root / "rm" / "music" / "seed-0" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
     md5 = hashlib.md5((root / "train.jsonl").read_bytes()).hexdigest()
     assert f"(md5 `{md5}`" in card and f"{len(train)} of {len(train)} pairs used" in card
     assert "tiny-random-test-model-llama" in card and "learning_rate: 0.001" in card
-    stats = json.loads((root / "rm" / "music" / "reward_model.json").read_text())["reward_stats"]
+    assert f"training seed 0; the trainer saw {len(train)} pairs ({len(train)} distinct)" in card
+    stats = json.loads((root / "rm" / "music" / "seed-0" / "reward_model.json").read_text())["reward_stats"]
     assert f"mean {stats['mean']}" in card and "arXiv:2512.24693" in card
     for name in ("README.md", "reward_model.json", "model.safetensors"):  # no timestamps: same run, same bytes
-        assert (root / "rm" / "music" / name).read_bytes() == (root / "rm-again" / "music" / name).read_bytes()
+        assert (root / "rm" / "music" / "seed-0" / name).read_bytes() == (root / "rm-again" / "music" / "seed-0" / name).read_bytes()
 
 
 def test_the_card_says_what_trained_it_how_to_read_the_raw_reward_and_files_are_readable(trained):
@@ -53,7 +57,7 @@ def test_the_card_says_what_trained_it_how_to_read_the_raw_reward_and_files_are_
     from transformers import AutoTokenizer, pipeline
 
     root, _, test = trained
-    folder = root / "rm" / "music"
+    folder = root / "rm" / "music" / "seed-0"
     card = (folder / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["license"] == "other" and "datasets" not in meta  # a local test model, embedded seed pairs
@@ -91,12 +95,15 @@ def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(t
 
     root, _, test = trained
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"music": {"original": {"accuracy": 0.75, "ci_low": 0.5, "ci_high": 1.0, "n": 12}}}))
-    result = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music"), str(tmp_path / "out"),
+    metrics.write_text(json.dumps({"music": {"original": {"accuracy": 0.75, "ci_low": 0.5, "ci_high": 1.0, "n": 12,
+                                                          "seeds": {"0": {"accuracy": 0.7}, "1": {"accuracy": 0.8}}}}}))
+    result = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music" / "seed-0"), str(tmp_path / "out"),
                              "--metrics", str(metrics)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "out"
-    assert "| original | 0.750 [0.50, 1.00] (12) |" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "| suite | music, mean over 2 seeds | this model (seed 0) |" in card
+    assert "| original | 0.750 [0.50, 1.00] (12) | 0.700 |" in card
     assert "git tag -a rm-music@v0.1.0" in result.stdout and "dvc artifacts get <repo url> rm-music" in result.stdout
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -104,9 +111,9 @@ def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(t
     with torch.no_grad():
         plain = [model(**tokenizer(tokenizer.apply_chat_template(c, tokenize=False), return_tensors="pt",
                                    add_special_tokens=False)).logits.item() for c in conversations]
-    with load_reward_model(str(root / "rm" / "music")) as rm:
+    with load_reward_model(str(root / "rm" / "music" / "seed-0")) as rm:
         assert rm.score(conversations) == pytest.approx(plain, abs=1e-5)
-    refused = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music"), str(tmp_path / "x"),
+    refused = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music" / "seed-0"), str(tmp_path / "x"),
                               "--push-to-hub", "me/rm"], cwd=REPO, capture_output=True, text=True,
                              env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
     assert refused.returncode == 1 and "HF_TOKEN: not set" in refused.stderr and not (tmp_path / "x").exists()
@@ -118,7 +125,7 @@ def test_the_notebook_api(trained):
     root, _, test = trained
     assert {"load_reward_model", "score", "train_reward_model", "fetch", "load_params"} <= set(music_rm.__all__)
     assert all(getattr(music_rm, name).__doc__ for name in music_rm.__all__ if name != "__version__")
-    folder = str(root / "rm" / "music")
+    folder = str(root / "rm" / "music" / "seed-0")
     with music_rm.load_reward_model(folder) as rm:
         assert music_rm.score(folder, [test[0]["chosen"]]) == rm.score([test[0]["chosen"]])
     light = subprocess.run([sys.executable, "-c", "import sys, music_rm.core.params; print('torch' in sys.modules)"],
@@ -130,5 +137,5 @@ def test_every_variant_s_artifact_name_is_one_dvc_yaml_declares():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for variant in params["train"]["variants"]:
-        assert dvc["artifacts"][artifact_name(variant)]["path"] == f"models/rm/{variant}"
+        assert dvc["artifacts"][artifact_name(variant)]["path"] == f"models/rm/{variant}/seed-{params['train']['seeds'][0]}"
         assert f"git tag -a {artifact_name(variant)}@v0.1.0" in share_hint(variant)

@@ -14,7 +14,7 @@ def node(rev, name, params, acc):
 
 
 def params(turns, lr=1e-5, batch=8):
-    return {"contrast": {"turns": turns, "seed": 0}, "train": {"config": {"learning_rate": lr}},
+    return {"contrast": {"turns": turns}, "train": {"config": {"learning_rate": lr}},
             "eval": {"batch_size": batch}}
 
 

@@ -38,16 +38,18 @@ def train_stage(tmp_path: Path, model: Path, accelerate_config: str, **config) -
                                            "gradient_checkpointing": True, **config}})
     params["train"]["variants"] = {"baseline": {"pairs": str(tmp_path / "train.jsonl")}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_manifests(tmp_path / "params.yaml", tmp_path / "reports")
     accelerate = Path(sys.executable).parent / "accelerate"
     result = subprocess.run(
         [str(accelerate), "launch", "--config_file", accelerate_config, "--num_processes", "1", "stages/train.py",
-         "--variant", "baseline", "--params", str(tmp_path / "params.yaml"), "--model", str(model),
+         "--variant", "baseline", "--seed", "0", "--params", str(tmp_path / "params.yaml"), "--model", str(model),
          "--out", str(tmp_path / "rm"), "--reports", str(tmp_path / "reports")],
         cwd=REPO, capture_output=True, text=True, timeout=900,
         env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     print(result.stdout.strip().splitlines()[-1])
-    return tmp_path / "rm" / "baseline", read_json(tmp_path / "reports" / "baseline" / "metrics.json"), train
+    return (tmp_path / "rm" / "baseline" / "seed-0", read_json(tmp_path / "reports" / "baseline" / "seed-0" / "metrics.json"),
+            train)
 
 
 def agreement(folder: Path, pairs: list[dict], report) -> None:

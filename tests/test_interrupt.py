@@ -20,7 +20,7 @@ from music_rm.core.outputs import PREFIX, recover
 from music_rm.core.tracking import LOG_FILE
 from music_rm.data.sources import fetch
 from music_rm.reward.train import CHECKPOINT_COMPLETE
-from tests.conftest import REPO
+from tests.conftest import REPO, write_manifests
 from tests.test_sources import params as fetch_params
 
 
@@ -104,24 +104,25 @@ def test_simulate_killed_part_way_then_rerun_gives_identical_outputs(workdir):
 
 def test_train_killed_part_way_then_rerun_gives_identical_outputs(workdir):
     root, model = workdir
-    args = ["--variant", "baseline", "--model", str(model)]
+    args = ["--variant", "baseline", "--seed", "0", "--model", str(model)]
     outs = {tag: (root / f"rm-{tag}", root / f"reports-{tag}") for tag in ("a", "b")}
     for tag in ("a", "b"):
         outs[tag][0].mkdir()
+        write_manifests(root / "params.yaml", outs[tag][1])
     cmd = {tag: stage("train.py", root, *args, "--out", str(outs[tag][0]), "--reports", str(outs[tag][1]))
            for tag in ("a", "b")}
     run_ok(cmd["a"], env_for(root, "a"))
 
     steps_logged = "select count(*) from metrics where key = 'train/loss'"
     kill_when(cmd["b"], env_for(root, "b"), lambda: count(root / "mlflow-b.db", steps_logged) >= 3)
-    assert not (outs["b"][0] / "baseline").exists()  # no output; at most the stage's log beside them
-    assert {p.name for p in outs["b"][1].rglob("*") if p.is_file()} <= {"stage.log"}
+    assert not (outs["b"][0] / "baseline" / "seed-0").exists()  # no output; at most the stage's log beside them
+    assert {p.name for p in outs["b"][1].rglob("*") if p.is_file()} <= {"stage.log", "seed-0.json"}  # and the manifest
     run_ok(cmd["b"], env_for(root, "b"))
-    for relative in ("baseline/model.safetensors", "baseline/config.json"):
+    for relative in ("baseline/seed-0/model.safetensors", "baseline/seed-0/config.json"):
         assert (outs["a"][0] / relative).read_bytes() == (outs["b"][0] / relative).read_bytes(), relative
-    for relative in ("baseline/metrics.json", "baseline/curve.csv"):
+    for relative in ("baseline/seed-0/metrics.json", "baseline/seed-0/curve.csv"):
         assert (outs["a"][1] / relative).read_bytes() == (outs["b"][1] / relative).read_bytes(), relative
-    assert not (outs["b"][0] / ".baseline.partial").exists()
+    assert not (outs["b"][0] / "baseline" / ".seed-0.partial").exists()
     assert_clean_after_rerun(root, "b")
 
 
@@ -131,8 +132,10 @@ def test_train_killed_after_a_checkpoint_resumes_from_it(workdir):
     params["train"]["config"]["save_steps"] = 4
     (root / "params-ckpt.yaml").write_text(yaml.safe_dump(params))
     cmd = {tag: [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(root / "params-ckpt.yaml"),
-                 "--variant", "baseline", "--model", str(model), "--out", str(root / f"rm-ckpt-{tag}"),
+                 "--variant", "baseline", "--seed", "0", "--model", str(model), "--out", str(root / f"rm-ckpt-{tag}"),
                  "--reports", str(root / f"reports-ckpt-{tag}")] for tag in ("a", "b")}
+    for tag in ("a", "b"):
+        write_manifests(root / "params-ckpt.yaml", root / f"reports-ckpt-{tag}")
     run_ok(cmd["a"], env_for(root, "ckpt-a"))
     checkpoints = root / "cache-ckpt-b" / "checkpoints"
     kill_when(cmd["b"], env_for(root, "ckpt-b"), lambda: any(
@@ -141,10 +144,10 @@ def test_train_killed_after_a_checkpoint_resumes_from_it(workdir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout and "checkpoint-" in result.stdout
     assert not any(checkpoints.iterdir())  # removed once the model is in place
-    a, b = root / "rm-ckpt-a" / "baseline", root / "rm-ckpt-b" / "baseline"
+    a, b = root / "rm-ckpt-a" / "baseline" / "seed-0", root / "rm-ckpt-b" / "baseline" / "seed-0"
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
-    assert ((root / "reports-ckpt-a" / "baseline" / "metrics.json").read_bytes()
-            == (root / "reports-ckpt-b" / "baseline" / "metrics.json").read_bytes())
+    assert ((root / "reports-ckpt-a" / "baseline" / "seed-0" / "metrics.json").read_bytes()
+            == (root / "reports-ckpt-b" / "baseline" / "seed-0" / "metrics.json").read_bytes())
 
 
 # Runs a stage script with os.replace counted (each atomic write ends in one, and so does each output moved in at

@@ -75,7 +75,7 @@ def test_a_template_without_a_system_role_gets_the_system_message_folded_everywh
     # train and score
     cfg = params_section("train", config={"bf16": False, "batch_size": 2, "max_length": 256, "learning_rate": 1e-3,
                                           "attn_implementation": "eager"}).config
-    train_reward_model(str(tiny_gemma2), [SYSTEM_ROW] * 4, cfg, str(tmp_path / "rm"), str(tmp_path / "work"))
+    train_reward_model(str(tiny_gemma2), [SYSTEM_ROW] * 4, cfg, 0, str(tmp_path / "rm"), str(tmp_path / "work"))
     with load_reward_model(str(tmp_path / "rm")) as rm:
         chosen, rejected = rm.score_pairs([SYSTEM_ROW])
         assert rm.score([fold_system(SYSTEM_ROW["chosen"])]) == chosen  # folded, the same conversation
@@ -118,7 +118,7 @@ def test_a_model_is_scored_with_the_attention_it_was_trained_with(tiny_model, ti
         cfg = params_section("train", config={"bf16": False, "batch_size": 4, "max_length": 384, "learning_rate": 1e-3,
                                               "attn_implementation": "eager"}).config
         out = tmp_path / name
-        train_reward_model(str(model), rows[:12], cfg, str(out), str(tmp_path / f"{name}-work"))
+        train_reward_model(str(model), rows[:12], cfg, 0, str(out), str(tmp_path / f"{name}-work"))
         card = read_card(str(out))
         assert card["attn_implementation"] == "eager"
         with load_reward_model(str(out)) as rm:
@@ -226,7 +226,7 @@ def test_the_model_loads_after_the_training_arguments_so_zero3_can_shard_it(tiny
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", recording_load)
     rows, _, _ = fetch(fetch_params())
     cfg = params_section("train", config={"bf16": False, "batch_size": 4, "max_length": 384}).config
-    build_trainer(str(tiny_model), rows[:4], cfg, str(tmp_path))
+    build_trainer(str(tiny_model), rows[:4], cfg, 0, str(tmp_path))
     assert order == ["training arguments", "model loaded in torch.float32"]
     monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: True)
     import torch

@@ -1,6 +1,7 @@
 """Every stage, through real DVC, on the embedded SmolLM2 model and tiny params, in a copy of the repo."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,8 +14,9 @@ import yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
-STAGES = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched", "eval",
-          "judge@music", "best_of_n@heldout"}
+VARIANTS = ("baseline", "music", "volume_matched")
+STAGES = {"base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
+          *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@heldout"}
 SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
 SOURCES = [".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]
@@ -82,16 +84,21 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     fetch, contrast = read(root, "data/fetch/summary.json"), read(root, "data/contrast/summary.json")
     assert fetch["rows_kept"] == 20
     assert contrast["k"] == 2 and contrast["pairs_train"] > 0 and contrast["pairs_test"] > 0
-    assert read(root, "data/train/baseline/metrics.json")["pairs"] == fetch["train"]
-    assert read(root, "data/train/music/metrics.json")["pairs"] == fetch["train"] + contrast["pairs_train"]
-    assert read(root, "data/train/volume_matched/metrics.json")["pairs"] == fetch["train"] + contrast["pairs_train"]
+    trained = {v: read(root, f"data/train/{v}/seed-0/metrics.json") for v in VARIANTS}
+    assert trained["baseline"]["pairs"] == fetch["train"]
+    assert trained["music"]["pairs"] == trained["volume_matched"]["pairs"] == fetch["train"] + contrast["pairs_train"]
+    for metrics in trained.values():  # one epoch: every pair that fits, once, as the trainer counted them
+        assert metrics["pairs_seen"] == metrics["distinct_pairs_seen"] == metrics["pairs_used"] and metrics["seed"] == 0
+    assert read(root, "data/train/volume_matched/pairs/seed-0.json")["pairs"] == "data/contrast/volume_matched/seed-0.jsonl"
     results = read(root, "data/eval/metrics.json")
     for variant in ("baseline", "music", "volume_matched"):
         assert results[variant]["original"]["n"] == fetch["test"]
         assert sorted(results[variant]) == ["music_k1", "music_k2", "music_k3", "original"]  # each K once
         assert results[variant]["music_k2"]["n"] == contrast["pairs_test"]  # the trained K
         r = results[variant]["music_k2"]
-        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and r["seeds"]["0"]["accuracy"] == r["accuracy"]
+    records = (root / "data/eval/records.csv").read_text().splitlines()
+    assert len(records) == 1 + 4 * (fetch["test"] + contrast["pairs_test_by_k"])  # 3 models and longer_answer
     assert contrast["pairs_test_by_k"] == 3 * contrast["pairs_test"]
     assert (root / "data/eval/report.html").read_text().count("data:image/png;base64,") == 4  # by K, margins, rewards, curves
     trees = [json.loads(line) for line in (root / "data/simulate/trees.jsonl").read_text().splitlines()]
@@ -129,31 +136,33 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     root, _, commit = repo
     runs = mlflow_runs(root)
     workspace = {name: value for name, value in runs.items() if name.startswith("workspace")}
-    assert set(workspace) == {"workspace"} | {f"workspace/{s}" for s in STAGES}
+    tracked = {s for s in STAGES if not s.startswith("pairs@")}  # pairs@ computes nothing: its manifests only name files
+    assert set(workspace) == {"workspace"} | {f"workspace/{s}" for s in tracked}
     parent = runs["workspace"][0]
     assert parent.data.tags["git_commit"] == commit and parent.data.tags["dvc_exp_name"] == "workspace"
-    for stage in STAGES:
+    for stage in tracked:
         stage_run, parent_name = runs[f"workspace/{stage}"]
         assert parent_name == "workspace"
         assert stage_run.data.tags["git_commit"] == commit and stage_run.data.tags["dvc_exp_name"] == "workspace"
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    music_rm = next(o["md5"] for o in lock["train@music"]["outs"] if o["path"] == "models/rm/music")
+    music_rm = next(o["md5"] for o in lock["train@music-0"]["outs"] if o["path"] == "models/rm/music/seed-0")
     eval_run = runs["workspace/eval"][0]
-    assert eval_run.data.tags["data.models/rm/music"] == music_rm
-    assert {d.dataset.name for d in eval_run.inputs.dataset_inputs} >= {"data/fetch/test.jsonl", "models/rm/music"}
-    train_run = runs["workspace/train@music"][0]
-    assert train_run.data.tags["model.path"] == "models/rm/music" and len(train_run.data.tags["model.sha256"]) == 64
+    assert eval_run.data.tags["data.models/rm/music/seed-0"] == music_rm
+    assert {d.dataset.name for d in eval_run.inputs.dataset_inputs} >= {"data/fetch/test.jsonl", "models/rm/music/seed-0"}
+    train_run = runs["workspace/train@music-0"][0]
+    assert train_run.data.tags["model.path"] == "models/rm/music/seed-0" and len(train_run.data.tags["model.sha256"]) == 64
     client = mlflow_client(root)
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"curve.csv", "README.md", "stage.log"}
     model = client.get_logged_model(train_run.outputs.model_outputs[0].model_id)  # by reference: no copy in the store
     assert model.name == "rm-music" and model.tags["model.sha256"] == train_run.data.tags["model.sha256"]
-    for stage in STAGES:  # every stage's log, beside its outputs and on its run; neither git nor DVC sees it
+    for stage in tracked:  # every stage's log, beside its outputs and on its run; neither git nor DVC sees it
         assert "stage.log" in {a.path for a in client.list_artifacts(runs[f"workspace/{stage}"][0].info.run_id)}
-    assert (root / "data/eval/stage.log").read_text().count("scoring") == 3  # one line per variant
+    assert (root / "data/eval/stage.log").read_text().count("scoring") == 3  # one line per (variant, seed)
     assert run(["git", "status", "--porcelain"], root) == "" and "changed" not in run(["dvc", "status"], root)
     expected = {k: float(v) for k, v in flatten(read(root, "data/eval/metrics.json")).items()}
     assert eval_run.data.metrics == pytest.approx(expected)
-    headline = {k: v for k, v in expected.items() if k.endswith(".accuracy")}  # the rest stays on the stage run
+    headline = {k: v for k, v in expected.items()  # a variant's mean per suite; each seed's stays on the stage run
+                if re.fullmatch(r"[^.]+\.[^.]+\.accuracy", k)}
     assert {k[len("eval."):]: v for k, v in parent.data.metrics.items() if k.startswith("eval.")} == pytest.approx(headline)
     contrast = read(root, "data/contrast/summary.json")
     assert parent.data.metrics["contrast.pairs_train"] == contrast["pairs_train"]
@@ -172,20 +181,20 @@ def test_dvc_plots_render_offline(repo, tmp_path):
 
 def test_a_colleague_gets_a_trained_model_from_a_remote_without_retraining(repo, tmp_path):
     root, _, _ = repo
-    weights = (root / "models/rm/music/model.safetensors").read_bytes()
+    weights = (root / "models/rm/music/seed-0/model.safetensors").read_bytes()
     run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], root)
-    run(["dvc", "push", "train@music"], root)
+    run(["dvc", "push", "train@music-0"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "remote"], root)
     # dvc artifacts get fetches a registered version: an annotated git tag <name>@v<semver> (GTO's format)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "rm-music@v0.1.0", "-m", "K=2"], root)
     got = tmp_path / "got"
     run(["dvc", "artifacts", "get", str(root), "rm-music", "-o", str(got)], tmp_path)  # a clone, as a colleague would
     assert (got / "model.safetensors").read_bytes() == weights and (got / "README.md").is_file()
-    shutil.rmtree(root / "models/rm/music")
+    shutil.rmtree(root / "models/rm/music/seed-0")
     shutil.move(root / ".dvc/cache", tmp_path / "cache")  # as a fresh clone has it: nothing cached
     try:
-        run(["dvc", "pull", "train@music"], root)
-        assert (root / "models/rm/music/model.safetensors").read_bytes() == weights
+        run(["dvc", "pull", "train@music-0"], root)
+        assert (root / "models/rm/music/seed-0/model.safetensors").read_bytes() == weights
     finally:
         shutil.rmtree(root / ".dvc/cache")
         shutil.move(tmp_path / "cache", root / ".dvc/cache")
@@ -195,7 +204,8 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     root, _, _ = repo
     out = run(["dvc", "exp", "run", "-S", "contrast.turns=1"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
+    # the control's draw is the same at K = 1 (as many MUSIC pairs fit): neither it nor baseline retrains
+    assert ran == {"contrast", "pairs@music", "train@music-0", "eval", "judge@music", "best_of_n@heldout"}
     assert read(root, "data/contrast/summary.json")["k"] == 1
     shown = run(["dvc", "exp", "show", "--json"], root)
     rows = [node["data"] for node in walk_experiments(json.loads(shown))]
@@ -227,11 +237,12 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
     run(["dvc", "init", "-q"], root)
     run([sys.executable, "-m", "music_rm", "profile", "profiles/paper.yaml"], root)
     out = run(["dvc", "repro", "--dry", "--force"], root)
-    paper = {"base_model", "fetch", "simulate", "contrast", "train@baseline", "train@music", "train@volume_matched",
-             "eval", "judge@music", "best_of_n@hh", "best_of_n@ultrainteract", "reward_bench_hub@reward_bench"}
+    paper = {"base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
+             *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@hh", "best_of_n@ultrainteract",
+             "reward_bench_hub@reward_bench"}
     assert {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} == paper, out
     assert ("accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --main_process_port 0 stages/train.py "
-            "--variant music") in out
+            "--variant music --seed 0") in out
     assert not (root / "dvc.lock").exists() and not (root / "data" / "fetch" / "train.jsonl").exists()
 
 
@@ -259,8 +270,8 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         assert "eval" in nested
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
-        trained += ["train@music"] if "train@music" in nested else []
-    assert stages_run == {"contrast", "train@music", "eval", "judge@music", "best_of_n@heldout"}
+        trained += ["train@music-0"] if "train@music-0" in nested else []
+    assert stages_run == {"contrast", "pairs@music", "train@music-0", "eval", "judge@music", "best_of_n@heldout"}
     assert len(trained) == 1, out[-3000:]  # the first experiment trains at K=3; the other two restore its model
     table = run([sys.executable, "-m", "music_rm", "exps"], root)
     assert "contrast.turns" in table and "batch_size" in table and "learning_rate" not in table, table

@@ -26,7 +26,7 @@ def pairs():
 @pytest.fixture(scope="module")
 def trained(tiny_model, pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("rm") / "model"
-    summary, curve = train_reward_model(str(tiny_model), pairs, config(), str(out),
+    summary, curve = train_reward_model(str(tiny_model), pairs, config(), 0, str(out),
                                         str(tmp_path_factory.mktemp("work")))
     return out, summary, curve
 
@@ -42,6 +42,7 @@ def test_too_long_pairs_are_counted_not_silently_lost(tiny_model, pairs):
 def test_a_few_training_steps_save_a_loadable_reward_model(trained, pairs):
     out, summary, curve = trained
     assert summary["steps"] == 3 and summary["pairs_used"] == len(pairs)
+    assert summary["pairs_seen"] == summary["distinct_pairs_seen"] == len(pairs) and summary["seed"] == 0
     assert [row["step"] for row in curve] == [1, 2, 3]
     assert all(math.isfinite(row["loss"]) for row in curve)
     assert load_reward_model(str(out)).model.config.num_labels == 1
@@ -72,7 +73,7 @@ def test_scores_are_the_same_batched_and_one_by_one(trained, pairs):
 
 def test_same_seed_same_model(tiny_model, trained, pairs, tmp_path):
     out, summary, curve = trained
-    _, curve2 = train_reward_model(str(tiny_model), pairs, config(), str(tmp_path / "m"), str(tmp_path / "w"))
+    _, curve2 = train_reward_model(str(tiny_model), pairs, config(), 0, str(tmp_path / "m"), str(tmp_path / "w"))
     assert curve2 == curve
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
 
@@ -124,7 +125,7 @@ def test_length_grouped_batches_pad_less_than_random_ones(tiny_model, pairs, tmp
 
     fractions = {}
     for grouped in (True, False):
-        trainer, _ = build_trainer(str(tiny_model), pairs * 3, config(group_by_length=grouped), str(tmp_path))
+        trainer, _ = build_trainer(str(tiny_model), pairs * 3, config(group_by_length=grouped), 0, str(tmp_path))
         fractions[grouped] = padding_fraction(trainer)
     assert 0 <= fractions[True] < fractions[False]
 
@@ -140,7 +141,7 @@ def test_lora_trains_the_score_head_and_merges_into_a_plain_folder_with_the_same
     from music_rm.reward.train import build_trainer, save_plain
 
     trainer, _ = build_trainer(str(tiny_model), pairs, config(lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=2),
-                               str(tmp_path / "work"))
+                               0, str(tmp_path / "work"))
     head_before = trainer.model.base_model.model.score.modules_to_save["default"].weight.detach().clone()
     trainer.train()
     peft_model = trainer.model.eval()
@@ -172,7 +173,7 @@ def test_gradient_checkpointing_reaches_the_model_under_either_transformers_vers
 
     for on in (True, False):
         trainer, _ = build_trainer(str(tiny_model), pairs[:4], config(gradient_checkpointing=on, max_steps=1),
-                                   str(tmp_path / str(on)))
+                                   0, str(tmp_path / str(on)))
         trainer.train()
         flag = ("is_activation_checkpointing" if hasattr(trainer.model, "is_activation_checkpointing")
                 else "is_gradient_checkpointing")  # 5.24's name; 5.20.2 has only the old one
@@ -235,20 +236,35 @@ def test_resume_skips_a_checkpoint_saved_in_part(tiny_model, pairs, tmp_path, ca
 
     cfg = config(save_steps=2, max_steps=4)
     work = tmp_path / "complete"
-    first, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "a"), str(work))
+    first, _ = train_reward_model(str(tiny_model), pairs, cfg, 0, str(tmp_path / "a"), str(work))
     [checkpoint] = work.glob("checkpoint-*")
     assert checkpoint.name == "checkpoint-4" and (checkpoint / CHECKPOINT_COMPLETE).is_file()
     assert "resumed_from" not in first
-    resumed, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "b"), str(work))
+    resumed, _ = train_reward_model(str(tiny_model), pairs, cfg, 0, str(tmp_path / "b"), str(work))
     assert resumed["resumed_from"] == "checkpoint-4"
 
     work = tmp_path / "partial"
-    train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "c"), str(work))
+    train_reward_model(str(tiny_model), pairs, cfg, 0, str(tmp_path / "c"), str(work))
     [checkpoint] = work.glob("checkpoint-*")
     (checkpoint / CHECKPOINT_COMPLETE).unlink()  # as a kill during the save leaves it
-    again, _ = train_reward_model(str(tiny_model), pairs, cfg, str(tmp_path / "d"), str(work))
-    assert "resumed_from" not in again and again["steps"] == 4 and (checkpoint / CHECKPOINT_COMPLETE).is_file()
+    again, _ = train_reward_model(str(tiny_model), pairs, cfg, 0, str(tmp_path / "d"), str(work))
+    assert "resumed_from" not in again and again["steps"] == 4 and again["pairs_seen"] == 16 and (checkpoint / CHECKPOINT_COMPLETE).is_file()
     assert [r.getMessage() for r in caplog.records if "saved in part" in r.getMessage()] == [
         f"{checkpoint}: removed, not resumed from: saved in part (no {CHECKPOINT_COMPLETE}; the run was killed during "
         "its save)"]
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "d" / "model.safetensors").read_bytes()
+
+
+def test_pairs_seen_counts_what_the_training_steps_received(tiny_model, pairs, tmp_path):
+    """12 pairs, 4 a step: 2 steps see 8 pairs (not the batch accelerate fetches ahead), 2 epochs see each pair
+    twice, and a run resumed from a checkpoint counts the pairs seen before it too."""
+    two_steps, _ = train_reward_model(str(tiny_model), pairs, config(max_steps=2, save_steps=2), 0,
+                                      str(tmp_path / "a"), str(tmp_path / "work"))
+    assert (two_steps["pairs_seen"], two_steps["distinct_pairs_seen"]) == (8, 8)
+    resumed, _ = train_reward_model(str(tiny_model), pairs, config(max_steps=4, save_steps=2), 0,
+                                    str(tmp_path / "b"), str(tmp_path / "work"))
+    assert resumed["resumed_from"] == "checkpoint-2" and resumed["steps"] == 4
+    assert (resumed["pairs_seen"], resumed["distinct_pairs_seen"]) == (16, 12)
+    two_epochs, _ = train_reward_model(str(tiny_model), pairs, config(epochs=2), 1, str(tmp_path / "c"),
+                                       str(tmp_path / "w2"))
+    assert (two_epochs["pairs_seen"], two_epochs["distinct_pairs_seen"], two_epochs["steps"]) == (24, 12, 6)

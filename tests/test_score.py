@@ -61,15 +61,15 @@ def test_score_reads_what_fetch_reads(tiny_reward_model, tmp_path):
 ])
 def test_score_refuses_what_is_not_a_reward_model_and_writes_nothing(tiny_model, tiny_reward_model, tmp_path, folder,
                                                                      message):
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "music").symlink_to(tiny_reward_model)
+    (tmp_path / "models" / "music").mkdir(parents=True)
+    (tmp_path / "models" / "music" / "seed-0").symlink_to(tiny_reward_model)
     (tmp_path / "in.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
                                                                 {"role": "assistant", "content": "Yo"}]}) + "\n")
     target = folder(tmp_path / "models", tiny_model)
     result = subprocess.run([sys.executable, "-m", "music_rm", "score", str(target), str(tmp_path / "in.jsonl"),
                              "--out", str(tmp_path / "out.jsonl")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == f"Error: {target}: {message}" + (
-        " (train one with the train stage)" if "score head" in message else ", e.g. models/rm/music")
+        " (train one with the train stage)" if "score head" in message else ", e.g. models/rm/music/seed-0")
     assert not (tmp_path / "out.jsonl").exists()
 
 

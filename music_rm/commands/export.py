@@ -1,7 +1,7 @@
 """Export a trained reward model: a folder ready for `push_to_hub`, or pushed when asked and a token is set.
 
-    music-rm export models/rm/music exports/music                         # weights, tokenizer, card with eval numbers
-    HF_TOKEN=... music-rm export models/rm/music exports/music --push-to-hub you/music-rm-smollm2
+    music-rm export models/rm/music/seed-0 exports/music                  # weights, tokenizer, card with eval numbers
+    HF_TOKEN=... music-rm export models/rm/music/seed-0 exports/music --push-to-hub you/music-rm-smollm2
 
 The folder loads with plain transformers (AutoModelForSequenceClassification, AutoTokenizer). Its README.md is
 the model card the train stage wrote, with the evaluation numbers of `--metrics` added (data/eval/metrics.json,
@@ -16,6 +16,7 @@ import click
 from ..core.cli import clean_errors
 from ..core.errors import InputError, StageFailure
 from ..core.io import atomic_path, read_json
+from ..core.paths import model_identity
 from ..evaluation.stats import cell, markdown_table
 from ..reward.card import EVALUATION_POINTER, share_hint
 from ..reward.model import CARD_FILE, check_reward_model
@@ -24,14 +25,20 @@ FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_c
          "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model", CARD_FILE, "README.md")
 
 
-def evaluation_section(metrics: dict, variant: str, source: str) -> str | None:
-    """The variant's held-out accuracies as a markdown table, or None when the metrics do not name it."""
+def evaluation_section(metrics: dict, variant: str, seed: int | None, source: str) -> str | None:
+    """The held-out accuracies of the variant (mean over its seeds, 95% interval over seeds and pairs) and of this
+    model's seed, as a markdown table, or None when the metrics do not name the variant."""
     suites = metrics.get(variant)
     if not suites:
         return None
-    rows = [[suite, cell(r["accuracy"], r["ci_low"], r["ci_high"], r["n"])] for suite, r in sorted(suites.items())]
-    return (f"Pairwise accuracy on held-out pairs [95% bootstrap interval] (n), from `{source}`:\n\n"
-            + markdown_table(["suite", "accuracy"], rows))
+    seeds = len(next(iter(suites.values())).get("seeds", {})) or 1
+    own = [s for s in [seed] if s is not None and str(s) in next(iter(suites.values())).get("seeds", {})]
+    rows = [[suite, cell(r["accuracy"], r["ci_low"], r["ci_high"], r["n"]),
+             *(f"{r['seeds'][str(s)]['accuracy']:.3f}" for s in own)] for suite, r in sorted(suites.items())]
+    header = ["suite", f"{variant}, mean over {seeds} seed{'s' if seeds > 1 else ''}",
+              *(f"this model (seed {s})" for s in own)]
+    return (f"Pairwise accuracy on held-out pairs [95% bootstrap interval over seeds and pairs] (n), from "
+            f"`{source}`:\n\n" + markdown_table(header, rows))
 
 
 def export(model_dir: Path, out: Path, metrics_path: Path | None) -> None:
@@ -42,7 +49,7 @@ def export(model_dir: Path, out: Path, metrics_path: Path | None) -> None:
             if path.name in FILES or path.suffix == ".safetensors" or path.name == "model.safetensors.index.json":
                 shutil.copy2(path, tmp / path.name)
         card = (tmp / "README.md").read_text(encoding="utf-8") if (tmp / "README.md").is_file() else ""
-        section = evaluation_section(read_json(metrics_path), model_dir.name, str(metrics_path)) \
+        section = evaluation_section(read_json(metrics_path), *model_identity(model_dir), str(metrics_path)) \
             if metrics_path and metrics_path.is_file() else None
         if card and section and EVALUATION_POINTER in card:
             (tmp / "README.md").write_text(card.replace(EVALUATION_POINTER, section, 1), encoding="utf-8")
@@ -64,7 +71,7 @@ def main(model_dir, out, metrics_path, repo_id, private):
     export(model_dir, out, metrics_path)
     click.echo(f"export: {model_dir} → {out}")
     if not repo_id:
-        click.echo(f"  {share_hint(model_dir.name)}")
+        click.echo(f"  {share_hint(model_identity(model_dir)[0])}")
     if repo_id:
         from huggingface_hub import HfApi
 

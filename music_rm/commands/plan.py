@@ -166,6 +166,11 @@ def main(params_path, accelerate_config, model_config, gpu_memory_gib, gpus, sha
     click.echo(f"host RAM per process while loading: {host_ram_gib(arch.parameters, processes, zero3_init, shard_gib):.2f} "
                f"GiB ({'ZeRO-3 sharded initialisation, bf16' if zero3_init else 'the whole model in fp32'})")
 
+    models = len(train.variants) * len(train.seeds)
+    click.echo(f"train: {len(train.variants)} variant(s) × {len(train.seeds)} seed(s) (train.seeds) = {models} models, "
+               "one train@<variant>-<seed> stage each, trained one after another; eval scores every one, the other "
+               "suites the first seed's")
+
     sim = params.simulate
     counts = [n for n in (sim.train_prompts, sim.test_prompts) if isinstance(n, int)]
     if len(counts) == 2 and prompt_tokens:

@@ -1,6 +1,6 @@
 """Score conversations with a trained reward model.
 
-    music-rm score models/rm/music pairs.jsonl --out scores.jsonl
+    music-rm score models/rm/music/seed-0 pairs.jsonl --out scores.jsonl
 
 The input is any file fetch reads (.jsonl, .json, .parquet, each optionally .gz). Each row holds either
 `messages` (one conversation, a list of {"role", "content"}) or a preference pair in any format fetch reads

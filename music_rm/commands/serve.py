@@ -1,9 +1,9 @@
 """Serve a trained reward model with vLLM's pooling runner, for PPO/GRPO loops that ask for rewards over HTTP.
 
-    music-rm serve models/rm/music --python .venv-vllm/bin/python --port 8000 [-- more vLLM options]
+    music-rm serve models/rm/music/seed-0 --python .venv-vllm/bin/python --port 8000 [-- more vLLM options]
 
 Runs vLLM's OpenAI-compatible server (the command printed first) in place of this process. POST /pooling
-{"model": "models/rm/music", "messages": [...]} then answers the raw reward `music-rm score` gives, at the same
+{"model": "models/rm/music/seed-0", "messages": [...]} then answers the raw reward `music-rm score` gives, at the same
 dtype (music_rm/reward/serve.py says how). Options after `--` go to vLLM (e.g. --data-parallel-size 8).
 """
 import os

@@ -27,7 +27,7 @@ HELP = {"help_option_names": ["-h", "--help"]}
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              help="The params file (every stage reads it whole and checks every key).")
 models_option = click.option("--models", default=paths.REWARD_MODELS, show_default=True,
-                             type=click.Path(path_type=Path), help="Parent folder of the trained reward models (one folder per variant).")
+                             type=click.Path(path_type=Path), help="Parent folder of the trained reward models (<variant>/seed-<seed>).")
 
 
 def logged(fn):

@@ -145,7 +145,6 @@ class SimulateParams(GenerationParams):
 class ContrastParams(Section):
     turns: PositiveInt = Field(
         description="K: both branches cut after K assistant turns (1: the classic last-turn contrast); the K trained")
-    seed: int = Field(description="Draws the volume-matched control (original pairs resampled to the MUSIC set's size)")
     min_relatedness: Annotated[float, Field(ge=0, le=1)] = Field(
         description="Keep only the train trees whose every hidden instruction up to turn K shares at least this "
                     "share of content words with the user message it replaced (Jaccard, as simulate's summary "
@@ -153,7 +152,6 @@ class ContrastParams(Section):
 
 
 class TrainConfig(Section):
-    seed: int = Field(description="Seed of initialisation, shuffling and dropout")
     max_length: PositiveInt = Field(description="Most tokens of a pair's conversation (see `truncation`)")
     epochs: Annotated[float, Field(gt=0)] = Field(description="Passes over the pairs")
     max_steps: PositiveInt | None = Field(
@@ -196,18 +194,25 @@ class TrainConfig(Section):
 
 
 class Variant(Section):
-    pairs: str = Field(description="The variant's training pairs file")
+    pairs: str = Field(
+        description="The variant's training pairs: a file every seed trains on, or a folder of per-seed files "
+                    "seed-<s>.jsonl (each training seed trains on its own, e.g. the volume-matched control's draws)")
 
 
 class TrainParams(Section):
     accelerate_config: str = Field(description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
     config: TrainConfig = Field(description="Training, shared by every variant")
     variants: Annotated[dict[str, Variant], Field(min_length=1)] = Field(
-        description="Name: its training pairs; one train@<name> stage and reward model (models/rm/<name>) each")
+        description="Name: its training pairs; one train@<name>-<seed> stage and reward model "
+                    "(models/rm/<name>/seed-<seed>) per training seed")
     main_process_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         description="accelerate's main process port for multi-process training; 0: a free one, picked when the training"
                     " starts, so two trainings on one node do not collide; multi-node: a fixed port, the same on every"
                     " node")
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(
+        description="Training seeds: each seeds initialisation, shuffling and dropout of one model per variant "
+                    "(train@<variant>-<seed>), and the volume-matched control's draw; eval reports the mean over "
+                    "seeds; judge, best_of_n, mt_bench and reward_bench score the first seed's models")
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
@@ -342,7 +347,7 @@ class Params(Section):
     fetch: FetchParams = Field(description="Preference data in: stage fetch")
     simulate: SimulateParams = Field(description="MUSIC trees: stage simulate")
     contrast: ContrastParams = Field(description="Pairs cut from the trees: stage contrast")
-    train: TrainParams = Field(description="Reward models: stages train@<variant>")
+    train: TrainParams = Field(description="Reward models: stages pairs@<variant> and train@<variant>-<seed>")
     eval: EvalParams = Field(description="Held-out evaluation: stage eval")
     judge: JudgeParams = Field(description="The LLM judge: stages judge@<set>; also best_of_n's judge")
     mt_bench: MTBenchParams = Field(description="Agreement with MT-Bench human experts: stages mt_bench@<source>")
@@ -352,7 +357,9 @@ class Params(Section):
 
     @model_validator(mode="after")
     def cross_section_rules(self):
-        """Every rule that ties one section to another."""
+        """Every rule that ties one section to another (and train.seeds' uniqueness, a rule on a whole list)."""
+        if len(set(self.train.seeds)) != len(self.train.seeds):
+            raise ValueError(f"train.seeds: each seed at most once, got {self.train.seeds}")
         if self.contrast.turns > self.simulate.turns:
             raise ValueError(f"contrast.turns: {self.contrast.turns} is more than the {self.simulate.turns} turns "
                              "simulated (simulate.turns)")

@@ -17,10 +17,36 @@ def cache_root() -> Path:
 # The pipeline's folders, named once: the stage scripts' path options default to them, and
 # tests/test_dvc_deps.py checks that each default is one of its stage's deps or outs in dvc.yaml.
 BASE_MODEL = "models/base"
-REWARD_MODELS = "models/rm"            # one folder per variant
+REWARD_MODELS = "models/rm"            # <variant>/seed-<seed>: one folder per variant and training seed
 BASE_MODEL_REPORTS = "data/base_model"
 FETCH = "data/fetch"
 SIMULATE = "data/simulate"
 CONTRAST = "data/contrast"
-TRAIN_REPORTS = "data/train"           # one folder per variant: metrics.json, curve.csv
+TRAIN_REPORTS = "data/train"           # <variant>/seed-<seed>: metrics.json, curve.csv; <variant>/pairs: see below
 EVAL = "data/eval"                     # and the judge, best_of_n, mt_bench, reward_bench folders in it
+VOLUME_MATCHED = f"{CONTRAST}/volume_matched"   # seed-<seed>.jsonl: the control's draw for each training seed
+PAIRS_MANIFESTS = "pairs"              # data/train/<variant>/pairs/seed-<seed>.json: what each model trains on
+
+
+def seed_name(seed: int) -> str:
+    """The folder (or file stem) of one training seed: seed-<seed>."""
+    return f"seed-{seed}"
+
+
+def reward_model(models: str | os.PathLike, variant: str, seed: int) -> Path:
+    """The trained model of (variant, seed) under the parent folder `models` (models/rm by default)."""
+    return Path(models) / variant / seed_name(seed)
+
+
+def train_reports(reports: str | os.PathLike, variant: str, seed: int) -> Path:
+    """The folder of (variant, seed)'s metrics.json, curve.csv and environment.json under `reports`."""
+    return Path(reports) / variant / seed_name(seed)
+
+
+def model_identity(model_dir: str | os.PathLike) -> tuple[str, int | None]:
+    """(variant, seed) of a trained model folder <variant>/seed-<seed>; (folder name, None) for any other folder."""
+    path = Path(model_dir)
+    prefix = seed_name(0)[:-1]
+    if path.name.startswith(prefix) and path.name[len(prefix):].isdigit():
+        return path.parent.name, int(path.name[len(prefix):])
+    return path.name, None

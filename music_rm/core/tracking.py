@@ -35,7 +35,7 @@ HOST_TAG, PID_TAG = "music.host", "music.pid"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # What a parent run carries from its stages (the rest stays on the stage runs): the numbers two experiments
 # are compared by. Patterns on `<stage>.<metric>` names.
-HEADLINE = (r"eval\.[^.]+\.[^.]+\.accuracy", r"train_[^.]+\.(final_loss|mean_loss|pairs_used|steps)",
+HEADLINE = (r"eval\.[^.]+\.[^.]+\.accuracy", r"train_[^.]+\.(final_loss|mean_loss|pairs_used|pairs_seen|steps)",
             r"fetch\.(rows_kept|train|test)", r"simulate\.(trees|dropped)", r"contrast\.pairs_(train|test)",
             r"judge_[^.]+\.(judge_vs_label\.accuracy|inconsistency_rate)", r"best_of_n_[^.]+\.win_rates\..+\.win_rate",
             r"mt_bench_[^.]+\.reward_models\.[^.]+\.turn[12]\.accuracy",
@@ -118,7 +118,7 @@ def mlflow_params(params: dict) -> dict:
 
 def input_hashes(paths) -> dict:
     """{path: content hash} of a stage's inputs: a file's md5 (as DVC computes it), or for a folder the
-    hashes dvc.lock records for the stage outputs in it (models/rm holds one per variant)."""
+    hashes dvc.lock records for the stage outputs in it (models/rm holds one per variant and training seed)."""
     lock = Path("dvc.lock")
     outs = {}
     if lock.is_file():

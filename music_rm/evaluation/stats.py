@@ -42,7 +42,7 @@ def paired_difference(a, b, resamples: int, seed: int) -> dict:
     return {"difference": round(float(np.mean(a - b)), 6), "ci_low": low, "ci_high": high, "n": int(a.size)}
 
 
-def seeded_bootstrap(a, b=None, clusters=None, resamples: int = 1000, seed: int = 0) -> dict:
+def seeded_bootstrap(a, b=None, clusters=None, *, resamples: int, seed: int) -> dict:
     """{estimate, ci_low, ci_high, n, seeds}: the mean of `a` (minus the mean of `b`, when given) with a 95%
     percentile-bootstrap interval that includes seed variation and item variation.
 

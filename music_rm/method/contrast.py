@@ -7,7 +7,8 @@ Lengths are counted here with the length rule training follows (data/lengths.py)
 template: per K, how many MUSIC train pairs fit `train.config.max_length` (some by losing their oldest shared
 exchanges) and how many training will drop; the volume-matched control adds as many original pairs as there are
 MUSIC pairs that will train, drawn among the original pairs that will train themselves, so the control trains on
-as many pairs as the MUSIC variant does.
+as many pairs as the MUSIC variant does. The draw is made once per training seed (train.seeds), seeded by it, so
+the control's seeds vary its extra pairs as the MUSIC variant's seeds vary its initialisation and order.
 
 Harder contrast (`contrast.min_relatedness`): a train tree is kept when every hidden instruction of its pair at
 K (turns 1..K) shares at least that share of content words with the user message it replaced (simulate's
@@ -87,13 +88,14 @@ def length_outcome(tokenizer, max_length: int, truncation: str) -> Callable[[dic
     return outcome
 
 
-def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int, outcome: Callable[[dict], str],
-             min_relatedness: float) -> tuple[dict[str, list[dict]], dict]:
-    """(sets, length counts). Sets: the MUSIC train and test pairs at K = `k`, the train set that adds them to
-    the original pairs, its volume-matched control, and the held-out pairs at every K the trees allow
+def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], outcome: Callable[[dict], str],
+             min_relatedness: float) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
+    """(sets, volume-matched draws, length counts). Sets: the MUSIC train and test pairs at K = `k`, the train set
+    that adds them to the original pairs, and the held-out pairs at every K the trees allow
     (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts, by `outcome` (a pair's fate in
-    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs; and the
-    train trees kept and dropped by `min_relatedness` (`relatedness`)."""
+    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs. Draws:
+    {seed: the volume-matched control drawn with that seed} for each training seed. Counts also the train trees
+    kept and dropped by `min_relatedness` (`relatedness`)."""
     pairs_from_trees(trees, k)  # K checked against every tree, the dropped ones too
     train_all = sum(t["split"] == "train" for t in trees)
     trees = [t for t in trees if t["split"] != "train" or tree_relatedness(t, k) >= min_relatedness]
@@ -113,14 +115,14 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seed: int, o
     trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
     pool = [p for p, fate in zip(original_train, original) if fate != "dropped"]
     sets = {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
-            "train_volume_matched": volume_matched(original_train, trained_music, seed, pool),
             "test_by_k": [p for kk in range(1, turns + 1) for p in pairs_from_trees(test_trees, kk)]}
-    return sets, counts
+    return sets, {seed: volume_matched(original_train, trained_music, seed, pool) for seed in seeds}, counts
 
 
-def contrast(original_train: list[dict], trees: list[dict], k: int, seed: int, base_model: str, max_length: int,
-             truncation: str, min_relatedness: float) -> tuple[dict[str, list[dict]], dict]:
+def contrast(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], base_model: str,
+             max_length: int, truncation: str, min_relatedness: float
+             ) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
     """`assemble` with the lengths counted through the base model's chat template, as training will count them
     (train.config.max_length and truncation)."""
-    return assemble(original_train, trees, k, seed, length_outcome(load_tokenizer(base_model), max_length, truncation),
+    return assemble(original_train, trees, k, seeds, length_outcome(load_tokenizer(base_model), max_length, truncation),
                     min_relatedness)

@@ -88,7 +88,10 @@ def model_card(variant: str, provenance: dict, data: dict, summary: dict, config
         f"- {summary['pairs_used']} of {summary['pairs']} pairs used ({summary['pairs_truncated']} truncated, "
         f"{summary['pairs_dropped_too_long']} dropped: longer than {summary['max_length']} tokens; "
         f"truncation `{summary['truncation']}`), {summary['steps']} optimizer steps on {summary['world_size']} "
-        f"process(es), final loss {summary['final_loss']:.4f}",
+        f"process(es), final loss {summary['final_loss']:.4f}"
+        + (f"; training seed {summary['seed']}" if "seed" in summary else "")
+        + (f"; the trainer saw {summary['pairs_seen']} pairs ({summary['distinct_pairs_seen']} distinct)"
+           if "pairs_seen" in summary else ""),
         f"- Attention: `{card.get('attn_implementation')}` (recorded in reward_model.json and used when it is loaded)",
         "", "<details><summary>train.config</summary>", "", "```yaml",
         yaml.safe_dump(config, sort_keys=True).rstrip(), "```", "", "</details>", "",

@@ -1,4 +1,4 @@
-"""A reward model's training curve, data/train/<variant>/curve.csv: written by the train stage, read by the eval
+"""A reward model's training curve, data/train/<variant>/seed-<seed>/curve.csv: written by the train stage, read by the eval
 stage's plot and by DVC (`dvc plots`). One row per logged step; a value a step did not log is an empty cell."""
 import csv
 

@@ -115,7 +115,7 @@ def check_reward_model(model_dir: str) -> None:
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
         raise InputError(model_dir, None, None, "not a model folder (no config.json); name one model's folder, "
-                                                "e.g. models/rm/music")
+                                                "e.g. models/rm/music/seed-0")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if not any(next(Path(model_dir).glob(pattern), None) for pattern in WEIGHTS):
         raise InputError(model_dir, None, None, f"no weights beside config.json (none of {', '.join(WEIGHTS)}); "

@@ -7,7 +7,9 @@ keeping a leading system message, the last shared user message and every contras
 after the part both conversations share), and drops the pair only when that is not enough: the length
 rule of data/lengths.py, which scoring and the contrast stage's counts share. Batches
 are grouped by length (`group_by_length`) so less of each batch is padding; the padding fraction of
-the batches actually trained on is reported.
+the batches actually trained on is reported. The pairs the trainer trains on are counted as its
+training steps receive them (`pairs_seen`, and `distinct_pairs_seen` of the `pairs_used`), not
+computed from the file and the step count; a resumed run carries the count over in its checkpoint.
 """
 import contextlib
 import dataclasses
@@ -17,6 +19,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..core.errors import ParamsError
@@ -43,6 +46,47 @@ REWARD_STATS_PAIRS = 256  # training pairs whose rewards are summarised at the e
 # Written into a checkpoint folder once every process has saved its part: a folder without it was being saved
 # when the run was killed, and resuming from it would load half a checkpoint.
 CHECKPOINT_COMPLETE = "checkpoint_complete"
+PAIRS_SEEN_FILE = "pairs_seen.json"  # in each checkpoint: how often each training row was trained on so far
+
+
+class PairsSeen:
+    """How often each training row reaches a training step: the collator adds each example's row number to its
+    batch, and the trainer's `training_step`, wrapped, takes it out (the model must not see it) and counts it.
+    Batches collated but never trained on (accelerate fetches one batch ahead) are not counted."""
+
+    def __init__(self, trainer, rows: int):
+        self.counts = np.zeros(rows, dtype=np.int64)
+        collate, step = trainer.data_collator, trainer.training_step
+
+        def collate_with_rows(examples):
+            batch = collate(examples)
+            batch["row"] = torch.tensor([e["row"] for e in examples])
+            return batch
+
+        def counted_step(model, inputs, *args, **kwargs):
+            np.add.at(self.counts, inputs.pop("row").cpu().numpy(), 1)
+            return step(model, inputs, *args, **kwargs)
+
+        trainer.data_collator, trainer.training_step = collate_with_rows, counted_step
+
+    def total(self) -> np.ndarray:
+        """The counts summed over every process (a collective call: every process makes it)."""
+        from accelerate.utils import gather_object
+
+        return np.sum(gather_object([self.counts]), axis=0)
+
+    def load(self, checkpoint: str) -> None:
+        """Continue from a checkpoint's counts (kept by the main process only, so the sum over processes holds
+        them once)."""
+        from accelerate import PartialState
+
+        path = Path(checkpoint) / PAIRS_SEEN_FILE
+        if PartialState().is_main_process and path.is_file():
+            self.counts += np.asarray(json.loads(path.read_text(encoding="utf-8")), dtype=np.int64)
+
+    def summary(self) -> dict:
+        total = self.total()
+        return {"pairs_seen": int(total.sum()), "distinct_pairs_seen": int((total > 0).sum())}
 
 
 def padding_fraction(trainer) -> float:
@@ -78,17 +122,21 @@ def checkpointing_argument(config_class) -> str:
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
-def checkpoint_marker():
-    """A callback that writes CHECKPOINT_COMPLETE into each checkpoint after every process has saved it."""
+def checkpoint_marker(seen: PairsSeen | None = None):
+    """A callback that writes CHECKPOINT_COMPLETE into each checkpoint after every process has saved it, and with
+    `seen` the pairs counted so far (PAIRS_SEEN_FILE) before it."""
     from accelerate import PartialState
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     class MarkComplete(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
+            counts = seen.total() if seen is not None else None
             PartialState().wait_for_everyone()
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+                if counts is not None:
+                    (folder / PAIRS_SEEN_FILE).write_text(json.dumps(counts.tolist()), encoding="utf-8")
                 (folder / CHECKPOINT_COMPLETE).write_text(f"{state.global_step}\n", encoding="utf-8")
 
     return MarkComplete()
@@ -114,9 +162,9 @@ def last_complete_checkpoint(work_dir: str) -> str | None:
     return None
 
 
-def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: str, callbacks=()):
-    """(a RewardTrainer ready to train from `base_dir` on `pairs`, the data summary). `work_dir` receives
-    checkpoints when `cfg.save_steps` is set."""
+def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, seed: int, work_dir: str, callbacks=()):
+    """(a RewardTrainer ready to train from `base_dir` on `pairs` with the training seed `seed`, the data
+    summary). `work_dir` receives checkpoints when `cfg.save_steps` is set."""
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
@@ -143,8 +191,8 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
         use_cpu=not torch.cuda.is_available(),
         **{checkpointing_argument(RewardConfig): cfg.gradient_checkpointing},
         max_length=cfg.max_length,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        seed=seed,
+        data_seed=seed,
         logging_steps=cfg.logging_steps,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length",
@@ -157,12 +205,13 @@ def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, work_dir: 
     )
     log.info("%d of %d pairs fit %d tokens (%d truncated); loading %s", data_summary["pairs_used"], len(pairs),
              cfg.max_length, data_summary["pairs_truncated"], base_dir)
-    set_seed(cfg.seed)  # the score head is initialised at random when the model loads
+    set_seed(seed)  # the score head is initialised at random when the model loads
     model = AutoModelForSequenceClassification.from_pretrained(
         base_dir, num_labels=1, dtype=load_dtype(cfg), attn_implementation=cfg.attn_implementation)
     model.config.pad_token_id = tokenizer.pad_token_id
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                            processing_class=tokenizer, callbacks=[*callbacks, checkpoint_marker()],
+    trainer = RewardTrainer(model=model, args=args,
+                            train_dataset=Dataset.from_list([{**r, "row": i} for i, r in enumerate(rows)]),
+                            processing_class=tokenizer, callbacks=list(callbacks),
                             peft_config=lora_config(cfg) if cfg.lora_r else None)
     return trainer, data_summary
 
@@ -203,16 +252,22 @@ def save_plain(trainer, base_dir: str, cfg: TrainConfig, out_dir: str) -> None:
     trainer.processing_class.save_pretrained(out_dir)
 
 
-def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_dir: str, work_dir: str,
+def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, seed: int, out_dir: str, work_dir: str,
                        callbacks=()) -> tuple[dict, list[dict]]:
-    """Train from `base_dir` on `pairs`, save an AutoModelForSequenceClassification folder to `out_dir`.
+    """Train from `base_dir` on `pairs` with the training seed `seed` (initialisation, shuffling, dropout), save an
+    AutoModelForSequenceClassification folder to `out_dir`.
     With `cfg.save_steps`, checkpoints go to `work_dir`, and a run finds its last one there and resumes.
 
     Returns (data and training summary, curve rows per logged step)."""
-    trainer, data_summary = build_trainer(base_dir, pairs, cfg, work_dir, callbacks)
+    trainer, data_summary = build_trainer(base_dir, pairs, cfg, seed, work_dir, callbacks)
     padding = padding_fraction(trainer)
+    seen = PairsSeen(trainer, len(trainer.train_dataset))  # after padding_fraction's pass, which trains nothing
+    trainer.add_callback(checkpoint_marker(seen))
     last = last_complete_checkpoint(work_dir) if cfg.save_steps and Path(work_dir).is_dir() else None
+    if last:
+        seen.load(last)
     trainer.train(resume_from_checkpoint=last)
+    seen_summary = seen.summary()
     stats = reward_stats(trainer, cfg)
     if cfg.lora_r:
         trainer.accelerator.wait_for_everyone()
@@ -233,7 +288,7 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, out_d
                # only the steps run since
                "mean_loss": sum(r["loss"] for r in curve) / len(curve) if curve else None,
                "world_size": trainer.args.world_size,
-               "padding_fraction": padding}
+               "padding_fraction": padding, "seed": seed, **seen_summary}
     if last:  # not part of the stage's DVC metrics: a resumed run must write what an uninterrupted one writes
         summary["resumed_from"] = Path(last).name
     return summary, curve

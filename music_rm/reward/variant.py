@@ -1,5 +1,6 @@
-"""One variant's reward model as the train stage makes it: staged outputs, an MLflow run, resumable checkpoints,
-the trained folder with its model card, metrics.json and curve.csv (stages/train.py is its command line)."""
+"""One (variant, seed) reward model as the train stage makes it: staged outputs, an MLflow run, resumable
+checkpoints, the trained folder with its model card, metrics.json and curve.csv (stages/train.py is its command
+line); it trains on the pairs its manifest names (reward/pairs.py)."""
 import contextlib
 import hashlib
 import json
@@ -8,15 +9,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..core.errors import ParamsError
 from ..core.io import file_digest, read_json, readable_files, write_json, write_text
 from ..core.outputs import committed_outputs
 from ..core.params import Params
-from ..core.paths import cache_root
+from ..core.paths import cache_root, seed_name
 from ..core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
 from ..data.conversation import read_pairs
 from .card import artifact_name, model_card, share_hint, training_data
 from .curve import write_curve
 from .model import read_card
+from .pairs import manifest_pairs
 from .train import train_reward_model
 
 
@@ -29,55 +32,62 @@ def checkpoint_folder(run_params: dict, model: Path, pairs: str, variant: str, p
     return cache_root() / "checkpoints" / f"{variant}-{run_key}"
 
 
-def train_variant(params: Params, variant: str, model: Path, out: Path, reports: Path, state) -> str | None:
-    """Train `variant` from the base model folder `model` into `out`/<variant>, with its metrics.json and
-    curve.csv in `reports`/<variant>; `state` is accelerate's PartialState. Returns the stage's summary line on
-    the main process (None on the others)."""
+def train_variant(params: Params, variant: str, seed: int, model: Path, out: Path, reports: Path,
+                  state) -> str | None:
+    """Train (variant, seed) from the base model folder `model` into `out`/<variant>/seed-<seed>, with its
+    metrics.json and curve.csv in `reports`/<variant>/seed-<seed>, on the pairs its manifest names; `state` is
+    accelerate's PartialState. Returns the stage's summary line on the main process (None on the others)."""
     p = params.train
     v = p.variant(variant)
-    out_dir, partial = out / variant, out / f".{variant}.partial"
+    if seed not in p.seeds:
+        raise ParamsError(f"train.seeds: {seed} is not one of {p.seeds}")
+    pairs_file = manifest_pairs(reports, variant, seed)
+    entry, name = seed_name(seed), f"train@{variant}-{seed}"  # the DVC stage and its MLflow run
+    out_dir, partial = out / variant / entry, out / variant / f".{entry}.partial"
     run_params = {"train": {"config": p.config.model_dump(mode="json"), "variant": v.model_dump(mode="json"),
-                            "accelerate_config": p.accelerate_config}}
+                            "seed": seed, "pairs": pairs_file, "accelerate_config": p.accelerate_config}}
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
     state.wait_for_everyone()
-    checkpoints = checkpoint_folder(run_params, model, v.pairs, variant, state.num_processes)
+    checkpoints = checkpoint_folder(run_params, model, pairs_file, f"{variant}-{entry}", state.num_processes)
     main = state.is_main_process
-    outputs = committed_outputs(out, reports) if main else contextlib.nullcontext((out, reports))
+    folders = (out / variant, reports / variant)
+    outputs = committed_outputs(*folders) if main else contextlib.nullcontext(folders)
     with outputs as (staged_models, staged_reports), \
-         (stage_run(f"train@{variant}", params, run_params, inputs=[model, v.pairs],
-                    environment_file=staged_reports / variant / "environment.json")
+         (stage_run(name, params, run_params, inputs=[model, pairs_file],
+                    environment_file=staged_reports / entry / "environment.json")
           if main else contextlib.nullcontext()) as mlflow, \
          (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps
           else tempfile.TemporaryDirectory()) as work_dir:
-        pairs = read_pairs(v.pairs)
-        summary, curve = train_reward_model(str(model), pairs, p.config, str(partial), work_dir,
+        pairs = read_pairs(pairs_file)
+        summary, curve = train_reward_model(str(model), pairs, p.config, seed, str(partial), work_dir,
                                             callbacks=[trainer_callback(mlflow)] if mlflow else [])
         resumed_from = summary.pop("resumed_from", None)
         state.wait_for_everyone()
         if not main:
             return None
         provenance = read_json(model / "provenance.json") if (model / "provenance.json").is_file() else {}
-        write_text(partial / "README.md", model_card(variant, provenance, input_hashes([v.pairs]), summary,
+        write_text(partial / "README.md", model_card(variant, provenance, input_hashes([pairs_file]), summary,
                                                      p.config.model_dump(mode="json"), read_card(str(partial)),
                                                      training_data(pairs)))
         readable_files(partial)
-        os.replace(partial, staged_models / variant)
-        write_json(staged_reports / variant / "metrics.json", summary)
-        write_curve(staged_reports / variant / "curve.csv", curve)
+        os.replace(partial, staged_models / entry)
+        write_json(staged_reports / entry / "metrics.json", summary)
+        write_curve(staged_reports / entry / "curve.csv", curve)
         mlflow.log_metrics(numeric(summary))
-        mlflow.log_artifact(str(staged_reports / variant / "curve.csv"))
-        mlflow.log_artifact(str(staged_models / variant / "README.md"))  # the model card
+        mlflow.log_artifact(str(staged_reports / entry / "curve.csv"))
+        mlflow.log_artifact(str(staged_models / entry / "README.md"))  # the model card
         if resumed_from:
             mlflow.set_tag("resumed_from", resumed_from)
         # the model by reference: its path and weights hash, not a copy in the MLflow store
-        weights = file_digest(staged_models / variant / "model.safetensors")
+        weights = file_digest(staged_models / entry / "model.safetensors")
         mlflow.set_tags({"model.path": out_dir.as_posix(), "model.sha256": weights})
         log_model_reference(mlflow, artifact_name(variant), out_dir.as_posix(), weights)
     shutil.rmtree(checkpoints, ignore_errors=True)  # once the model is in place
-    resumed = f"train@{variant}: resumed from {checkpoints / resumed_from}\n" if resumed_from else ""
-    return (f"{resumed}train@{variant}: {summary['pairs_used']}/{summary['pairs']} pairs "
+    resumed = f"{name}: resumed from {checkpoints / resumed_from}\n" if resumed_from else ""
+    return (f"{resumed}{name}: {summary['pairs_used']}/{summary['pairs']} pairs "
             f"({summary['pairs_truncated']} truncated, {summary['pairs_dropped_too_long']} dropped: "
             f"longer than {summary['max_length']} tokens), padding {summary['padding_fraction']:.1%}, "
-            f"{summary['steps']} steps on {summary['world_size']} process(es), "
+            f"{summary['steps']} steps on {summary['world_size']} process(es) saw {summary['pairs_seen']} pairs "
+            f"({summary['distinct_pairs_seen']} distinct), "
             f"final loss {summary['final_loss']:.4f} → {out_dir}\n  {share_hint(variant)}")
