@@ -42,7 +42,8 @@ repro: setup
 	@cat data/eval/report.md
 
 test: $(VENV)/.test-deps $(VLLM_VENV)/.ready test-gpu-lock
-	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python python -m pytest -v --durations=10
+	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python MUSIC_REHEARSAL=1 \
+		python -m pytest -v --durations=10
 
 # The GPU environment, resolved (docs/gpu.md): the `gpu` extra with the project's dependencies, for Linux x86_64
 # and Python 3.11, from PyPI's metadata (no wheel is downloaded). Rerun after changing a dependency.

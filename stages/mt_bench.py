@@ -32,7 +32,7 @@ def main(source, params_path, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json") as mlflow:
-        votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4)
+        votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4, p.limit, p.seed)
         results, rewards = {}, {}
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)

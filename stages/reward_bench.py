@@ -10,7 +10,7 @@ from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.evaluation.records import write_records
-from music_rm.evaluation.reward_bench import (by_subset, differences, length_margins, load_hub, load_local, records,
+from music_rm.evaluation.reward_bench import (by_subset, differences, draw, length_margins, load_hub, load_local, records,
                                               scores, subset_counts, table)
 from music_rm.reward.model import load_reward_model
 
@@ -43,6 +43,7 @@ def main(file_name, hub_name, params_path, models, out):
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
+        pairs = draw(pairs, p.limit, p.seed)
         pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
         results, margins = {}, {}
         for variant in params.train.variants:

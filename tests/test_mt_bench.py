@@ -9,7 +9,8 @@ from music_rm.reward.model import load_reward_model
 @pytest.fixture(scope="module")
 def mt_bench(shared):
     return load(shared / "mt_bench" / "question.jsonl", shared / "mt_bench" / "model_answer",
-                shared / "mt_bench_human_judgments" / "human.jsonl", shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl")
+                shared / "mt_bench_human_judgments" / "human.jsonl", shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl",
+                None, 0)
 
 
 def test_votes_and_conversations_are_rebuilt(mt_bench):
@@ -46,7 +47,7 @@ def test_a_missing_answer_file_is_named(shared, tmp_path):
     (tmp_path / "gpt-4.jsonl").write_text("")
     with pytest.raises(InputError, match="no answers for model"):
         load(shared / "mt_bench" / "question.jsonl", tmp_path, shared / "mt_bench_human_judgments" / "human.jsonl",
-             shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl")
+             shared / "mt_bench_human_judgments" / "gpt4_pair.jsonl", None, 0)
 
 
 def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, tmp_path):

@@ -27,7 +27,7 @@ SWAPPED = {
                                                   "judge.openai.api_key_env"],
     "counts": ["fetch.limit", "fetch.test_fraction", "simulate.train_prompts", "simulate.test_prompts",
                "simulate.openai.concurrency", "train.config.max_steps", "train.config.global_batch_size",
-               "best_of_n.n"],
+               "best_of_n.n", "mt_bench.limit", "reward_bench.limit"],
     "sizes": ["simulate.assistant.max_new_tokens", "simulate.user.max_new_tokens",
               "simulate.rewriter.max_new_tokens", "simulate.vllm.gpu_memory_utilization",
               "simulate.vllm.data_parallel_size", "judge.sampling.max_new_tokens", "best_of_n.policy.max_new_tokens",
@@ -71,8 +71,7 @@ def test_the_rehearsal_differs_from_the_paper_profile_only_in_the_swapped_keys()
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not os.environ.get("MUSIC_REHEARSAL"), reason=(
-    "set MUSIC_REHEARSAL=1: not in make test until a full run is timed (one here was in eval after 20 min)"))
+@pytest.mark.skipif(not os.environ.get("MUSIC_REHEARSAL"), reason="set MUSIC_REHEARSAL=1 (`make test` does)")
 def test_dvc_repro_of_the_rehearsal_in_a_clean_clone_runs_every_stage(tmp_path, monkeypatch, report):
     python = vllm_python()
     if not (SHARED / "data").is_dir():

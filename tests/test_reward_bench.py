@@ -147,6 +147,16 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     assert "RewardBench score" in (tmp_path / "out" / "rb" / "report.md").read_text()
 
 
+def test_a_limit_draws_pairs_with_the_seed_in_their_order():
+    from music_rm.evaluation.reward_bench import draw
+
+    pairs = [{"source_id": i} for i in range(50)]
+    drawn = draw(pairs, 10, 0)
+    assert len(drawn) == 10 and drawn == sorted(drawn, key=lambda p: p["source_id"])
+    assert draw(pairs, 10, 0) == drawn != draw(pairs, 10, 1)
+    assert draw(pairs, None, 0) == pairs == draw(pairs, 60, 0)
+
+
 def test_the_stage_script_needs_exactly_one_source(tmp_path):
     result = subprocess.run([sys.executable, "stages/reward_bench.py"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "one of --file NAME or --hub NAME" in result.stderr

@@ -266,6 +266,8 @@ class MTBenchParams(Section):
     seed: int = Field(description="Seed of the bootstrap")
     sources: dict[str, MTBenchSource] = Field(
         description="Name: MT-Bench files; one mt_bench@<name> stage each; none by default")
+    limit: PositiveInt | None = Field(
+        description="N questions drawn at random with `seed`, scored with their votes only (a quick run); null: all")
 
     def source(self, name: str) -> MTBenchSource:
         if name not in self.sources:
@@ -333,6 +335,9 @@ class RewardBenchParams(Section):
     hub: dict[str, RewardBenchHub] = Field(
         description="Name: a Hub source; one reward_bench_hub@<name> stage each, e.g. {reward_bench: {hf_dataset: "
                     "allenai/reward-bench, hf_revision: <commit>, hf_split: filtered}}")
+    limit: PositiveInt | None = Field(
+        description="N pairs of each source drawn at random with `seed` (a quick run; a section score needs all four"
+                    " sections); null: all")
 
     def source(self, kind: str, name: str) -> RewardBenchFile | RewardBenchHub:
         """The entry `name` of `files` (kind "file") or of `hub` (kind "hub")."""

@@ -23,6 +23,7 @@ Records (records.py), suite `mt_bench/<source>/turn<t>`, one row per vote and mo
 the reward of the answer the human preferred minus the other's; `gpt4`: +1 / 0 / -1 where GPT-4 agreed / tied /
 disagreed; `longer_answer`: the characters of the preferred answer minus the other's.
 """
+import random
 from pathlib import Path
 
 from ..core.errors import InputError
@@ -31,9 +32,15 @@ from .records import accuracy, difference
 from .stats import cell, markdown_table
 
 
-def load(questions: str, answers: str, human: str, gpt4: str) -> tuple[list[dict], dict, dict]:
-    """(human votes, GPT-4 verdicts by (question, model pair, turn), {(model, question): 4 messages})."""
+def load(questions: str, answers: str, human: str, gpt4: str, limit: int | None,
+         seed: int) -> tuple[list[dict], dict, dict]:
+    """(human votes, GPT-4 verdicts by (question, model pair, turn), {(model, question): 4 messages}); with a
+    `limit`, of that many questions drawn at random with `seed` (among those with votes)."""
     votes = [v for v in read_jsonl(human) if v["winner"] != "tie"]
+    if limit is not None:
+        drawn = set(random.Random(seed).sample(sorted({v["question_id"] for v in votes}),
+                                               min(limit, len({v["question_id"] for v in votes}))))
+        votes = [v for v in votes if v["question_id"] in drawn]
     gpt4_verdicts = {}
     for v in read_jsonl(gpt4):
         winner = {"model_a": v["model_a"], "model_b": v["model_b"]}.get(v["winner"])  # tie, tie (inconsistent): None
@@ -47,7 +54,7 @@ def load(questions: str, answers: str, human: str, gpt4: str) -> tuple[list[dict
             raise InputError(path, None, None, f"no answers for model {model!r}, which the votes name")
         for row_no, row in enumerate(read_jsonl(path), start=1):
             qid = row["question_id"]
-            if qid not in question_text:
+            if qid not in question_text or (limit is not None and qid not in drawn):
                 continue
             turns = row["choices"][0]["turns"]
             if len(turns) < 2:
