@@ -152,3 +152,17 @@ def test_a_killed_stage_takes_its_server_with_it(server):
     while tagged_processes(server.tag) and time.monotonic() < deadline:
         time.sleep(1)
     assert tagged_processes(server.tag) == []
+
+
+def test_stop_returns_once_every_process_of_the_servers_group_is_gone():
+    """A server's engines are children in its process group; SIGKILL takes a moment to finish them, and stop()
+    returns only after (the rehearsal found two engine processes alive right after stop() without this)."""
+    from music_rm.generation.vllm_server import group_members
+
+    server = VLLMServer.__new__(VLLMServer)
+    server.process = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & sleep 60 & wait"],
+                                      start_new_session=True)
+    time.sleep(0.5)
+    assert len(group_members(server.process.pid)) == 3
+    server.stop(grace_s=2)
+    assert group_members(server.process.pid) == []

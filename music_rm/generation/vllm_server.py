@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.errors import ParamsError, StageFailure
@@ -61,6 +62,19 @@ def server_command(p, model: str, trust_remote_code: bool) -> list[str]:
     if trust_remote_code:
         command += ["--trust-remote-code"]
     return command + list(v.server_args)
+
+
+def group_members(group: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(stat.parent.name))
+    return members
 
 
 class VLLMServer:
@@ -112,6 +126,10 @@ class VLLMServer:
         except ProcessLookupError:
             pass
         self.process.wait()
+        # SIGKILL is delivered, not yet done: return once the engines are gone, so that their memory is free
+        deadline = time.monotonic() + grace_s
+        while group_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def __enter__(self):
         return self
