@@ -183,8 +183,8 @@ def trees(workdir):
 
 def outputs(folder: Path) -> dict:
     """The stage's outputs in `folder` (its log beside them is no output)."""
-    return ({p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != LOG_FILE} if folder.exists()
-            else {})
+    return ({p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != LOG_FILE} if folder.exists() else {})
 
 
 @pytest.mark.parametrize("name", ["fetch", "contrast"])
