@@ -4,11 +4,13 @@ bench as a stage with `openai.start_vllm` starts and stops it.
 
     python bench/generation.py [--model models/base] [--n 64] [--batch-size 32] [--concurrency 64] \
         [--vllm-python .venv-vllm/bin/python]
-    python bench/generation.py --small    # seconds: a tiny random-init model, 4 conversations, 8 new tokens, no vLLM
+    python bench/generation.py --small    # a tiny random-init model, 4 conversations, 8 new tokens; vLLM (eager,
+                                          # about 30 s) when MUSIC_VLLM_PYTHON or --vllm-python names one
 
 Prints new tokens per second for each and their ratios, measured in this one run with one seed. The server's
 start-up is timed apart and not counted in its tokens/s.
 """
+import socket
 import sys
 import tempfile
 import time
@@ -70,14 +72,18 @@ def vllm_server_params(simulate: SimulateParams, python: str, dtype: str, concur
 @click.option("--one-at-a-time/--no-one-at-a-time", default=True, show_default=True,
               help="Also time the transformers backend one conversation at a time (the slowest run).")
 @click.option("--eager", is_flag=True, help="vLLM without compilation (starts faster, may generate slower).")
-@click.option("--small", is_flag=True, help="A tiny random-init model, 4 conversations, 8 new tokens, float32, "
-                                            "no vLLM (its start-up alone takes minutes).")
+@click.option("--small", is_flag=True, help="A tiny random-init model (head size 32, which vLLM's CPU attention"
+                                            " takes), 4 conversations, 8 new tokens, float32, vLLM eager on a free"
+                                            " port.")
 def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, memory_share, port, one_at_a_time,
          eager, small):
     work = tempfile.TemporaryDirectory()  # removed when main returns
     if small:
-        model = make_tiny_model(Path(work.name))
-        n, batch_size, max_new_tokens, dtype, vllm_python = 4, 4, 8, "float32", None
+        model = make_tiny_model(Path(work.name), hidden=64, heads=2)
+        n, batch_size, max_new_tokens, dtype, eager = 4, 4, 8, "float32", True
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     params = load_params(REPO / "params.yaml")
     train, test, _ = fetch(params.fetch.model_copy(update={"source": "embedded"}))
     prompts = [tuple(r["chosen"][:-1]) for r in (train + test)[:n]]
@@ -96,7 +102,7 @@ def main(model, n, batch_size, max_new_tokens, dtype, concurrency, vllm_python, 
         print(f"batched / one at a time: {batched / one:.2f}x")
 
     if not vllm_python:
-        print("vLLM: not run (--small, or no --vllm-python / MUSIC_VLLM_PYTHON)")
+        print("vLLM: not run (no --vllm-python / MUSIC_VLLM_PYTHON)")
         return
     p = vllm_server_params(params.simulate, vllm_python, dtype, concurrency, port, memory_share, eager)
     start = time.perf_counter()
