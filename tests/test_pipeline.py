@@ -271,7 +271,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
         assert all(runs[f"{name}/{stage}"][0].data.tags["dvc_exp_name"] == name for stage in nested)
         stages_run |= nested
         trained += ["train@music-0"] if "train@music-0" in nested else []
-    assert stages_run == {"contrast", "pairs@music", "train@music-0", "eval", "judge@music", "best_of_n@heldout"}
+    assert stages_run == {"contrast", "train@music-0", "eval", "judge@music", "best_of_n@heldout"}  # pairs@ logs no run
     assert len(trained) == 1, out[-3000:]  # the first experiment trains at K=3; the other two restore its model
     table = run([sys.executable, "-m", "music_rm", "exps"], root)
     assert "contrast.turns" in table and "batch_size" in table and "learning_rate" not in table, table
