@@ -323,8 +323,6 @@ def test_the_cpu_study_profile_applies_and_its_page_shows_its_commands():
                                                  "dvc exp run -n cpu-study-k2", "music-rm results cpu-study",
                                                  "git checkout params.yaml"]
     params = read_yaml(REPO / "params.yaml")
-    if "seeds" not in params["train"]:
-        pytest.skip("train.seeds is not in params.yaml yet (issue 22's seeds lane)")
     study = apply_profile(params, expand(read_yaml(profile), {"REPO": str(REPO)}), "cpu-study")
     assert study["train"]["seeds"] == [0, 1, 2, 3] and study["train"]["config"]["max_steps"] is None
     assert study["eval"]["compare"][0] == ["music", "volume_matched"]
