@@ -108,4 +108,9 @@ def test_dvc_repro_of_the_rehearsal_in_a_clean_clone_runs_every_stage(tmp_path, 
     assert "accelerate launch --config_file configs/accelerate/cpu_ddp.yaml" in out
     simulate = json.loads((root / "data/simulate/summary.json").read_text())
     assert simulate["seed_prompts"] == 8 and simulate["trees"] > 0, simulate
-    assert tagged_processes(tag) == []  # no vLLM server, engine or worker left behind by a stage
+    # no vLLM server, engine or worker left behind: engines outside the server's process group exit on their own
+    # once it is gone (a fresh-clone CI run found 2 still exiting right after the judge's server stopped)
+    deadline = time.monotonic() + 60
+    while tagged_processes(tag) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert tagged_processes(tag) == []
