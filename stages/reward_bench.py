@@ -10,7 +10,8 @@ from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import numeric, stage_run
 from music_rm.evaluation.records import write_records
-from music_rm.evaluation.reward_bench import (by_subset, differences, draw, length_margins, load_hub, load_local, records,
+from music_rm.data.prompts import draw
+from music_rm.evaluation.reward_bench import (by_subset, differences, length_margins, load_hub, load_local, records,
                                               scores, subset_counts, table)
 from music_rm.reward.model import load_reward_model
 

@@ -148,7 +148,7 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
 
 
 def test_a_limit_draws_pairs_with_the_seed_in_their_order():
-    from music_rm.evaluation.reward_bench import draw
+    from music_rm.data.prompts import draw
 
     pairs = [{"source_id": i} for i in range(50)]
     drawn = draw(pairs, 10, 0)

@@ -74,6 +74,11 @@ def read_prompts(path: str, fmt: str, limit: int | None, seed: int) -> tuple[lis
             prompts.append((key[:16], prompt))
     if not prompts:
         raise InputError(path, None, None, f"no valid prompts ({sum(skipped.values())} rows skipped: {dict(skipped)})")
-    if limit and limit < len(prompts):
-        prompts = [prompts[i] for i in sorted(random.Random(seed).sample(range(len(prompts)), limit))]
-    return prompts, skipped
+    return draw(prompts, limit, seed), skipped
+
+
+def draw(items: list, limit: int | None, seed: int) -> list:
+    """`limit` items drawn at random with `seed`, kept in their order; all of them without a limit."""
+    if not limit or limit >= len(items):
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]

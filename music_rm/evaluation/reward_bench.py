@@ -19,7 +19,6 @@ source (`id` of RewardBench's schema; `<file>:<row>` for LLMBar's files, or a Re
 cluster the item (rows are independent), margin reward(chosen) - reward(rejected); `longer_answer`: the chosen
 answer's characters minus the rejected one's.
 """
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -115,14 +114,6 @@ def load_local(path: str, fmt: str) -> list[dict]:
     if not files:
         raise InputError(path, None, None, "no .parquet, .jsonl or .json files in this folder")
     return [pair for f in files for pair in from_reward_bench(read_rows(f), f)]
-
-
-def draw(pairs: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """`limit` pairs drawn at random with `seed`, in their order; all of them without a limit."""
-    if limit is None or limit >= len(pairs):
-        return pairs
-    keep = set(random.Random(seed).sample(range(len(pairs)), limit))
-    return [pair for i, pair in enumerate(pairs) if i in keep]
 
 
 def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
