@@ -69,11 +69,23 @@ for path, data in files.items():
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
 pathlib.Path("data/model.bin").write_text(f"weights trained at K={k}")
+with open("data/simulate/trees.jsonl", "w") as f:
+    for tree in TREES:
+        f.write(json.dumps(tree) + "\\n")
 """
+# four simulated trees, three of them train, whose hidden instructions share more or fewer words with the original
+TREES = [{"id": f"t{i}", "split": "train" if i < 3 else "test",
+          "hidden": [{"turn": 1, "original": "write a short poem about the sea",
+                      "rewritten": ("write a short poem about the moon", "list three sea animals", "bake bread",
+                                    "hello")[i]},
+                     {"turn": 2, "original": "now make it rhyme", "rewritten": ("now make it rhyme twice",
+                                                                                "now make it sad", "sing", "x")[i]}]}
+         for i in range(4)]
+WRITE_STAGE = f"TREES = {TREES!r}\n" + WRITE_STAGE
 
 DVC_YAML = {"stages": {
     "simulate": {"cmd": "python write_stage.py", "deps": ["write_stage.py", "seed.jsonl"],
-              "params": ["contrast", "train"], "outs": ["data/model.bin", *(f"data/{d}/environment.json" for d in (
+              "params": ["contrast", "train"], "outs": ["data/model.bin", "data/simulate/trees.jsonl", *(f"data/{d}/environment.json" for d in (
                   "eval", "train/music/seed-0", "train/music/seed-1"))],
               "metrics": [{path: {"cache": False}} for path in (
                   "data/eval/records.csv", "data/eval/mt_bench/shared/records.csv", "data/fetch/summary.json",
@@ -275,6 +287,17 @@ def test_results_of_a_study_without_experiments_is_one_line(study):
         assert done.returncode != 0 and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
     assert not (study / "results" / "nosuch.md").exists()
+
+
+def test_the_page_counts_the_train_trees_each_relatedness_threshold_keeps(study):
+    data = section((study / "results" / "toy.md").read_text(encoding="utf-8"), "Data")
+    for k in (1, 2):
+        least = [min(relatedness(h["original"], h["rewritten"]) for h in t["hidden"] if h["turn"] <= k)
+                 for t in TREES if t["split"] == "train"]
+        kept = ", ".join(f"{sum(r >= x for r in least)} at {x}" for x in (0.1, 0.25, 0.5))
+        assert f"K={k}: of 3 train trees, {kept}" in data
+        assert len({sum(r >= x for r in least) for x in (0.1, 0.25, 0.5)}) > 1  # the toy trees tell the steps apart
+    assert "this study used 0)" in data
 
 
 def test_relatedness_is_the_jaccard_overlap_of_content_words():

@@ -15,6 +15,7 @@ import re
 import numpy as np
 import yaml
 
+from ..method.contrast import tree_relatedness
 from .records import COLUMNS, is_tie, outcome, records_csv
 from .report import pyplot, save_png, variant_color
 from .stats import cell, markdown_table, seeded_bootstrap
@@ -33,6 +34,9 @@ LEAD = ("music", "volume_matched")
 # (its 95% interval excludes 0) 80% of the time; the standard error is the interval's width / (2 × 1.96)
 Z_ALPHA, Z_POWER = 1.96, 0.84
 RECORD_COLUMNS = ("experiment", "source", *COLUMNS)
+# contrast.min_relatedness values the page counts the train trees for (the harder-contrast option)
+RELATEDNESS_STEPS = (0.1, 0.25, 0.5)
+TREES = "data/simulate/trees.jsonl"
 
 
 def source_of(path: str) -> tuple[str, str, int] | None:
@@ -45,7 +49,7 @@ def source_of(path: str) -> tuple[str, str, int] | None:
 
 
 def experiments(show: list, prefix: str, read, files, cached=lambda md5: None) -> list[dict]:
-    """[{name, rev, k, params, lock, summaries, records: {source: rows}, pairs_seen, environments}] of the finished
+    """[{name, rev, k, params, lock, summaries, records: {source: rows}, pairs_seen, environments, trees}] of the finished
     experiments named `prefix`…, in K order, then name.
 
     `show` is what `dvc exp show --json` prints: it names the experiments and their commits. `read(rev, path)`
@@ -85,16 +89,19 @@ def experiments(show: list, prefix: str, read, files, cached=lambda md5: None) -
             for seed in seeds:
                 text = read(rev, f"data/train/{variant}/seed-{seed}/metrics.json")
                 pairs_seen[(variant, seed)] = json.loads(text).get("pairs_seen") if text else None
-        environments = {}
+        environments, trees = {}, None
         for stage, entry in sorted(lock.get("stages", {}).items()):
             for out in entry.get("outs", []):
                 if out["path"].endswith("environment.json"):
                     text = cached(out.get("md5", ""))
                     environments[out["path"]] = json.loads(text) if text else None
+                elif out["path"] == TREES:
+                    text = cached(out.get("md5", ""))
+                    trees = [json.loads(line) for line in text.splitlines() if line.strip()] if text else None
         summaries = {key: json.loads(read(rev, path) or "{}") for key, path in SUMMARIES.items()}
         exps.append({"name": name, "rev": rev, "k": params["contrast"]["turns"], "params": params, "lock": lock,
                      "summaries": summaries, "records": records, "pairs_seen": pairs_seen,
-                     "environments": environments})
+                     "environments": environments, "trees": trees})
     return sorted(exps, key=lambda e: (e["k"], e["name"]))
 
 
@@ -428,9 +435,26 @@ def data_section(exps: list[dict]) -> list[str]:
                      f"overlap, 0 to 1, over {rel.get('hidden_instructions')} hidden instructions): mean "
                      f"{rel.get('mean', 0):.3f}, median {rel.get('median', 0):.3f}; {rel.get('share_unrelated', 0):.0%} "
                      f"share no content word with it, {rel.get('share_at_least_half', 0):.0%} share half or more.")
+    lines.append(harder_contrast_line(exps))
     dtypes = sorted({str(e["params"].get("eval", {}).get("cpu_dtype")) for e in exps})
     lines.append(f"- Scoring dtype on a CPU (`eval.cpu_dtype`): {', '.join(dtypes)}; on a GPU the model's own dtype.")
     return lines + [""]
+
+
+def harder_contrast_line(exps: list[dict]) -> str:
+    """How many train trees `contrast.min_relatedness` would keep at each of RELATEDNESS_STEPS, per trained K."""
+    counts = []
+    for e in exps:
+        if e["trees"] is None:
+            counts.append(f"K={e['k']}: n/a ({TREES} not in this DVC cache)")
+            continue
+        train = [t for t in e["trees"] if t["split"] == "train"]
+        kept = ", ".join(f"{sum(tree_relatedness(t, e['k']) >= x for t in train)} at {x}" for x in RELATEDNESS_STEPS)
+        counts.append(f"K={e['k']}: of {len(train)} train trees, {kept}")
+    used = sorted({str(e["params"].get("contrast", {}).get("min_relatedness", 0)) for e in exps})
+    return ("- Harder contrast (`contrast.min_relatedness`: a train tree is kept when every hidden instruction of its "
+            f"pair at K shares at least that share of content words with the message it replaced; this study used "
+            f"{', '.join(used)}): trees kept, {'; '.join(counts)}.")
 
 
 def flat(tree, prefix: str = "") -> dict:
