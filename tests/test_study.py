@@ -242,6 +242,25 @@ def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(stud
     assert "36 (12 clusters)" in section(page, "music − volume_matched")
 
 
+def test_the_committed_cpu_study_page_recomputes_from_its_committed_records():
+    """results/cpu-study.md's lead row on held-out MUSIC pairs at K = 3, from results/cpu-study-records.csv alone
+    (4 seeds per arm, 1000 resamples, seed 0: the study's eval params)."""
+    results = Path(__file__).resolve().parent.parent / "results"
+    page = (results / "cpu-study.md").read_text(encoding="utf-8")
+    records = [r for r in csv.DictReader(open(results / "cpu-study-records.csv", encoding="utf-8"))
+               if r["source"] == "held_out" and r["suite"] == "music_k3"]
+    items = sorted({r["item"] for r in records})
+
+    def matrix(variant):
+        by = {(r["item"], int(r["seed"])): outcome_of(r["margin"]) for r in records if r["variant"] == variant}
+        return np.array([[by[(i, s)] for i in items] for s in range(4)])
+
+    got = seeded_bootstrap(matrix("music"), matrix("volume_matched"), resamples=1000, seed=0)
+    shown = f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
+    detectable = f"{(1.96 + 0.84) * (got['ci_high'] - got['ci_low']) / 3.92:.3f}"
+    assert f"| Held-out pairs: music_k3 | 2 | {shown} | {detectable} | {len(items)} | 4 / 4 |" in page
+
+
 def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_and_hardware(study):
     page = (study / "results" / "toy.md").read_text()
     revs = exp_revs(study)
@@ -298,6 +317,17 @@ def test_the_page_counts_the_train_trees_each_relatedness_threshold_keeps(study)
         assert f"K={k}: of 3 train trees, {kept}" in data
         assert len({sum(r >= x for r in least) for x in (0.1, 0.25, 0.5)}) > 1  # the toy trees tell the steps apart
     assert "this study used 0)" in data
+
+
+def test_the_page_names_the_profiles_paths_from_repo_wherever_the_study_ran(tmp_path):
+    from music_rm.commands.results import checkout_roots
+    profile = tmp_path / "study.yaml"
+    profile.write_text('fetch:\n  path: "${REPO}/../shared/hh.jsonl"\n  limit: 5\n'
+                       'mt_bench: {sources: {shared: {questions: "${REPO}/q.jsonl"}}}\n')
+    exps = [{"params": {"fetch": {"path": "/elsewhere/clone/../shared/hh.jsonl", "limit": 5},
+                        "mt_bench": {"sources": {"shared": {"questions": "/elsewhere/clone/q.jsonl"}}}}},
+            {"params": {"fetch": {"path": "/other/../shared/hh.jsonl"}, "mt_bench": {}}}]
+    assert checkout_roots(profile, exps) == {"/elsewhere/clone", "/other"}
 
 
 def test_relatedness_is_the_jaccard_overlap_of_content_words():

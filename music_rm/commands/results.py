@@ -80,6 +80,27 @@ def kept_branches(study: str) -> list[dict]:
             for ref, rev in (line.split() for line in listed.stdout.splitlines())]
 
 
+def checkout_roots(profile: Path, exps: list[dict]) -> set[str]:
+    """The checkout folders the profile's ${REPO} stood for in the experiments' params (`music-rm profile` writes
+    absolute paths), so that the page names them as the profile does wherever the study ran."""
+    import yaml
+
+    roots = set()
+
+    def walk(template, value):
+        if isinstance(template, dict) and isinstance(value, dict):
+            for key, inner in template.items():
+                walk(inner, value.get(key))
+        elif isinstance(template, str) and isinstance(value, str) and "${REPO}" in template:
+            m = re.fullmatch(re.escape(template).replace(re.escape("${REPO}"), "(.+?)"), value)
+            roots.update(m.groups() if m else ())
+
+    template = yaml.safe_load(profile.read_text(encoding="utf-8"))
+    for e in exps:
+        walk(template, e["params"])
+    return roots
+
+
 def keep(exps: list[dict]) -> dict:
     """{experiment: branch}: each experiment's commit as a branch, made when missing, refused when it points elsewhere."""
     branches = {}
@@ -140,6 +161,8 @@ def main(study, out, profile, title):
         differences_plot(exps, tables, tmp)
     page = results_markdown(exps, tables, title or f"Results: {study}", commands, branches, files)
     # profiles write absolute paths into params.yaml; the page names them as the profile does, from ${REPO}
-    write_text(out, page.replace(str(Path.cwd().resolve()), "${REPO}"))
+    for root in sorted(checkout_roots(profile, exps) | {str(Path.cwd().resolve())}, key=len, reverse=True):
+        page = page.replace(root, "${REPO}")
+    write_text(out, page)
     click.echo(f"results: {len(exps)} experiments ({', '.join(e['name'] for e in exps)}) → {out}, "
                f"{out.parent / files['records']}; commits kept as {', '.join(branches.values())}")
