@@ -398,11 +398,13 @@ def folders(paths: list[str]) -> list[str]:
 def code_section(exps: list[dict], branches: dict, records_name: str) -> list[str]:
     lines = ["## Code and experiments", "",
              "- The code each experiment ran is its base commit (the commit `dvc exp run` started from).",
-             "- Each experiment's commit is kept as a git branch (`dvc exp branch` does the same): check one out "
+             "- Each experiment's commit is kept as a git branch (`dvc exp branch` does the same; `git merge -s ours` "
+             "of that branch puts the commit in main's history, so that a clone of main holds it: this repo's main "
+             "has its studies' commits so): check one out "
              "and its records and metrics are in git; `dvc checkout` restores its models from the DVC cache, or "
              "`dvc repro` rebuilds what the cache lacks.", ""]
     body = [[e["name"], str(e["k"]), f"`{e['base']}`", f"`{e['rev']}`", f"`{branches[e['name']]}`",
-             f"`git switch --detach {branches[e['name']]} && dvc checkout`"] for e in exps]
+             f"`git switch --detach {e['rev'][:12]} && dvc checkout`"] for e in exps]
     lines += [markdown_table(["experiment", "K", "code commit (its base)", "experiment commit", "kept as",
                               "restore"], body), "",
               f"- Every record the numbers come from: [{records_name}]({records_name}) (columns "
