@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import click
+import yaml
 
 from ..core.cli import clean_errors
 from ..core.errors import InputError
@@ -83,8 +84,6 @@ def kept_branches(study: str) -> list[dict]:
 def checkout_roots(profile: Path, exps: list[dict]) -> set[str]:
     """The checkout folders the profile's ${REPO} stood for in the experiments' params (`music-rm profile` writes
     absolute paths), so that the page names them as the profile does wherever the study ran."""
-    import yaml
-
     roots = set()
 
     def walk(template, value):
