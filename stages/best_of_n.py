@@ -9,9 +9,10 @@ from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.data.prompts import read_prompts
-from music_rm.evaluation.best_of_n import heatmap_plot, judge_rollouts, records, roll_out, table, win_rates
+from music_rm.evaluation.best_of_n import (headline, heatmap_plot, judge_rollouts, records, roll_out, table,
+                                           win_rates)
 from music_rm.evaluation.judge import load_template
 from music_rm.evaluation.records import write_records
 from music_rm.generation.backends import make_backend
@@ -62,7 +63,8 @@ def main(set_name, params_path, model, models, out):
         with Generator(make_backend(judge, str(model), trust_remote_code),
                        GenerationCache(default_path()) if judge.cache else None) as judge_generator:
             verdicts = judge_rollouts(judge_generator, rollouts, p, judge.sampling, judge.seed)
-        rates = win_rates(verdicts, p)
+        rows = records(verdicts, p, set_name, seed)
+        rates = win_rates(rows, p)
         failed = Counter(r.failed for r in rollouts if r.failed)
         metrics = {"prompts": len(prompts), "prompt_rows_skipped_by_reason": dict(sorted(skipped.items())),
                    "prompts_judged": len({v["prompt_id"] for v in verdicts}),
@@ -73,7 +75,7 @@ def main(set_name, params_path, model, models, out):
         write_jsonl(out / "rollouts.jsonl", [{"prompt_id": r.prompt_id, "policy": r.name, "messages": r.messages,
                                               "picked": r.picked, "failed": r.failed} for r in rollouts])
         write_jsonl(out / "verdicts.jsonl", verdicts)
-        write_records(out / "records.csv", records(verdicts, p, set_name, seed))
+        write_records(out / "records.csv", rows)
         write_json(out / "metrics.json", metrics)
         with atomic_path(out / "heatmap.png") as tmp:
             heatmap_plot(rates, p, tmp)
@@ -81,7 +83,7 @@ def main(set_name, params_path, model, models, out):
                    f"of {len(prompts)} seed prompts judged)\n\nWin rate of the first policy named, judged on whole "
                    "conversations in both orders (ties = ½); [95% bootstrap CI] (wins/ties/losses).\n\n"
                    f"{report}\n\n![heatmap](heatmap.png)\n")
-        mlflow.log_metrics(numeric({k: v for k, v in metrics.items() if k != "judge_template"}))
+        log_results({k: v for k, v in metrics.items() if k != "judge_template"}, headline(metrics))
         mlflow.log_artifact(str(out / "heatmap.png"))
     click.echo(f"best_of_n@{set_name}: {len(prompts)} prompts × {p.turns} turns, {metrics['rollouts_failed']} rollouts "
                f"failed {metrics['rollouts_failed_by_reason']}; policy {policy.model_calls} model calls "

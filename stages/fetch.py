@@ -8,8 +8,8 @@ from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
-from music_rm.data.sources import fetch
+from music_rm.core.tracking import log_results, stage_run
+from music_rm.data.sources import HEADLINE, fetch
 
 
 @click.command(context_settings=HELP)
@@ -29,7 +29,8 @@ def main(params_path, out):
         write_jsonl(out / "train.jsonl", train)
         write_jsonl(out / "test.jsonl", test)
         write_json(out / "summary.json", summary)
-        mlflow.log_metrics(numeric({k: summary[k] for k in ("rows_read", "rows_kept", "skipped", "train", "test")}))
+        log_results({k: summary[k] for k in ("rows_read", "rows_kept", "skipped", "train", "test")},
+                    {k: summary[k] for k in HEADLINE})
         mlflow.log_dict(summary, "summary.json")
     click.echo(f"fetch: {summary['rows_kept']}/{summary['rows_read']} rows kept from {summary['origin']} "
                f"({summary['skipped']} skipped), {summary['train']} train / {summary['test']} test, "

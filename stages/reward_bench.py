@@ -8,11 +8,11 @@ from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.evaluation.records import write_records
 from music_rm.data.prompts import draw
-from music_rm.evaluation.reward_bench import (by_subset, differences, length_margins, load_hub, load_local, records,
-                                              scores, subset_counts, table)
+from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_hub, load_local, records, results,
+                                              subset_counts, table)
 from music_rm.reward.model import load_reward_model
 
 
@@ -39,31 +39,29 @@ def main(file_name, hub_name, params_path, models, out):
                                  {"file": "files", "hub": "hub"}[kind]: {name: s.model_dump(mode="json")}}}
     with committed_outputs(out) as out, \
          stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
-                   environment_file=out / name / "environment.json") as mlflow:
+                   environment_file=out / name / "environment.json"):
         if kind == "file":
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
         pairs = draw(pairs, p.limit, p.seed)
         pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
-        results, margins = {}, {}
+        margins = {}
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)  # other suites: the first seed
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
-            results[variant] = scores(by_subset(pairs, margins[variant]), p.bootstrap_resamples, p.seed)
-        longer = scores(by_subset(pairs, length_margins(pairs)), p.bootstrap_resamples, p.seed)
-        report = table({**results, "longer answer wins": longer})
+        rows = records(pairs, margins, name, seed)
         metrics = {"pairs": len(pairs), "subsets": subset_counts(pairs), "resolved_revision": resolved,
-                   "reward_models": results, "longer_answer": longer,
-                   "differences": differences(margins, params.eval.compare, p.bootstrap_resamples, p.seed)}
+                   **results(rows, params.train.variants, params.eval.compare, p.bootstrap_resamples, p.seed)}
+        report = table({**metrics["reward_models"], "longer answer wins": metrics[LONGER_ANSWER]})
         write_json(out / name / "metrics.json", metrics)
-        write_records(out / name / "records.csv", records(pairs, margins, name, seed))
+        write_records(out / name / "records.csv", rows)
         write_text(out / name / "report.md", f"# RewardBench: {name}\n\nSection scores: accuracy per subset, "
                    "weighted by upstream's example counts; [95% bootstrap CI]; a reward tie (equal to 6 decimals) "
                    "counts ½ (upstream: 0). Subsets: "
                    f"{metrics['subsets']}\n\n{report}\n")
-        mlflow.log_metrics(numeric({k: metrics[k] for k in ("reward_models", "longer_answer", "differences")}))
+        log_results(metrics, headline(metrics))
     click.echo(f"{stage}: {len(pairs)} pairs\n{report}")
 
 

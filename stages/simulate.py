@@ -9,11 +9,11 @@ from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
-from music_rm.method.simulate import TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
+from music_rm.method.simulate import HEADLINE, TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
 
 
 def token_counter(model_dir: Path):
@@ -71,7 +71,7 @@ def main(params_path, data, model, out):
         write_jsonl(out / "trees.jsonl", trees)
         write_json(out / "summary.json", summary)
         write_text(out / "sample.md", sample_markdown(trees))
-        mlflow.log_metrics(numeric({**summary, **calls}))
+        log_results({**summary, **calls}, {k: summary[k] for k in HEADLINE})
         mlflow.log_artifact(str(out / "sample.md"))
     click.echo(f"simulate: {len(trees)} trees of {p.turns} turns from {len(seeds)} prompts "
                f"({summary['dropped']} dropped {summary['dropped_by_reason']}), "

@@ -132,7 +132,7 @@ def test_compare_says_which_numbers_leave_the_committed_intervals(tmp_path):
            "GIT_COMMITTER_EMAIL": "t@t"}
     path = tmp_path / "data" / "eval" / "metrics.json"
     path.parent.mkdir(parents=True)
-    cell = lambda a, lo, hi: {"accuracy": a, "ci_low": lo, "ci_high": hi, "n": 12}  # noqa: E731
+    cell = lambda a, lo, hi: {"estimate": a, "ci_low": lo, "ci_high": hi, "n": 12}  # noqa: E731
     path.write_text(json.dumps({"music": {"original": cell(0.9, 0.75, 1.0), "music_k2": cell(0.5, 0.25, 0.75)}}))
     for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "x"]):
         subprocess.run(cmd, cwd=tmp_path, check=True, env=env)

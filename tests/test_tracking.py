@@ -10,7 +10,7 @@ import yaml
 
 from music_rm.core.params import load_params
 from music_rm.core.tracking import (LOG_FILE, MAX_PARAM_KEY, MAX_PARAM_VALUE, VIEW_KEY, VIEW_TAG, git_commit,
-                                    log_model_reference, mlflow_params, stage_run, ui_url)
+                                    log_model_reference, log_results, mlflow_params, stage_run, ui_url)
 from tests.conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -35,16 +35,17 @@ def runs():
 
 
 def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
-    with stage_run("fetch", PARAMS, ["fetch"], inputs=["data.jsonl"]) as run:
-        run.log_metrics({"rows_kept": 3.0})
-    with stage_run("train@m", PARAMS, {}) as run:
-        run.log_metrics({"final_loss": 0.5, "padding_fraction": 0.2})
-    with stage_run("eval", PARAMS, ["eval"], inputs=["models/rm"]) as run:
-        run.log_metrics({"music.original.accuracy": 0.75, "music.original.ci_low": 0.5})
+    with stage_run("fetch", PARAMS, ["fetch"], inputs=["data.jsonl"]):
+        log_results({"rows_kept": 3, "rows_read": 4}, {"rows_kept": 3})
+    with stage_run("train@m", PARAMS, {}):
+        log_results({"final_loss": 0.5, "padding_fraction": 0.2}, {"final_loss": 0.5})
+    with stage_run("eval", PARAMS, ["eval"], inputs=["models/rm"]):
+        log_results({"original": {"music": {"estimate": 0.75, "ci_low": 0.5}}}, {"original.music.accuracy": 0.75},
+                    view=True)
     monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
-    with stage_run("eval", PARAMS, ["eval"]) as run:
-        run.log_metrics({"music.original.accuracy": 0.5})
+    with stage_run("eval", PARAMS, ["eval"]):
+        log_results({"original": {"music": {"estimate": 0.5}}}, {"original.music.accuracy": 0.5}, view=True)
 
     client, all_runs = runs()
     parents = {r.data.tags["dvc_exp_name"]: r for r in all_runs if "stage" not in r.data.tags}
@@ -59,7 +60,10 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     workspace = parents["workspace"]
     # the headline numbers only: details (an interval's bounds, the padding) stay on the stage runs
     assert workspace.data.metrics == {"fetch.rows_kept": 3.0, "train_m.final_loss": 0.5,
-                                      "eval.music.original.accuracy": 0.75}
+                                      "eval.original.music.accuracy": 0.75}
+    eval_metrics = next(r for r in stages if r.data.tags["stage"] == "eval"
+                        and r.data.tags["dvc_exp_name"] == "workspace").data.metrics
+    assert {"original.music.estimate", "original.music.ci_low"} <= set(eval_metrics)
     first = min(r.info.start_time for r in stages if r.data.tags["dvc_exp_name"] == "workspace")
     last = max(r.info.end_time for r in stages if r.data.tags["dvc_exp_name"] == "workspace")
     assert workspace.info.start_time <= first and workspace.info.end_time >= last  # it spans its stages
@@ -71,7 +75,7 @@ def test_stage_runs_nest_under_one_parent_per_pipeline_run(store, monkeypatch):
     assert workspace.data.params == mlflow_params(PARAMS.model_dump(mode="json"))  # every param, from the one load
     fetch_params = next(r for r in stages if r.data.tags["stage"] == "fetch").data.params
     assert fetch_params == mlflow_params({"fetch": PARAMS.fetch.model_dump(mode="json")})  # the stage's section
-    assert parents["exp-one"].data.metrics == {"eval.music.original.accuracy": 0.5}
+    assert parents["exp-one"].data.metrics == {"eval.original.music.accuracy": 0.5}
 
     fetch_run = next(r for r in stages if r.data.tags["stage"] == "fetch")
     md5 = hashlib.md5(b'{"a": 1}\n').hexdigest()
@@ -171,19 +175,27 @@ def test_a_parent_is_named_after_what_it_changed_and_the_runs_table_view_shows_t
     for cmd in (["init", "-q"], ["add", "params.yaml"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "k3"]):
         subprocess.run(["git", *cmd], cwd=store, check=True)
     monkeypatch.setenv("DVC_EXP_NAME", "gaunt-gram")
-    with stage_run("eval", PARAMS, ["eval"]) as run:
-        run.log_metrics({"music.music_k2.accuracy": 0.75, "music.music_k2.ci_low": 0.5})
+    with stage_run("eval", PARAMS, ["eval"]):
+        log_results({"music_k2": {"music": {"estimate": 0.75, "ci_low": 0.5}}}, {"music_k2.music.accuracy": 0.75},
+                    view=True)
+        log_results({"pairs": 3}, {"pairs": 3})  # carried, not a column of the view
     client, all_runs = runs()
     parent = next(r for r in all_runs if "stage" not in r.data.tags)
     assert parent.info.run_name == "gaunt-gram: contrast.turns=2"
     assert parent.data.tags["mlflow.note.content"].startswith("contrast.turns: 3 → 2 (from commit ")  # description
     experiment = client.get_experiment_by_name("music")
-    view = json.loads(experiment.tags[VIEW_TAG])
-    assert view["name"] and isinstance(view["createdAt"], int)
-    state = json.loads(view["state"])
-    assert state["selectedColumns"] == state["columnOrder"] == [
-        "attributes.`Description`", "params.`contrast.turns`", "metrics.`eval.music.music_k2.accuracy`"]
-    assert ui_url().endswith(f"&viewStateShareKey={VIEW_KEY}")
+
+    def columns():
+        view = json.loads(client.get_experiment(experiment.experiment_id).tags[VIEW_TAG])
+        assert view["name"] and isinstance(view["createdAt"], int)
+        state = json.loads(view["state"])
+        assert state["selectedColumns"] == state["columnOrder"]
+        return state["selectedColumns"]
+
+    # written when the pipeline run began, from the runs before it (none): not after each stage
+    assert columns() == ["attributes.`Description`"]
+    assert ui_url().endswith(f"&viewStateShareKey={VIEW_KEY}")  # `make ui` writes it as the runs are now
+    assert columns() == ["attributes.`Description`", "params.`contrast.turns`", "metrics.`eval.music_k2.music.accuracy`"]
 
 
 def test_a_trained_model_is_an_output_of_its_run_by_reference(store):

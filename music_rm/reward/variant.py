@@ -14,13 +14,16 @@ from ..core.io import file_digest, read_json, readable_files, write_json, write_
 from ..core.outputs import committed_outputs
 from ..core.params import Params
 from ..core.paths import cache_root, seed_name
-from ..core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
+from ..core.tracking import input_hashes, log_model_reference, log_results, stage_run, trainer_callback
 from ..data.conversation import read_pairs
 from .card import artifact_name, model_card, share_hint, training_data
 from .curve import write_curve
 from .model import read_card
 from .pairs import manifest_pairs
 from .train import train_reward_model
+
+# the training summary's numbers a pipeline run carries (tracking.log_results)
+HEADLINE = ("final_loss", "mean_loss", "pairs_used", "pairs_seen", "steps")
 
 
 def checkpoint_folder(run_params: dict, model: Path, pairs: str, variant: str, processes: int) -> Path:
@@ -74,7 +77,7 @@ def train_variant(params: Params, variant: str, seed: int, model: Path, out: Pat
         os.replace(partial, staged_models / entry)
         write_json(staged_reports / entry / "metrics.json", summary)
         write_curve(staged_reports / entry / "curve.csv", curve)
-        mlflow.log_metrics(numeric(summary))
+        log_results(summary, {k: summary[k] for k in HEADLINE if k in summary})
         mlflow.log_artifact(str(staged_reports / entry / "curve.csv"))
         mlflow.log_artifact(str(staged_models / entry / "README.md"))  # the model card
         if resumed_from:
