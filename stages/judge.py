@@ -51,7 +51,7 @@ def main(set_name, params_path, judge_model, models, out):
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, params.eval.batch_size, params.eval.max_length,
                                               f"{variant}: judged pairs")
-        rows = records(verdicts, margins, set_name, seed)
+        rows = records(pairs, verdicts, margins, set_name, seed)
         result = {**agreement(verdicts, rows, list(params.train.variants), params.eval.compare, p.bootstrap_resamples,
                               p.seed), "template": load_template()[1]}
         write_jsonl(out / set_name / "verdicts.jsonl", verdicts)

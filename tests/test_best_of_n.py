@@ -69,15 +69,21 @@ def test_rollouts_pick_the_reward_models_favourite_and_the_judge_sees_both_order
         policy = served(policy_server)
         rollouts = roll_out(policy, TreeBuilder(policy, sim), reward_fns, PROMPTS, p, user_retries=1)
         verdicts = judge_rollouts(served(judge_server), rollouts, p, JUDGE, judge_seed=0)
-    per_prompt_turn = 1 + 2 * (2 + 4)  # greedy + two variants × (N=2 + N=4) candidates
+    # greedy + two variants and the two length pickers × (N=2 + N=4) candidates
+    per_prompt_turn = 1 + 4 * (2 + 4)
     assistant_calls = [r for r in policy_server.requests if not r["messages"][-1]["content"].endswith("message:")]
     assert len(assistant_calls) == len(PROMPTS) * p.turns * per_prompt_turn
-    assert len(rollouts) == len(PROMPTS) * 5 and not any(r.failed for r in rollouts)
+    assert len(rollouts) == len(PROMPTS) * 9 and not any(r.failed for r in rollouts)
     for r in rollouts:
         answers = [m["content"] for m in r.messages if m["role"] == "assistant"]
         assert len(answers) == p.turns and [m["role"] for m in r.messages] == ["user", "assistant"] * p.turns
         if r.variant is None:
             assert answers == ["Answer 0"] * p.turns
+            continue
+        if r.variant not in reward_fns:  # a length picker: the longest or shortest candidate
+            sign = {"longest_answer": 1, "shortest_answer": -1}[r.variant]
+            assert all(p["rewards"][p["index"]] == max(p["rewards"]) and p["rewards"][p["index"]] == sign * len(a)
+                       for a, p in zip(answers, r.picked))
             continue
         for turn, picked in zip(answers, r.picked):
             rewards = picked["rewards"]
@@ -132,7 +138,8 @@ def test_a_judge_that_cannot_decide_gives_ties(tmp_path):
     # the records: one row per prompt and comparison, the tie as margin 0, which the one tie rule counts ½
     from music_rm.evaluation.estimates import accuracy, arms
     assert {r.suite for r in rows} == {"best_of_n/s/vs_greedy@2", "best_of_n/s/vs_baseline@2"}
-    assert len(rows) == len(verdicts) and {(r.margin, r.seed) for r in rows} == {(0.0, 3)}
+    assert len(rows) == len(verdicts) and {(r.margin, r.seed) for r in rows if r.variant in p.variants} == {(0.0, 3)}
+    assert {r.seed for r in rows if r.variant in ("longest_answer", "shortest_answer")} == {0}  # references: seed 0
     music = arms([r for r in rows if r.suite.endswith("vs_baseline@2")])["music"]
     assert accuracy(music, p.bootstrap_resamples, p.seed).estimate == rates["music_vs_baseline@2"]["estimate"]
 
@@ -195,11 +202,14 @@ def test_the_stage_script_writes_every_output_byte_identically(tiny_model, tiny_
                                                    "heatmap.png")] == first  # same params and seed: byte-identical
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["prompts"] == metrics["prompts_judged"] == 2 and metrics["rollouts_failed"] == 0
-    assert set(metrics["win_rates"]) == {
-        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
+    assert set(metrics["win_rates"]) == {f"{c}@{n}" for n in (2, 3) for c in (
+        "baseline_vs_greedy", "music_vs_greedy", "longest_answer_vs_greedy", "shortest_answer_vs_greedy",
+        "music_vs_baseline")}
     assert all(r["n"] == 2 == r["wins"] + r["ties"] + r["losses"] for r in metrics["win_rates"].values())
     rollouts = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
-    assert sorted({r["policy"] for r in rollouts}) == ["baseline@2", "baseline@3", "greedy", "music@2", "music@3"]
+    assert sorted({r["policy"] for r in rollouts}) == ["baseline@2", "baseline@3", "greedy", "longest_answer@2",
+                                                       "longest_answer@3", "music@2", "music@3", "shortest_answer@2",
+                                                       "shortest_answer@3"]
     assert all(len(turn["rewards"]) == int(r["policy"][-1]) for r in rollouts if r["policy"] != "greedy"
                for turn in r["picked"])
     assert (out / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

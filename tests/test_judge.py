@@ -56,7 +56,8 @@ def test_a_content_judge_is_consistent_and_rms_are_scored_against_it(monkeypatch
 def agreed(verdicts, margins):
     from music_rm.evaluation.judge import records
 
-    return agreement(verdicts, records(verdicts, margins, "s", 0), list(margins), [], 100, 0)
+    pairs = [pair(int(v["id"][1:])) for v in verdicts]
+    return agreement(verdicts, records(pairs, verdicts, margins, "s", 0), list(margins), [], 100, 0)
 
 
 def test_records_orient_margins_by_the_label_and_a_reward_tie_counts_half():
@@ -67,7 +68,7 @@ def test_records_orient_margins_by_the_label_and_a_reward_tie_counts_half():
     verdicts = [{"id": f"p{i}", "verdict": v} for i, v in
                 enumerate(["chosen", "rejected", "inconsistent", "unparsed", "prompt_too_long", "chosen"])]
     margins = {"rm": [0.5, 0.5, -1.0, 2.0, 1.0, 0.0000004]}  # the last: a tie to 6 decimals
-    rows = records(verdicts, margins, "s", seed=2)
+    rows = records([pair(i) for i in range(6)], verdicts, margins, "s", seed=2)
     result = agreement(verdicts, rows, ["rm"], [], 100, 0)
     vs_judge = result["suites"]["judge"]["models"]["rm"]
     assert (vs_judge["estimate"], vs_judge["n"], vs_judge["ties"]) == (0.5, 3, 1)
@@ -76,9 +77,10 @@ def test_records_orient_margins_by_the_label_and_a_reward_tie_counts_half():
     assert judge == {"p0": 1.0, "p1": -1.0, "p2": 0.0, "p3": 0.0, "p5": 1.0}  # no row where the prompt was too long
     rm = {r.item: r.margin for r in rows if r.variant == "rm" and r.seed == 2}
     assert len(rm) == 6 and {r.suite for r in rows} == {"judge/s"}
+    assert {r.length for r in rows} == {len("Here is the poem you asked for.") - len("Here is a story instead.")}
     # rm vs judge from the records alone: outcome(rm margin × judge margin) where the judge decided
     again = [Record.of("x", i, "rm", 2, rm[i] * j) for i, j in sorted(judge.items()) if j != 0]
-    assert accuracy(arms(again)["rm"], 100, 0).as_dict() == vs_judge and outcome(rm["p5"]) == 0.5
+    assert accuracy(arms(again)["rm"], 100, 0).as_dict() == {**vs_judge, "length": None} and outcome(rm["p5"]) == 0.5
 
 
 def test_a_position_biased_judge_counts_as_inconsistent(monkeypatch):

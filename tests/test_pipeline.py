@@ -106,7 +106,8 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     best_of_n = read(root, "data/eval/best_of_n/heldout/metrics.json")
     assert read(root, "data/eval/judge/music/metrics.json")["pairs"] == contrast["pairs_test"]
     assert best_of_n["prompts"] == 2 and set(best_of_n["win_rates"]) == {
-        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
+        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline", "longest_answer_vs_greedy",
+                                         "shortest_answer_vs_greedy")}
 
 
 def mlflow_client(root):

@@ -11,16 +11,21 @@ records);
 the tie rule of every suite (records.outcome). Picking among the candidates, rewards equal to 6 decimals are a tie,
 which goes to the first candidate sampled.
 
+Length references: beside the reward models, two pickers that keep the longest and the shortest candidate
+(`longest_answer`, `shortest_answer`), judged against greedy like them: a reward model that only rewards length
+wins as often as one of them.
+
 Records (records.py), one row per (seed prompt, comparison): suite `best_of_n/<set>/vs_greedy@<N>` or
 `best_of_n/<set>/vs_<reference>@<N>`, item and cluster the prompt id, variant the reward model whose Best-of-N is
 judged (seed: the one scored), margin the judge's verdict for it: +1 a win, 0 a tie, -1 a loss (a comparison whose
-judge prompt was too long has no row).
+judge prompt was too long has no row), length the judged policy's assistant characters minus its opponent's.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.params import BestOfNParams
+from ..data.conversation import length_difference
 from ..generation.generator import TOO_LONG
 from ..generation.request import derive_seed
 from ..method.simulate import check_assistant, check_user, clean_line
@@ -29,6 +34,15 @@ from .estimates import accuracy, arm_of, by_suite
 from .plots import pyplot, save_png
 from .records import Record, rounded
 from .report import cell, markdown_table
+
+
+# the length references: pickers that reward a candidate answer by its characters (or their negative)
+LENGTH_PICKERS = {"longest_answer": 1, "shortest_answer": -1}
+
+
+def pickers(p: BestOfNParams) -> list[str]:
+    """What picks among the candidates: each reward-model variant, then the length references."""
+    return [*p.variants, *LENGTH_PICKERS]
 
 
 @dataclass
@@ -53,10 +67,12 @@ def pick(rewards: list[float], candidates: list[str]) -> int | None:
 
 
 def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, user_retries: int) -> list[Rollout]:
-    """Every rollout: greedy and <variant>@<N> for each prompt. `builder` is simulate's TreeBuilder (its
+    """Every rollout: greedy and <picker>@<N> for each prompt (`pickers`). `builder` is simulate's TreeBuilder (its
     assistant and user requests); `reward_fns[variant](conversations)` gives one reward each."""
+    reward_fns = {**reward_fns, **{name: (lambda convs, sign=sign: [sign * len(c[-1]["content"]) for c in convs])
+                                   for name, sign in LENGTH_PICKERS.items()}}
     rollouts = [Rollout(pid, variant, n, list(prompt)) for pid, prompt in prompts
-                for variant, n in [(None, 1)] + [(v, n) for n in p.n for v in p.variants]]
+                for variant, n in [(None, 1)] + [(v, n) for n in p.n for v in pickers(p)]]
     greedy = p.policy.model_copy(update={"temperature": 0.0})
     for turn in range(1, p.turns + 1):
         alive = [r for r in rollouts if not r.failed]
@@ -70,7 +86,7 @@ def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, us
                 r.failed = TOO_LONG
         alive = [r for r in alive if not r.failed]
         rewards = {id(r): [0.0] for r in alive if r.variant is None}
-        for variant in p.variants:
+        for variant in pickers(p):
             group = [r for r in alive if r.variant == variant]
             rewards.update(_per_rollout(reward_fns[variant]([r.messages + [{"role": "assistant", "content": c}]
                                                              for r in group for c in candidates[id(r)]]), group))
@@ -112,10 +128,10 @@ def _next_user_messages(rollouts, generator, builder, seed: int, turn: int, retr
 
 
 def comparisons(p: BestOfNParams) -> list[tuple[str, str, str]]:
-    """(name, policy A, policy B) at every N: each variant vs greedy, each other variant vs the reference."""
+    """(name, policy A, policy B) at every N: each picker vs greedy, each other variant vs the reference."""
     out = []
     for n in p.n:
-        out += [(f"{v}_vs_greedy@{n}", f"{v}@{n}", "greedy") for v in p.variants]
+        out += [(f"{v}_vs_greedy@{n}", f"{v}@{n}", "greedy") for v in pickers(p)]
         out += [(f"{v}_vs_{p.reference}@{n}", f"{v}@{n}", f"{p.reference}@{n}") for v in p.variants if v != p.reference]
     return out
 
@@ -134,7 +150,8 @@ def judge_rollouts(generator, rollouts: list[Rollout], p: BestOfNParams, judge_s
     outcome = {"chosen": 1.0, "rejected": 0.0}
     return [{"id": pair["id"], "prompt_id": pair["prompt_id"], "comparison": pair["comparison"],
              "verdict": {"chosen": "win", "rejected": "loss", TOO_LONG: TOO_LONG}.get(v["verdict"], "tie"),
-             "judge": v["verdict"], "score": outcome.get(v["verdict"], 0.5), "answers": v["answers"]}
+             "judge": v["verdict"], "score": outcome.get(v["verdict"], 0.5), "answers": v["answers"],
+             "length": length_difference(pair["chosen"], pair["rejected"])}
             for pair, v in zip(pairs, verdicts)]
 
 
@@ -149,7 +166,8 @@ def records(verdicts: list[dict], p: BestOfNParams, set_name: str, seed: int) ->
         if v["verdict"] == TOO_LONG:
             continue
         suite, variant = suite_of(*policies[v["comparison"]])
-        rows.append(Record.of(f"best_of_n/{set_name}/{suite}", v["prompt_id"], variant, seed, MARGIN[v["verdict"]]))
+        rows.append(Record.of(f"best_of_n/{set_name}/{suite}", v["prompt_id"], variant,
+                              0 if variant in LENGTH_PICKERS else seed, MARGIN[v["verdict"]], length=v["length"]))
     return rows
 
 

@@ -15,15 +15,14 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.io import atomic_path, write_json, write_text
-from ..data.conversation import shared_prefix_length
+from ..data.conversation import length_difference
 from ..reward.model import load_reward_model
 from . import plots
 from .estimates import SuiteResult, by_suite, suite_result
-from .records import Record, write_records
+from .records import LONGER_ANSWER, Record, write_records
 from .report import cell, html_report, markdown_table
 
 log = logging.getLogger(__name__)
-LONGER_ANSWER = "longer_answer"  # the reference's name in records and metrics
 PLOTS = ("accuracy_by_k.png", "margins.png", "rewards.png", "training_curves.png")  # eval's plots (dvc.yaml)
 
 
@@ -33,12 +32,6 @@ def music_suites(test_by_k: list[dict]) -> dict[str, list[dict]]:
     for pair in test_by_k:
         suites.setdefault(pair["k"], []).append(pair)
     return {f"music_k{k}": suites[k] for k in sorted(suites)}
-
-
-def answer_chars(pair: dict, side: str) -> int:
-    """Characters of the assistant messages of one side after the part both conversations share."""
-    start = shared_prefix_length(pair["chosen"], pair["rejected"])
-    return sum(len(m["content"]) for m in pair[side][start:] if m["role"] == "assistant")
 
 
 def score_models(model_dirs: dict[tuple[str, int], str], suites: dict[str, list[dict]], batch_size: int,
@@ -69,11 +62,11 @@ def heldout_records(suites: dict[str, list[dict]], margins: dict) -> list[Record
         if len(set(ids)) != len(ids):
             twice = next(i for i in ids if ids.count(i) > 1)
             raise InputError(suite, ids.index(twice) + 1, "id", f"{twice!r} appears twice in the suite")
-        rows += [Record.of(suite, i, LONGER_ANSWER, 0, answer_chars(p, "chosen") - answer_chars(p, "rejected"))
-                 for i, p in zip(ids, pairs)]
+        lengths = [length_difference(p["chosen"], p["rejected"]) for p in pairs]
+        rows += [Record.of(suite, i, LONGER_ANSWER, 0, n, length=n) for i, n in zip(ids, lengths)]
         for variant, by_seed in margins.items():
             for seed, by_suite_m in by_seed.items():
-                rows += [Record.of(suite, i, variant, seed, m) for i, m in zip(ids, by_suite_m[suite])]
+                rows += [Record.of(suite, i, variant, seed, m, length=n) for i, m, n in zip(ids, by_suite_m[suite], lengths)]
     return rows
 
 

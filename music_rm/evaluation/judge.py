@@ -18,11 +18,11 @@ import hashlib
 import re
 from importlib import resources
 
-from ..data.conversation import render
+from ..data.conversation import length_difference, render
 from ..generation.generator import TOO_LONG
 from ..generation.request import Request, derive_seed
 from .estimates import accuracy, arm_of, suite_result
-from .records import Record
+from .records import LONGER_ANSWER, Record
 
 TEMPLATE = resources.files("music_rm.evaluation") / "templates" / "judge.txt"
 _LETTER = re.compile(r"\b([AB])\b")  # capitals only: a lowercase "a" is an article
@@ -81,12 +81,16 @@ def judge_pairs(generator, pairs: list[dict], sampling, seed: int) -> list[dict]
 JUDGE_MARGIN = {"chosen": 1.0, "rejected": -1.0, "inconsistent": 0.0, "unparsed": 0.0}
 
 
-def records(verdicts: list[dict], margins: dict[str, list[float]], set_name: str, seed: int) -> list[Record]:
-    """Each variant's margin per pair (its `seed`) and the judge's (+1/0/-1, seed 0)."""
+def records(pairs: list[dict], verdicts: list[dict], margins: dict[str, list[float]], set_name: str,
+            seed: int) -> list[Record]:
+    """Each variant's margin per pair (its `seed`), the judge's (+1/0/-1) and the longer answer's (seed 0)."""
     suite = f"judge/{set_name}"
-    rows = [Record.of(suite, v["id"], variant, seed, x) for variant, m in margins.items() for v, x in zip(verdicts, m)]
-    return rows + [Record.of(suite, v["id"], "judge", 0, JUDGE_MARGIN[v["verdict"]])
-                   for v in verdicts if v["verdict"] in JUDGE_MARGIN]
+    lengths = [length_difference(p["chosen"], p["rejected"]) for p in pairs]
+    rows = [Record.of(suite, v["id"], variant, seed, x, length=n) for variant, m in margins.items()
+            for v, x, n in zip(verdicts, m, lengths)]
+    rows += [Record.of(suite, v["id"], LONGER_ANSWER, 0, n, length=n) for v, n in zip(verdicts, lengths)]
+    return rows + [Record.of(suite, v["id"], "judge", 0, JUDGE_MARGIN[v["verdict"]], length=n)
+                   for v, n in zip(verdicts, lengths) if v["verdict"] in JUDGE_MARGIN]
 
 
 def agreement(verdicts: list[dict], records: list[Record], variants, compare, resamples: int, seed: int) -> dict:
@@ -99,13 +103,14 @@ def agreement(verdicts: list[dict], records: list[Record], variants, compare, re
     judge = arm_of(records, "judge")
     consistent = dict(zip((i for i, m in zip(judge.items, judge.margins[0]) if m != 0),
                           (m for m in judge.margins[0] if m != 0)))
-    vs_judge = [Record.of("judge", r.item, r.variant, r.seed, r.margin * consistent[r.item])
+    vs_judge = [Record.of("judge", r.item, r.variant, r.seed, r.margin * consistent[r.item],
+                          length=None if r.length is None else r.length * consistent[r.item])
                 for r in records if r.variant != "judge" and r.item in consistent]
     return {"pairs": n, **{f"verdicts_{k}": c for k, c in counts.items()},
             "inconsistency_rate": round(counts["inconsistent"] / n, 6) if n else None,
             "judge_vs_label": accuracy(judge.only(consistent), resamples, seed).as_dict(),
             "suites": {"labels": suite_result([r for r in records if r.variant != "judge"], compare, resamples, seed,
-                                              order=variants).as_dict(),
+                                              order=[*variants, LONGER_ANSWER]).as_dict(),
                        "judge": suite_result(vs_judge, compare, resamples, seed, order=variants).as_dict()}}
 
 

@@ -29,11 +29,10 @@ from pathlib import Path
 from ..core.errors import InputError
 from ..core.io import read_jsonl
 from .estimates import accuracy, arms, by_suite, suite_result
-from .records import Record
+from .records import LONGER_ANSWER, Record
 from .report import cell, markdown_table
 
 TURNS = (1, 2)
-LONGER_ANSWER = "longer_answer"
 
 
 def load(questions: str, answers: str, human: str, gpt4: str, limit: int | None,
@@ -138,12 +137,13 @@ def records(rewards: dict, votes, gpt4_verdicts, conversations, source: str, see
     for turn in TURNS:
         suite, tv = f"mt_bench/{source}/turn{turn}", turn_votes(votes, turn)
         ids, questions = [vote_id(v) for v in tv], clusters(votes, turn)
+        lengths = length_margins(votes, conversations, turn)
         per_model = [(variant, seed, margins(r, votes, turn)) for variant, r in rewards.items()]
-        per_model.append((LONGER_ANSWER, 0, length_margins(votes, conversations, turn)))
+        per_model.append((LONGER_ANSWER, 0, lengths))
         for variant, s, ms in per_model:
-            rows += [Record.of(suite, i, variant, s, m, q) for i, q, m in zip(ids, questions, ms)]
+            rows += [Record.of(suite, i, variant, s, m, q, n) for i, q, m, n in zip(ids, questions, ms, lengths)]
         gpt4 = gpt4_margins(votes, gpt4_verdicts, turn)
-        rows += [Record.of(suite, i, "gpt4", 0, gpt4[i], q) for i, q in zip(ids, questions) if i in gpt4]
+        rows += [Record.of(suite, i, "gpt4", 0, gpt4[i], q, n) for i, q, n in zip(ids, questions, lengths) if i in gpt4]
     return rows
 
 

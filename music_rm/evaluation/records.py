@@ -4,6 +4,9 @@ cluster it belongs to and the reward margin, so a reader can recompute any numbe
 A record file is CSV with the columns in COLUMNS, one row per (item, reward model), sorted. `margin` is the
 reward of the answer the suite counts as right minus the other's, rounded to 6 decimals, and the verdict is read
 from the rounded margin (`outcome`): the numbers a stage reports and the ones recomputed from its records agree.
+`length` is the length difference the item was judged on, in characters: the assistant text the suite counts as
+right minus the other's, after the part both conversations share (empty when a suite has no such text). A record
+file written before the column existed gets it from its `longer_answer` reference, whose margin is that length.
 A tie (equal margins to 6 decimals, e.g. two conversations that truncation made identical) counts one half, in
 every suite. Every statistic is computed from records by `estimates.py`.
 """
@@ -15,7 +18,8 @@ import numpy as np
 
 from ..core.io import write_text
 
-COLUMNS = ("suite", "item", "cluster", "variant", "seed", "margin")
+COLUMNS = ("suite", "item", "cluster", "variant", "seed", "margin", "length")
+LONGER_ANSWER = "longer_answer"  # the reference every suite with answers writes: its margin is the length
 DECIMALS = 6
 
 
@@ -49,12 +53,13 @@ class Record:
     variant: str
     seed: int
     margin: float
+    length: int | None = None
 
     @classmethod
-    def of(cls, suite, item, variant, seed, margin, cluster=None) -> "Record":
+    def of(cls, suite, item, variant, seed, margin, cluster=None, length=None) -> "Record":
         """A record as files store it: ids as text, the cluster defaulting to the item, the margin rounded."""
         return cls(str(suite), str(item), str(item if cluster is None else cluster), str(variant), int(seed),
-                   rounded(margin))
+                   rounded(margin), None if length in (None, "") else int(float(length)))
 
 
 def records_csv(records) -> str:
@@ -62,8 +67,27 @@ def records_csv(records) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows((r.suite, r.item, r.cluster, r.variant, r.seed, f"{r.margin:.{DECIMALS}f}") for r in sorted(records))
+    writer.writerows((r.suite, r.item, r.cluster, r.variant, r.seed, f"{r.margin:.{DECIMALS}f}",
+                      "" if r.length is None else r.length) for r in sorted(records, key=_order))
     return buffer.getvalue()
+
+
+def _order(r: Record) -> tuple:
+    return r.suite, r.item, r.cluster, r.variant, r.seed, r.margin
+
+
+def with_lengths(records: list[Record]) -> list[Record]:
+    """Records whose length is unknown get their item's: another record's of the item, else the longer-answer
+    reference's margin (record files written before the length column)."""
+    known = {}
+    for r in records:
+        if r.length is not None:
+            known[(r.suite, r.item)] = r.length
+    for r in records:
+        if r.variant == LONGER_ANSWER:
+            known.setdefault((r.suite, r.item), int(r.margin))
+    return [r if r.length is not None or (r.suite, r.item) not in known else
+            Record(r.suite, r.item, r.cluster, r.variant, r.seed, r.margin, known[(r.suite, r.item)]) for r in records]
 
 
 def write_records(path, records) -> None:
@@ -73,12 +97,13 @@ def write_records(path, records) -> None:
 
 def from_row(row: dict) -> Record:
     """The record of a CSV row (extra columns, e.g. a study's `experiment`, are not read)."""
-    return Record.of(row["suite"], row["item"], row["variant"], row["seed"], row["margin"], row["cluster"])
+    return Record.of(row["suite"], row["item"], row["variant"], row["seed"], row["margin"], row["cluster"],
+                     row.get("length"))
 
 
 def parse_records(text: str) -> list[Record]:
-    """Records of a record file's text."""
-    return [from_row(row) for row in csv.DictReader(io.StringIO(text))]
+    """Records of a record file's text (lengths filled in from the longer-answer reference where the file has none)."""
+    return with_lengths([from_row(row) for row in csv.DictReader(io.StringIO(text))])
 
 
 def read_records(path) -> list[Record]:

@@ -16,8 +16,8 @@ bootstrap over all pairs (stats.seeded_bootstrap).
 
 Records (records.py), suite `reward_bench/<name>/<subset>`, one row per pair and model: item the row's id in the
 source (`id` of RewardBench's schema; `<file>:<row>` for LLMBar's files, or a RewardBench-schema row without an id),
-cluster the item (rows are independent), margin reward(chosen) - reward(rejected); `longer_answer`: the chosen
-answer's characters minus the rejected one's.
+cluster the item (rows are independent), margin reward(chosen) - reward(rejected), length the chosen answer's
+characters minus the rejected one's (also the margin of `longer_answer`).
 """
 from collections import Counter
 from pathlib import Path
@@ -25,14 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputError
-from ..data.conversation import SchemaError, pair_id, validate_pair
+from ..data.conversation import SchemaError, length_difference, pair_id, validate_pair
 from ..data.sources import read_hf, read_rows
 from .estimates import Arm, accuracy, arms, by_suite, difference, suite_result
-from .records import Record, outcomes
+from .records import LONGER_ANSWER, Record, outcomes
 from .report import cell, markdown_table
 from .stats import interval, resample_means
-
-LONGER_ANSWER = "longer_answer"
 
 # allenai/reward-bench, rewardbench/constants.py (EXAMPLE_COUNTS, SUBSET_MAPPING)
 EXAMPLE_COUNTS = {
@@ -157,17 +155,12 @@ def scores(subsets: dict[str, Arm], resamples: int, seed: int) -> dict:
     return out
 
 
-def length_margins(pairs: list[dict]) -> list[float]:
-    """Characters of the chosen answer minus the rejected one's: "the longer answer wins", the baseline any reward
-    model should beat (equal lengths are a tie)."""
-    return [float(len(p["chosen"][-1]["content"]) - len(p["rejected"][-1]["content"])) for p in pairs]
-
-
 def records(pairs: list[dict], margins: dict[str, list[float]], name: str, seed: int) -> list[Record]:
     """Each variant's margin per pair (its `seed`) and the longer answer's (seed 0)."""
-    per_model = [(variant, seed, m) for variant, m in margins.items()] + [(LONGER_ANSWER, 0, length_margins(pairs))]
-    return [Record.of(f"reward_bench/{name}/{p['subset']}", p["source_id"], variant, s, m)
-            for variant, s, ms in per_model for p, m in zip(pairs, ms)]
+    lengths = [length_difference(p["chosen"], p["rejected"]) for p in pairs]
+    per_model = [(variant, seed, m) for variant, m in margins.items()] + [(LONGER_ANSWER, 0, lengths)]
+    return [Record.of(f"reward_bench/{name}/{p['subset']}", p["source_id"], variant, s, m, length=n)
+            for variant, s, ms in per_model for p, m, n in zip(pairs, ms, lengths)]
 
 
 def results(records: list[Record], variants, compare: list, resamples: int, seed: int) -> dict:
@@ -178,7 +171,8 @@ def results(records: list[Record], variants, compare: list, resamples: int, seed
     for subset, rows in suites.items():
         for variant, arm in arms(rows).items():
             by_model.setdefault(variant, {})[subset] = arm
-    whole = arms([Record.of("all", f"{r.suite}/{r.item}", r.variant, r.seed, r.margin) for r in records])
+    whole = arms([Record.of("all", f"{r.suite}/{r.item}", r.variant, r.seed, r.margin, length=r.length)
+                  for r in records])
     diffs = {f"{a}-{b}": difference(whole[a], whole[b], resamples, seed).as_dict() for a, b in compare
              if a in whole and b in whole}
     return {"suites": {s: suite_result(rows, compare, resamples, seed, order=[*variants, LONGER_ANSWER]).as_dict()

@@ -20,7 +20,7 @@ from ...core.errors import InputError
 from ...core.io import write_text
 from ...method.contrast import tree_relatedness
 from ..experiments import experiment_rows
-from ..records import COLUMNS, Record, from_row, parse_records, records_csv
+from ..records import COLUMNS, Record, from_row, parse_records, records_csv, with_lengths
 
 SUMMARIES = {"fetch": "data/fetch/summary.json", "simulate": "data/simulate/summary.json",
              "contrast": "data/contrast/summary.json"}
@@ -194,7 +194,7 @@ def read_study(records_path, experiments_path) -> Study:
         sources = {}
         for label, path in e.pop("sources").items():
             _, title, order = source_of(path)
-            sources[label] = RecordFile(label, title, order, path, by_file.get((e["name"], label), []))
+            sources[label] = RecordFile(label, title, order, path, with_lengths(by_file.get((e["name"], label), [])))
         exps.append(Experiment(**e, sources=sources))
     return Study(data["name"], data["title"], data["profile"], data["commands"], exps)
 
