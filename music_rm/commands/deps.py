@@ -87,10 +87,10 @@ def package_files(package: Path) -> set[str]:
 def code_deps(script: str) -> list[str]:
     """The music_rm deps of a stage script, sorted: the folder of each package whose every file it loads (a
     folder dep reruns the stage when any file in it changes: exact only then), the files it loads elsewhere."""
-    loaded = files(closure(REPO / script))
+    modules = closure(REPO / script)
     whole = {package.parent.relative_to(REPO).as_posix() for package in PACKAGE.glob("*/__init__.py")
-             if package_files(package.parent) <= loaded}
-    kept = {f for f in files({m for m in closure(REPO / script) if has_code(m)})
+             if package_files(package.parent) <= files(modules)}
+    kept = {f for f in files({m for m in modules if has_code(m)})
             if not any(f.startswith(folder + "/") for folder in whole)}
     return sorted(kept | whole)
 
@@ -189,7 +189,8 @@ def rewrite(dvc_yaml: str) -> str:
 
 
 @click.command("deps")
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 when dvc.yaml's code deps or params are stale.")
+@click.option("--check", is_flag=True,
+              help="Change nothing; exit 1 when dvc.yaml's code deps or params are stale.")
 @click.option("--dvc-yaml", "path", default="dvc.yaml", show_default=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The pipeline file.")
 def main(check, path):

@@ -50,10 +50,11 @@ class DeclaredEntries:
         return self._entries[name]
 
     def __contains__(self, name) -> bool:
-        return self[name] is not None
+        self[name]  # asking after an entry reads it
+        return True
 
     def get(self, name, default=None):
-        return self[name]
+        return self[name]  # a declared entry is there (for_stage checked it); any other raises
 
     def __iter__(self):
         raise UndeclaredParam(f"{self._key} (every entry)")
