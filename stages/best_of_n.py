@@ -21,6 +21,14 @@ from music_rm.generation.generator import Generator
 from music_rm.method.simulate import TreeBuilder
 from music_rm.reward.model import load_reward_model
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("best_of_n.prompt_sets.{set}", "best_of_n.turns", "best_of_n.n", "best_of_n.variants", "best_of_n.reference",
+          "best_of_n.policy", "best_of_n.batch_size", "best_of_n.max_length", "best_of_n.seed",
+          "best_of_n.bootstrap_resamples", "simulate",
+          "judge.backend", "judge.dtype", "judge.batch_size", "judge.vllm", "judge.openai", "judge.cache",
+          "judge.sampling", "judge.seed", "eval.cpu_dtype", "eval.cache",
+          "train.variants", "train.seeds", "base.trust_remote_code")
+
 
 @click.command(context_settings=HELP)
 @click.option("--set", "set_name", required=True, help="A key of best_of_n.prompt_sets in params.yaml.")
@@ -34,13 +42,13 @@ from music_rm.reward.model import load_reward_model
 @logged
 def main(set_name, params_path, model, models, out):
     """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS, set=set_name)
     seed = params.train.seeds[0]  # the one training seed scored here
     p, sim, judge = params.best_of_n, params.simulate, params.judge
-    prompt_set = p.prompt_set(set_name)
+    prompt_set = p.prompt_sets[set_name]
     out = out / set_name
     with committed_outputs(out) as out, \
-         stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
+         stage_run(f"best_of_n@{set_name}", params, inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code

@@ -11,6 +11,9 @@ from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
 from music_rm.method.contrast import HEADLINE, contrast
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("contrast", "train.config.max_length", "train.config.truncation", "train.seeds")
+
 
 @click.command(context_settings=HELP)
 @params_option
@@ -27,14 +30,12 @@ from music_rm.method.contrast import HEADLINE, contrast
 def main(params_path, trees, original, model, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control (one draw
     per training seed, volume_matched/seed-<seed>.jsonl)."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p = params.contrast
     cfg = params.train.config
     seeds = params.train.seeds
-    run_params = {**params.sections("contrast"),
-                  "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}, "seeds": seeds}}
     with committed_outputs(out) as out, \
-         stage_run("contrast", params, run_params, inputs=[trees, original, model],
+         stage_run("contrast", params, inputs=[trees, original, model],
                    environment_file=out / "environment.json"):
         sets, draws, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, seeds, str(model),
                                         cfg.max_length, cfg.truncation, p.min_relatedness)

@@ -13,6 +13,9 @@ from music_rm.data.conversation import read_pairs
 from music_rm.evaluation.heldout import PLOTS, evaluate, headline, music_suites, score_models, write_outputs
 from music_rm.reward.curve import read_curve
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("eval", "train.variants", "train.seeds", "contrast.turns")
+
 
 @click.command(context_settings=HELP)
 @params_option
@@ -30,12 +33,11 @@ from music_rm.reward.curve import read_curve
 def main(params_path, models, original, music, curves, out):
     """Score every variant and training seed on the held-out suites; records, tables, plots and an offline HTML
     report."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p, k = params.eval, params.contrast.turns
     models_by = [(v, seed) for v in params.train.variants for seed in params.train.seeds]
-    # eval's run carries every section, so runs of different experiments compare side by side in MLflow
     with committed_outputs(out) as out, \
-         stage_run("eval", params, params.model_dump(mode="json"), inputs=[models, original, music],
+         stage_run("eval", params, inputs=[models, original, music],
                    environment_file=out / "environment.json") as mlflow:
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         margins, rewards = score_models({m: str(paths.reward_model(models, *m)) for m in models_by}, suites,

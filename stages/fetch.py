@@ -11,6 +11,9 @@ from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
 from music_rm.data.sources import HEADLINE, fetch
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("fetch",)
+
 
 @click.command(context_settings=HELP)
 @params_option
@@ -20,10 +23,10 @@ from music_rm.data.sources import HEADLINE, fetch
 @logged
 def main(params_path, out):
     """Read the preference source `fetch` names, check every row, split by prompt."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p = params.fetch
     with committed_outputs(out) as out, \
-         stage_run("fetch", params, ["fetch"], inputs=[p.path] if p.source == "path" else [],
+         stage_run("fetch", params, inputs=[p.path] if p.source == "path" else [],
                    environment_file=out / "environment.json") as mlflow:
         train, test, summary = fetch(p)
         write_jsonl(out / "train.jsonl", train)

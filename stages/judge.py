@@ -5,7 +5,6 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
-from music_rm.core.errors import ParamsError
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -17,6 +16,12 @@ from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.reward.model import load_reward_model
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("judge.pair_sets.{set}", "judge.backend", "judge.dtype", "judge.batch_size", "judge.vllm", "judge.openai",
+          "judge.cache", "judge.sampling", "judge.limit", "judge.seed", "judge.bootstrap_resamples",
+          "eval.batch_size", "eval.max_length", "eval.cpu_dtype", "eval.cache", "eval.compare",
+          "train.variants", "train.seeds", "base.trust_remote_code")
 
 
 @click.command(context_settings=HELP)
@@ -31,14 +36,12 @@ from music_rm.reward.model import load_reward_model
 @logged
 def main(set_name, params_path, judge_model, models, out):
     """Judge each pair of the set in both orders; agreement of the judge with the labels and of each RM with it."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS, set=set_name)
     seed = params.train.seeds[0]  # the one training seed scored here
     p = params.judge
-    if set_name not in p.pair_sets:
-        raise ParamsError(f"judge.pair_sets: no set {set_name!r}; defined: {sorted(p.pair_sets)}")
     pairs_path = Path(p.pair_sets[set_name])
     with committed_outputs(out) as out, \
-         stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
+         stage_run(f"judge@{set_name}", params, inputs=[pairs_path, judge_model, models],
                    environment_file=out / set_name / "environment.json"):
         pairs = read_pairs(pairs_path)[: p.limit]
         # A vLLM judge (or the vLLM server the stage started) gives its GPUs back before the reward models load.

@@ -13,6 +13,11 @@ from music_rm.evaluation.mt_bench import headline, load, records, results, score
 from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("mt_bench.batch_size", "mt_bench.max_length", "mt_bench.bootstrap_resamples", "mt_bench.seed",
+          "mt_bench.limit", "mt_bench.sources.{source}",
+          "eval.cpu_dtype", "eval.cache", "eval.compare", "train.variants", "train.seeds")
+
 
 @click.command(context_settings=HELP)
 @click.option("--source", required=True, help="A key of mt_bench.sources in params.yaml.")
@@ -24,13 +29,12 @@ from music_rm.reward.model import load_reward_model
 @logged
 def main(source, params_path, models, out):
     """Agreement of every variant with the MT-Bench human votes, per turn, beside GPT-4 and answer length."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS, source=source)
     seed = params.train.seeds[0]  # the one training seed scored here
     p = params.mt_bench
-    s = p.source(source)
-    sections = {"mt_bench": {**p.model_dump(mode="json"), "sources": {source: s.model_dump(mode="json")}}}
+    s = p.sources[source]
     with committed_outputs(out) as out, \
-         stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
+         stage_run(f"mt_bench@{source}", params, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json"):
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4, p.limit, p.seed)
         rewards = {}

@@ -1,4 +1,4 @@
-"""Stages reward_bench_file@<name> and reward_bench_hub@<name>: every reward-model variant on RewardBench."""
+"""Stage reward_bench@<source>: every reward-model variant on a RewardBench source."""
 from pathlib import Path
 
 import click
@@ -15,32 +15,30 @@ from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_hub,
                                               subset_counts, table)
 from music_rm.reward.model import load_reward_model
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("reward_bench.batch_size", "reward_bench.max_length", "reward_bench.bootstrap_resamples", "reward_bench.seed",
+          "reward_bench.limit", "reward_bench.sources.{source}",
+          "eval.cpu_dtype", "eval.cache", "eval.compare", "train.variants", "train.seeds")
+
 
 @click.command(context_settings=HELP)
-@click.option("--file", "file_name", help="A key of reward_bench.files in params.yaml.")
-@click.option("--hub", "hub_name", help="A key of reward_bench.hub in params.yaml.")
+@click.option("--source", required=True, help="A key of reward_bench.sources in params.yaml.")
 @params_option
 @models_option
 @click.option("--out", default=f"{paths.EVAL}/reward_bench", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each source's metrics.json, report.md and records.csv.")
 @clean_errors
 @logged
-def main(file_name, hub_name, params_path, models, out):
-    """Section scores of every variant on a RewardBench source (a local copy or the Hub dataset)."""
-    if (file_name is None) == (hub_name is None):
-        raise click.UsageError("give one of --file NAME or --hub NAME")
-    params = load_params(params_path)
+def main(source, params_path, models, out):
+    """Section scores of every variant on a RewardBench source (a local copy or a Hugging Face dataset)."""
+    params = load_params(params_path).for_stage(PARAMS, source=source)
     seed = params.train.seeds[0]  # the one training seed scored here
     p = params.reward_bench
-    kind, name = ("file", file_name) if file_name else ("hub", hub_name)
-    s = p.source(kind, name)
-    stage = f"reward_bench_{kind}@{name}"
-    sections = {"reward_bench": {**p.model_dump(mode="json"), "files": {}, "hub": {},
-                                 {"file": "files", "hub": "hub"}[kind]: {name: s.model_dump(mode="json")}}}
+    s, name, stage = p.sources[source], source, f"reward_bench@{source}"
     with committed_outputs(out) as out, \
-         stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
+         stage_run(stage, params, inputs=[models] + ([s.path] if s.kind == "file" else []),
                    environment_file=out / name / "environment.json"):
-        if kind == "file":
+        if s.kind == "file":
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)

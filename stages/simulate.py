@@ -15,6 +15,9 @@ from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.method.simulate import HEADLINE, TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("simulate", "base.trust_remote_code")
+
 
 def token_counter(model_dir: Path):
     """Token counts by the base model's tokenizer (whichever backend generated the text)."""
@@ -36,10 +39,10 @@ def token_counter(model_dir: Path):
 @logged
 def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p = params.simulate
     with committed_outputs(out) as out, \
-         stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
+         stage_run("simulate", params, inputs=[data / "train.jsonl", data / "test.jsonl", model],
                    environment_file=out / "environment.json") as mlflow:
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]

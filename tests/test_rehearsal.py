@@ -20,8 +20,8 @@ SWAPPED = {
     "model ids": ["base.source", "base.model_id", "simulate.openai.model", "simulate.vllm.model",
                   "judge.openai.model"],
     "data sources (local files for the Hub)": ["fetch.hf_dataset", "fetch.hf_split", "fetch.format",
-                                               "best_of_n.prompt_sets", "mt_bench.sources", "reward_bench.files",
-                                               "reward_bench.hub"],
+                                               "best_of_n.prompt_sets", "mt_bench.sources",
+                                               "reward_bench.sources"],
     "endpoints (local servers for remote APIs)": ["simulate.openai.base_url", "simulate.vllm.python",
                                                   "simulate.vllm.server_args", "judge.openai.base_url",
                                                   "judge.openai.api_key_env"],
@@ -37,7 +37,7 @@ SWAPPED = {
 }
 STAGES = {"base_model", "fetch", "simulate", "contrast", "pairs@baseline", "pairs@music", "pairs@volume_matched",
           "train@baseline-0", "train@music-0", "train@volume_matched-0", "eval",
-          "judge@music", "best_of_n@hh", "mt_bench@shared", "reward_bench_file@llmbar"}
+          "judge@music", "best_of_n@hh", "mt_bench@shared", "reward_bench@llmbar"}
 
 
 def flat(tree: dict, prefix: str = "") -> dict:

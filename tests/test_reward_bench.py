@@ -98,9 +98,9 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["variants"] = {"tiny": {"pairs": "unused.jsonl"}}
     params["reward_bench"].update(max_length=256, batch_size=32, bootstrap_resamples=200,
-                                  files={"llmbar": {"path": str(shared / "llmbar"), "format": "llmbar"}})
+                                  sources={"llmbar": {"kind": "file", "path": str(shared / "llmbar"), "format": "llmbar"}})
     models = models_folder(tmp_path, tiny_reward_model, ["tiny"])
-    result = run_stage("reward_bench.py", "--file", "llmbar", "--models", str(models), "--out", str(tmp_path / "out"),
+    result = run_stage("reward_bench.py", "--source", "llmbar", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "llmbar" / "metrics.json").read_text())
@@ -137,10 +137,11 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / "data" / "filtered-00000-of-00001.parquet")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["variants"] = {"a": {"pairs": "x"}, "b": {"pairs": "x"}}
-    params["reward_bench"].update(bootstrap_resamples=100, hub={"rb": {"hf_dataset": str(tmp_path / "hub"),
-                                                                         "hf_revision": "main", "hf_split": "filtered"}})
+    params["reward_bench"].update(bootstrap_resamples=100, sources={"rb": {
+        "kind": "hf", "hf_dataset": str(tmp_path / "hub"), "hf_revision": "main", "hf_split": "filtered",
+        "path": str(tmp_path / "hub")}})
     models = models_folder(tmp_path, tiny_reward_model, ["a", "b"])
-    result = run_stage("reward_bench.py", "--hub", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
+    result = run_stage("reward_bench.py", "--source", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "rb" / "metrics.json").read_text())
@@ -167,6 +168,11 @@ def test_a_limit_draws_pairs_with_the_seed_in_their_order():
     assert draw(pairs, None, 0) == pairs == draw(pairs, 60, 0)
 
 
-def test_the_stage_script_needs_exactly_one_source(tmp_path):
+def test_the_stage_script_names_a_source_of_reward_bench_sources(tmp_path):
     result = subprocess.run([sys.executable, "stages/reward_bench.py"], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode != 0 and "one of --file NAME or --hub NAME" in result.stderr
+    assert result.returncode != 0 and "Missing option '--source'" in result.stderr
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["reward_bench"]["sources"] = {"llmbar": {"kind": "file", "path": "x", "format": "llmbar"}}
+    result = run_stage("reward_bench.py", "--source", "rb", tmp_path=tmp_path, params=params)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "Error: reward_bench.sources: no source 'rb'; defined: ['llmbar']"]

@@ -234,10 +234,10 @@ def end_killed_runs(client, experiment_id: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=None):
+def stage_run(stage: str, params: Params, inputs=(), environment_file=None):
     """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
-    `sections`: the params this stage reads, as `Params.sections` gives them (or a dict of such data). The
-    machine and software it runs on go to the run (tags `env.*`, artifact environment.json) and to
+    `params`: the stage's view (Params.for_stage): the run logs the keys it declares, the pipeline run every key.
+    The machine and software it runs on go to the run (tags `env.*`, artifact environment.json) and to
     `environment_file`, next to the stage's outputs."""
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -253,10 +253,9 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     commit = git_commit()
     pipeline_tags = {"git_commit": commit, "dvc_exp_name": dvc_experiment(),
                      "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit}
-    parent_id = _pipeline_parent(client, experiment_id, pipeline_tags, params.model_dump(mode="json"))
+    sections = params.declared()
+    parent_id = _pipeline_parent(client, experiment_id, pipeline_tags, params.whole.model_dump(mode="json"))
     client.update_run(parent_id, status="RUNNING")  # until this stage ends: a pipeline between stages is not done
-    if not isinstance(sections, dict):
-        sections = params.sections(*sections)
     hashes = input_hashes(inputs)
     tags = {**pipeline_tags, "stage": stage, "dvc_stage": os.environ.get("DVC_STAGE", stage),
             "mlflow.parentRunId": parent_id, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),

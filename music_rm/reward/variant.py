@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..core.errors import ParamsError
 from ..core.io import file_digest, read_json, readable_files, write_json, write_text
 from ..core.outputs import committed_outputs
 from ..core.params import Params
@@ -39,16 +38,14 @@ def train_variant(params: Params, variant: str, seed: int, model: Path, out: Pat
                   state) -> str | None:
     """Train (variant, seed) from the base model folder `model` into `out`/<variant>/seed-<seed>, with its
     metrics.json and curve.csv in `reports`/<variant>/seed-<seed>, on the pairs its manifest names; `state` is
-    accelerate's PartialState. Returns the stage's summary line on the main process (None on the others)."""
+    accelerate's PartialState; `params`: the stage's view (stages/train.py's PARAMS), which has no train.seeds, so
+    that a new seed trains only its own models (a seed without a pairs manifest stops at manifest_pairs). Returns
+    the stage's summary line on the main process (None on the others)."""
     p = params.train
-    v = p.variant(variant)
-    if seed not in p.seeds:
-        raise ParamsError(f"train.seeds: {seed} is not one of {p.seeds}")
     pairs_file = manifest_pairs(reports, variant, seed)
     entry, name = seed_name(seed), f"train@{variant}-{seed}"  # the DVC stage and its MLflow run
     out_dir, partial = out / variant / entry, out / variant / f".{entry}.partial"
-    run_params = {"train": {"config": p.config.model_dump(mode="json"), "variant": v.model_dump(mode="json"),
-                            "seed": seed, "pairs": pairs_file, "accelerate_config": p.accelerate_config}}
+    run_params = {**params.declared(), "seed": seed, "pairs": pairs_file}
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
     state.wait_for_everyone()
@@ -57,7 +54,7 @@ def train_variant(params: Params, variant: str, seed: int, model: Path, out: Pat
     folders = (out / variant, reports / variant)
     outputs = committed_outputs(*folders) if main else contextlib.nullcontext(folders)
     with outputs as (staged_models, staged_reports), \
-         (stage_run(name, params, run_params, inputs=[model, pairs_file],
+         (stage_run(name, params, inputs=[model, pairs_file],
                     environment_file=staged_reports / entry / "environment.json")
           if main else contextlib.nullcontext()) as mlflow, \
          (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps
