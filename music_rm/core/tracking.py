@@ -8,6 +8,7 @@ are also logged as MLflow datasets, by reference. A stage's final metrics are co
 as `<stage>.<metric>`, so parents of different experiments compare side by side in the UI.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from .disk import disk_space
 from .environment import environment
 from .io import file_digest, write_json
 from .outputs import PREFIX, process_alive
@@ -217,6 +219,22 @@ def end_killed_runs(client, experiment_id: str) -> list[str]:
     return ended
 
 
+def store_disk_space(run):
+    """`run`'s context, in which SQLite's "database or disk is full" not said by an inner store is the MLflow
+    store's: one line naming its folder (core/disk.py)."""
+    @functools.wraps(run)
+    @contextlib.contextmanager
+    def wrapper(*args, **kwargs):
+        uri = tracking_uri()
+        folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else None
+        with (disk_space(folder, "free space there or move the MLflow store (MLFLOW_TRACKING_URI), and rerun",
+                         kind="database") if folder else contextlib.nullcontext()), run(*args, **kwargs) as mlflow:
+            yield mlflow
+
+    return wrapper
+
+
+@store_disk_space
 @contextlib.contextmanager
 def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=None):
     """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
