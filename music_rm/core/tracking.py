@@ -219,6 +219,27 @@ def end_killed_runs(client, experiment_id: str) -> list[str]:
     return ended
 
 
+def reap_killed_runs() -> list[str]:
+    """End as KILLED the runs of stages killed outright (end_killed_runs) before the runs are listed (`make exps`,
+    `make ui`), so no dead run shows as RUNNING; returns one line per stage run ended. Nothing is created when
+    there is no store yet."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    if exp is None:
+        return []
+    lines = []
+    for run_id in end_killed_runs(client, exp.experiment_id):
+        run = client.get_run(run_id)
+        lines.append(f"MLflow: {run.info.run_name} ended as KILLED: its process {run.data.tags[PID_TAG]} on "
+                     f"{run.data.tags[HOST_TAG]} is gone")
+    return lines
+
+
 def store_disk_space(run):
     """`run`'s context, in which SQLite's "database or disk is full" not said by an inner store is the MLflow
     store's: one line naming its folder (core/disk.py)."""
