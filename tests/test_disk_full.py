@@ -18,6 +18,7 @@ from music_rm.core.io import write_jsonl
 from music_rm.data.sources import fetch
 from music_rm.reward.train import CHECKPOINT_COMPLETE
 from tests.conftest import REPO, write_manifests
+from tests.test_interrupt import small_simulate
 from tests.test_sources import params as fetch_params
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
@@ -119,14 +120,7 @@ def test_a_checkpoint_that_does_not_fit_is_one_line_and_the_rerun_resumes_from_t
 
 
 def test_a_full_generation_cache_is_one_line_and_the_rerun_resumes_from_what_it_holds(root, tiny_model):
-    train, test, _ = fetch(fetch_params())
-    write_jsonl(root / "data" / "train.jsonl", train)
-    write_jsonl(root / "data" / "test.jsonl", test)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["simulate"].update(dtype="float32", batch_size=4, turns=3, train_prompts=8, test_prompts=8)
-    for role in ("assistant", "user", "rewriter"):
-        params["simulate"][role]["max_new_tokens"] = 8
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "params.yaml").write_text(yaml.safe_dump(small_simulate(root)))
     args = ["--data", str(root / "data"), "--model", str(tiny_model), "--out", str(root / "sim")]
     with tmpfs(root / "cache", "160k") as cache:
         line = one_error_line(stage("simulate.py", root, *args, cache=cache))
