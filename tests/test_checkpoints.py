@@ -49,14 +49,14 @@ def test_a_killed_runs_checkpoints_are_removed_by_the_next_run_after_a_params_ch
     for folder in (alive, gone, other):
         (folder / "checkpoint-2").mkdir(parents=True)
     write_json(alive / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid()})
-    write_json(gone / OWNER_FILE, {"host": socket.gethostname(), "pid": killed_pid(killed)})
+    write_json(gone / OWNER_FILE, {"host": socket.gethostname(), "pid": proc.pid})  # the killed run's: gone
 
     params["train"]["config"]["learning_rate"] = 2e-3  # a params change: the killed run's key is no run's now
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_manifests(tmp_path / "params.yaml", tmp_path / "reports")
     result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not killed.exists() and not gone.exists()
+    assert not killed.exists() and not gone.exists(), result.stderr[-3000:]
     assert alive.exists() and other.exists()
     assert sorted(p.name for p in cache.iterdir()) == sorted([alive.name, other.name])  # the new run's: removed at its end
     kib = f"{size / 1024:.1f} KiB"
@@ -65,9 +65,3 @@ def test_a_killed_runs_checkpoints_are_removed_by_the_next_run_after_a_params_ch
     assert re.search(rf"{re.escape(str(gone))}: removed \d+ B of abandoned checkpoints \(variant dropped is not in "
                      r"train.variants\)", result.stderr)
 
-
-def killed_pid(folder) -> int:
-    """The process the killed run ran in, as its checkpoint folder records it (gone now)."""
-    import json
-
-    return json.loads((folder / OWNER_FILE).read_text())["pid"]
