@@ -45,7 +45,7 @@ def test_a_killed_runs_checkpoints_are_removed_by_the_next_run_after_a_params_ch
     size = sum(p.stat().st_size for p in killed.rglob("*") if p.is_file())
     # beside it: a run of this variant and seed still alive (this process), a folder of a variant params.yaml no
     # longer has, and one of another variant it has
-    alive, gone, other = (cache / f"{name}-{'a' * 16}" for name in ("baseline-seed-0", "dropped-seed-0", "other-seed-0"))
+    alive, gone, other = (cache / f"{name}-seed-0-{'a' * 16}" for name in ("baseline", "dropped", "other"))
     for folder in (alive, gone, other):
         (folder / "checkpoint-2").mkdir(parents=True)
     write_json(alive / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid()})
@@ -58,7 +58,8 @@ def test_a_killed_runs_checkpoints_are_removed_by_the_next_run_after_a_params_ch
     assert result.returncode == 0, result.stderr[-3000:]
     assert not killed.exists() and not gone.exists(), result.stderr[-3000:]
     assert alive.exists() and other.exists()
-    assert sorted(p.name for p in cache.iterdir()) == sorted([alive.name, other.name])  # the new run's: removed at its end
+    # the new run's own folder: removed once its model is in place
+    assert sorted(p.name for p in cache.iterdir()) == sorted([alive.name, other.name])
     kib = f"{size / 1024:.1f} KiB"
     assert (f"{killed}: removed {kib} of abandoned checkpoints (made with other train params, pairs, base model or "
             "number of processes)") in result.stderr

@@ -72,7 +72,8 @@ def test_fetch_on_a_full_disk_says_so_in_one_line_keeps_its_old_outputs_and_the_
             (data / "fetch" / name).write_text(text)
         line = one_error_line(stage("fetch.py", root, "-q"))
         assert re.fullmatch(r"Error: data: disk full after this run wrote [\d.]+ KiB there \(removed; [\d.]+ KiB free "
-                            r"of 48\.0 KiB now\): free space there and rerun \(data/fetch: as before this run\)", line), line
+                            r"of 48\.0 KiB now\): free space there and rerun \(data/fetch: as before this run\)",
+                            line), line
         assert {name: (data / "fetch" / name).read_text() for name in old} == old
         assert [p.name for p in data.iterdir()] == ["fetch"]  # no staging folder left
         grow(data, "1m")
@@ -95,7 +96,8 @@ def test_a_checkpoint_that_does_not_fit_is_one_line_and_the_rerun_resumes_from_t
     with tmpfs(root / "cache", "8m") as cache:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "MUSIC_CACHE_DIR": str(cache)}
         proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py"), "--params",
-                                 str(root / "params.yaml"), *args], cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+                                 str(root / "params.yaml"), *args],
+                                cwd=root, env=env, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
         while not list(cache.glob(f"checkpoints/*/checkpoint-2/{CHECKPOINT_COMPLETE}")):
             assert proc.poll() is None and time.time() < deadline, "no checkpoint was saved"
@@ -108,9 +110,9 @@ def test_a_checkpoint_that_does_not_fit_is_one_line_and_the_rerun_resumes_from_t
         _, stderr = proc.communicate(timeout=300)
         line = one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
         [folder] = cache.glob("checkpoints/baseline-seed-0-*")
-        assert re.fullmatch(rf"Error: cache/checkpoints/{folder.name}: disk full \([\d.]+ KiB free of 8\.0 MiB\): free space "
-                            r"there or move the cache \(MUSIC_CACHE_DIR\), and rerun: it resumes from checkpoint-2 \(a "
-                            r"checkpoint takes [\d.]+ KiB\)", line), line
+        assert re.fullmatch(rf"Error: cache/checkpoints/{folder.name}: disk full \([\d.]+ KiB free of 8\.0 MiB\): "
+                            r"free space there or move the cache \(MUSIC_CACHE_DIR\), and rerun: it resumes from "
+                            r"checkpoint-2 \(a checkpoint takes [\d.]+ KiB\)", line), line
         assert not (root / "rm" / "baseline" / "seed-0").exists()
         (cache / "filler").unlink()
         rerun = stage("train.py", root, *args, cache=cache)

@@ -83,7 +83,8 @@ def repo(tmp_path_factory):
 @pytest.mark.parametrize("key, value", [
     ("train.variants", "x; touch {marker}; echo"), ("train.variants", "a b"), ("train.variants", "../escape"),
     ("train.variants", "a.b"), ("judge.pair_sets", "s;touch {marker}"), ("mt_bench.sources", "m$(touch {marker})"),
-    ("train.seeds", ["0; touch {marker}"]), ("train.accelerate_config", "configs/accelerate/default.yaml;touch {marker}"),
+    ("train.seeds", ["0; touch {marker}"]),
+    ("train.accelerate_config", "configs/accelerate/default.yaml;touch {marker}"),
 ])
 def test_dvc_repro_refuses_an_unsafe_name_before_running_any_command(repo, tmp_path, key, value):
     marker = tmp_path / "injected"

@@ -187,7 +187,8 @@ def test_listing_the_runs_with_make_ui_or_make_exps_ends_a_killed_stage_s_runs_f
     assert shown.returncode == 0, shown.stderr
     stage = next(r for r in runs()[1] if "stage" in r.data.tags)
     pid, host = stage.data.tags["music.pid"], stage.data.tags["music.host"]
-    assert shown.stdout.splitlines()[0] == f"MLflow: workspace/train@music-0 ended as KILLED: its process {pid} on {host} is gone"
+    assert shown.stdout.splitlines()[0] == (f"MLflow: workspace/train@music-0 ended as KILLED: its process {pid} on "
+                                            f"{host} is gone")
     assert shown.stdout.splitlines()[1].startswith("runs: http://127.0.0.1:5123/#/experiments/")
     assert sorted(r.info.status for r in runs()[1]) == ["KILLED", "KILLED"]
 

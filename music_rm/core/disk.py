@@ -45,11 +45,12 @@ def space(folder) -> tuple[int, int]:
 
 
 def size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    """Bytes as people read them: 0 B, 44.0 KiB, 1.6 GiB."""
+    if n < 1024:
+        return f"{n} B"
+    units = ("KiB", "MiB", "GiB")
+    power = min(len(units), max(1, (n.bit_length() - 1) // 10))
+    return f"{n / 1024 ** power:.1f} {units[power - 1]}"
 
 
 def shown(folder) -> str:
@@ -89,7 +90,7 @@ def disk_space(folder, advice, on_full=None, kind: str | None = None):
     `on_full()` runs first: it frees what the block left half-written, so the space reported is what is left
     without it, and returns the bytes that held (or None).
 
-    The error that counts is the first one in the chain (a full disk often fails the cleanup that follows too:
+    The error that counts is the one raised first (a full disk often fails the cleanup that follows too:
     the MLflow run's end, the log file): with `kind` ("file" or "database") the block claims only that kind, and
     leaves the others to the block around it that writes there. A DiskFull said inside the block is raised as it
     is, also when cleanup failed after it."""
@@ -116,4 +117,3 @@ def disk_space(folder, advice, on_full=None, kind: str | None = None):
 def folder_size(folder) -> int:
     """Bytes of the files under `folder`."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
-

@@ -167,8 +167,8 @@ def checkpoint_advice(work_dir: str) -> str:
     """What to do when a checkpoint did not fit on the disk of `work_dir`, and what a rerun resumes from."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    complete = sorted((p for p in Path(work_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / CHECKPOINT_COMPLETE).is_file()),
-                      key=lambda p: int(p.name.split("-")[-1]))
+    complete = sorted((p for p in Path(work_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                       if (p / CHECKPOINT_COMPLETE).is_file()), key=lambda p: int(p.name.split("-")[-1]))
     resumes = (f"it resumes from {complete[-1].name} (a checkpoint takes {size(folder_size(complete[-1]))})"
                if complete else "it starts over: no checkpoint was saved whole")
     return f"free space there or move the cache (MUSIC_CACHE_DIR), and rerun: {resumes}"
