@@ -5,6 +5,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
+from music_rm.core.disk import DiskFull
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
@@ -51,6 +52,8 @@ def main(params_path, data, model, out):
             builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
             try:
                 trees = builder.build(seeds)
+            except DiskFull:  # its line says what the cache keeps
+                raise
             except StageFailure as e:
                 kept = (f"kept in {default_path()}; a rerun resumes from there" if cache
                         else "not kept (simulate.cache is off)")

@@ -55,7 +55,7 @@ def test_every_stage_lists_the_params_its_script_declares():
     """dvc.yaml's params are the script's PARAMS, `{option}` as the command passes it (`${key}`, `${item.variant}`):
     a changed param reruns exactly the stages that read it."""
     for name, (stage, script) in stages().items():
-        assert stage["params"] == dvc_params(script, stage["cmd"]), f"{name}: run `make deps`"
+        assert stage.get("params", []) == dvc_params(script, stage["cmd"]), f"{name}: run `make deps`"
     assert "mt_bench.limit" in stages()["mt_bench"][0]["params"]  # read since the stage's first version; now listed
     assert "reward_bench.limit" in stages()["reward_bench"][0]["params"]
     assert stages()["train"][0]["params"] == ["train.accelerate_config", "train.config", "train.variants.${item.variant}"]
@@ -67,7 +67,8 @@ def test_every_declared_param_is_a_key_of_params_yaml():
         mt_bench={"sources": {"x": {"questions": "q", "answers": "a", "human": "h", "gpt4": "g"}}},
         reward_bench={"sources": {"x": {"kind": "file", "path": "p", "format": "llmbar"}}}), "test")
     for name, (_, script) in stages().items():  # for_stage raises for a key params.yaml does not have
-        assert params.for_stage(declared_params(script), variant="music", source="x", set="x").declared(), name
+        declared = declared_params(script)
+        assert params.for_stage(declared, variant="music", source="x", set="x").declared() or declared == (), name
 
 
 def test_make_deps_rewrites_only_the_code_deps_and_the_params():
@@ -121,7 +122,7 @@ def test_a_changed_limit_reruns_mt_bench_and_reward_bench_under_real_dvc(shared,
     shutil.copytree(tiny_reward_model, root / "models" / "rm" / "tiny" / "seed-0")  # as train@tiny-0 leaves it
     run(["git", "init", "-q"], root)
     run(["dvc", "init", "-q"], root)
-    out = run(["dvc", "repro", "--single-item", "mt_bench@shared", "reward_bench@llmbar"], root, timeout=900)
+    out = run(["dvc", "repro", "--single-item", "check_params", "mt_bench@shared", "reward_bench@llmbar"], root, timeout=900)
     assert "Running stage 'mt_bench@shared'" in out and "Running stage 'reward_bench@llmbar'" in out
     assert "up to date" in run(["dvc", "status", "mt_bench@shared", "reward_bench@llmbar"], root)
     params = yaml.safe_load((root / "params.yaml").read_text())

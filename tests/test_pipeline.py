@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 VARIANTS = ("baseline", "music", "volume_matched")
-STAGES = {"base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
+STAGES = {"check_params", "base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
           *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@heldout"}
 SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
@@ -137,7 +137,8 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     root, _, commit = repo
     runs = mlflow_runs(root)
     workspace = {name: value for name, value in runs.items() if name.startswith("workspace")}
-    tracked = {s for s in STAGES if not s.startswith("pairs@")}  # pairs@ computes nothing: its manifests only name files
+    # check_params and pairs@ compute nothing: one checks params.yaml, the other's manifests only name files
+    tracked = {s for s in STAGES if not s.startswith("pairs@") and s != "check_params"}
     assert set(workspace) == {"workspace"} | {f"workspace/{s}" for s in tracked}
     parent = runs["workspace"][0]
     assert parent.data.tags["git_commit"] == commit and parent.data.tags["dvc_exp_name"] == "workspace"
@@ -240,7 +241,7 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
     run(["dvc", "init", "-q"], root)
     run([sys.executable, "-m", "music_rm", "profile", "profiles/paper.yaml"], root)
     out = run(["dvc", "repro", "--dry", "--force"], root)
-    paper = {"base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
+    paper = {"check_params", "base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
              *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@hh", "best_of_n@ultrainteract",
              "reward_bench@reward_bench"}
     assert {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} == paper, out

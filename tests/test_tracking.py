@@ -141,19 +141,25 @@ def test_the_machine_and_software_are_recorded_beside_the_outputs_and_in_the_run
     assert not (store / "failed" / "environment.json").exists()  # its log is there: see below
 
 
-def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_next_stage(store):
+def kill_a_stage(store, stage: str) -> None:
+    """A stage process SIGKILLed inside its MLflow run: its run and its pipeline's stay RUNNING."""
     import os
     import signal
-    import subprocess
     import sys
 
     killed = subprocess.run([sys.executable, "-c", (
         "import os, signal\n"
         "from music_rm.core.params import load_params\n"
         "from music_rm.core.tracking import stage_run\n"
-        f"with stage_run('fetch', load_params({str(REPO / 'params.yaml')!r}).for_stage(['fetch'])):\n"
+        f"with stage_run({stage!r}, load_params({str(REPO / 'params.yaml')!r}).for_stage(['fetch'])):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n")], cwd=store, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert killed.returncode == -signal.SIGKILL
+
+
+def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_next_stage(store):
+    import os
+
+    kill_a_stage(store, "fetch")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # this store, not the last one a stage run set
     client, all_runs = runs()
     assert sorted(r.info.status for r in all_runs) == ["RUNNING", "RUNNING"]  # the stage's and its pipeline's
@@ -167,6 +173,37 @@ def test_a_stage_run_left_running_by_a_killed_process_is_ended_killed_by_the_nex
     assert status[(stage_killed.info.run_id, "fetch")] == "KILLED"
     assert sorted(status.values()) == ["FINISHED", "FINISHED", "KILLED", "RUNNING"]  # pipeline run: FINISHED again
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+def test_listing_the_runs_with_make_ui_or_make_exps_ends_a_killed_stage_s_runs_first(store):
+    """No stage needs to run again: `make ui` (the command it runs before the server) and `music-rm exps` (what
+    `make exps` runs) end the RUNNING runs of a dead process as KILLED, the stage's and its pipeline's, and say so."""
+    import os
+    import sys
+
+    kill_a_stage(store, "train@music-0")
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    assert sorted(r.info.status for r in runs()[1]) == ["RUNNING", "RUNNING"]
+    recipe = subprocess.run(["make", "-s", "-n", "ui", "PORT=5123"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout
+    # the command before `mlflow ui` (what make prints for .venv, when it would remake it, is not run)
+    [before_server] = [c for c in recipe.replace("\\\n\t", " ").splitlines() if "ui_url(" in c]
+    shown = subprocess.run(["bash", "-c", before_server], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    stage = next(r for r in runs()[1] if "stage" in r.data.tags)
+    pid, host = stage.data.tags["music.pid"], stage.data.tags["music.host"]
+    assert shown.stdout.splitlines()[0] == (f"MLflow: workspace/train@music-0 ended as KILLED: its process {pid} on "
+                                            f"{host} is gone")
+    assert shown.stdout.splitlines()[1].startswith("runs: http://127.0.0.1:5123/#/experiments/")
+    assert sorted(r.info.status for r in runs()[1]) == ["KILLED", "KILLED"]
+
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=store, check=True)
+    kill_a_stage(store, "eval")
+    listed = subprocess.run([sys.executable, "-m", "music_rm", "exps"], cwd=store, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "MLflow: workspace/eval ended as KILLED: its process" in listed.stderr
+    assert [r.info.status for r in runs()[1]].count("RUNNING") == 0
 
 
 def test_a_parent_is_named_after_what_it_changed_and_the_runs_table_view_shows_that_and_the_accuracies(store, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from .errors import ParamsError, UndeclaredParam
 from .packages import check_packages
@@ -24,6 +24,19 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Dtype = Literal["float32", "bfloat16", "float16"]
 Backend = Literal["transformers", "vllm", "openai"]
+# The names that DVC makes into stage names (train@<variant>-<seed>, judge@<set>, …), puts into output paths and
+# params lookups (`train.variants.<name>`), and interpolates unquoted into a stage's shell command (`--variant
+# <name>`): the keys of train.variants, judge.pair_sets, best_of_n.prompt_sets, mt_bench.sources and
+# reward_bench.files and .hub. Only characters that no shell, path or dotted lookup reads specially.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# A path DVC interpolates into a stage's command (train.accelerate_config): characters a shell takes as they are.
+COMMAND_PATH_PATTERN = r"^[A-Za-z0-9_@%+=:,./][A-Za-z0-9_@%+=:,./-]*$"
+# The one-line refusal of a value that does not match each pattern: what it is for, and the characters allowed
+REFUSED = {NAME_PATTERN: "{value!r} is not a usable name (it becomes a DVC stage name, a folder and a command "
+                         "argument): use letters, digits, _ and - only, starting with a letter or digit",
+           COMMAND_PATH_PATTERN: "{value!r} cannot go into a stage's shell command: use letters, digits and "
+                                 "_ @ % + = : , . / - only, not starting with -"}
 
 
 class Section(BaseModel):
@@ -234,9 +247,10 @@ class Variant(Section):
 
 
 class TrainParams(Section):
-    accelerate_config: str = Field(description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
+    accelerate_config: Annotated[str, StringConstraints(pattern=COMMAND_PATH_PATTERN)] = Field(
+        description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
     config: TrainConfig = Field(description="Training, shared by every variant")
-    variants: Annotated[dict[str, Variant], Field(min_length=1)] = Field(
+    variants: Annotated[dict[Name, Variant], Field(min_length=1)] = Field(
         description="Name: its training pairs; one train@<name>-<seed> stage and reward model "
                     "(models/rm/<name>/seed-<seed>) per training seed")
     main_process_port: Annotated[int, Field(ge=0, le=65535)] = Field(
@@ -280,7 +294,7 @@ class JudgeParams(GenerationParams):
     limit: PositiveInt | None = Field(description="Judge the first N pairs of each set; null: all")
     seed: int = Field(description="Seed of the judge's requests and the bootstrap")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
-    pair_sets: dict[str, str] = Field(
+    pair_sets: dict[Name, str] = Field(
         description="Name: a pairs file; one judge@<name> stage each; none by default (SmolLM2 cannot judge), e.g. "
                     "{music: data/contrast/test.jsonl}")
 
@@ -298,7 +312,7 @@ class MTBenchParams(Section):
         description="A longer conversation loses its oldest whole exchanges (docs/evaluation.md); null: no limit")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
     seed: int = Field(description="Seed of the bootstrap")
-    sources: dict[str, MTBenchSource] = Field(
+    sources: dict[Name, MTBenchSource] = Field(
         description="Name: MT-Bench files; one mt_bench@<name> stage each; none by default")
     limit: PositiveInt | None = Field(
         description="N questions drawn at random with `seed`, scored with their votes only (a quick run); null: all")
@@ -316,7 +330,7 @@ class PromptSet(Section):
 
 class BestOfNParams(Section):
     """Multi-turn Best-of-N: the policy and user simulator are simulate's generator; the judge is judge's."""
-    prompt_sets: dict[str, PromptSet] = Field(
+    prompt_sets: dict[Name, PromptSet] = Field(
         description="Name: a prompt set; one best_of_n@<name> stage each; none by default (SmolLM2 cannot judge), e.g."
                     " {heldout: {path: data/fetch/test.jsonl, format: schema, limit: 6}}")
     turns: PositiveInt = Field(description="Turns of each rollout")
@@ -365,7 +379,7 @@ class RewardBenchParams(Section):
         description="A longer conversation loses its oldest whole exchanges (docs/evaluation.md); null: no limit")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every accuracy interval")
     seed: int = Field(description="Seed of the bootstrap")
-    sources: dict[str, RewardBenchSource] = Field(
+    sources: dict[Name, RewardBenchSource] = Field(
         description="Name: a source, by kind; one reward_bench@<name> stage each; none by default, e.g. {llmbar: "
                     "{kind: file, path: /abs/shared/data/llmbar, format: llmbar}}")
     limit: PositiveInt | None = Field(
@@ -519,6 +533,10 @@ def _one_line(error: ValidationError, where: str) -> ParamsError:
         kinds = ", ".join(sorted(_tags(_walk(e["loc"])[1])))
         got = f"got {e['input']['kind']!r}" if e["type"] == "union_tag_invalid" else "missing"
         return ParamsError(f"{where}: {key}.kind: one of {kinds} ({got})")
+    if e["type"] == "string_pattern_mismatch" and e["ctx"]["pattern"] in REFUSED:
+        if e["loc"][-1] == "[key]":  # a name: the key is the mapping it names an entry of
+            key = _key(e["loc"][:-2])
+        return ParamsError(f"{where}: {key}: " + REFUSED[e["ctx"]["pattern"]].format(value=e["input"]))
     message = e["msg"].removeprefix("Value error, ")
     if e["type"] == "value_error" and not key:  # a cross-section rule names its own key
         return ParamsError(f"{where}: {message}")

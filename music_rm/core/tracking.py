@@ -9,6 +9,7 @@ its own, `log_results`) are copied onto the parent as `<stage>.<metric>`, so par
 compare side by side in the UI; the saved view of the runs table is written once per pipeline run and by `make ui`.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from .disk import disk_space
 from .environment import environment
 from .io import file_digest, flatten, write_json
 from .outputs import PREFIX, process_alive
@@ -233,6 +235,43 @@ def end_killed_runs(client, experiment_id: str) -> list[str]:
     return ended
 
 
+def reap_killed_runs() -> list[str]:
+    """End as KILLED the runs of stages killed outright (end_killed_runs) before the runs are listed (`make exps`,
+    `make ui`), so no dead run shows as RUNNING; returns one line per stage run ended. Nothing is created when
+    there is no store yet."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    if exp is None:
+        return []
+    lines = []
+    for run_id in end_killed_runs(client, exp.experiment_id):
+        run = client.get_run(run_id)
+        lines.append(f"MLflow: {run.info.run_name} ended as KILLED: its process {run.data.tags[PID_TAG]} on "
+                     f"{run.data.tags[HOST_TAG]} is gone")
+    return lines
+
+
+def store_disk_space(run):
+    """`run`'s context, in which SQLite's "database or disk is full" not said by an inner store is the MLflow
+    store's: one line naming its folder (core/disk.py)."""
+    @functools.wraps(run)
+    @contextlib.contextmanager
+    def wrapper(*args, **kwargs):
+        uri = tracking_uri()
+        folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else None
+        with (disk_space(folder, "free space there or move the MLflow store (MLFLOW_TRACKING_URI), and rerun",
+                         kind="database") if folder else contextlib.nullcontext()), run(*args, **kwargs) as mlflow:
+            yield mlflow
+
+    return wrapper
+
+
+@store_disk_space
 @contextlib.contextmanager
 def stage_run(stage: str, params: Params, inputs=(), environment_file=None):
     """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
