@@ -9,7 +9,7 @@ from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
-from music_rm.method.contrast import HEADLINE, contrast
+from music_rm.method.contrast import HEADLINE, arms_line, contrast
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("contrast", "train.config.max_length", "train.config.truncation", "train.seeds")
@@ -21,29 +21,34 @@ PARAMS = ("contrast", "train.config.max_length", "train.config.truncation", "tra
               help="MUSIC trees (simulate's output).")
 @click.option("--original", default=f"{paths.FETCH}/train.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="The original train pairs.")
+@click.option("--reserve", default=f"{paths.FETCH}/reserve.jsonl", show_default=True, type=click.Path(path_type=Path),
+              help="Original pairs in reserve (fetch.reserve_fraction): the diversity-matched control's.")
 @click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model folder: its chat template counts the tokens of each pair, as training does.")
 @click.option("--out", default=paths.CONTRAST, show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
 @logged
-def main(params_path, trees, original, model, out):
-    """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control (one draw
-    per training seed, volume_matched/seed-<seed>.jsonl)."""
+def main(params_path, trees, original, reserve, model, out):
+    """Cut the trees after contrast.turns assistant turns into pairs; build the train sets, the control (one draw
+    per training seed, volume_matched/seed-<seed>.jsonl) and the control arms (offtopic, style, diversity_matched,
+    related)."""
     params = load_params(params_path).for_stage(PARAMS)
     p = params.contrast
     cfg = params.train.config
     seeds = params.train.seeds
     with committed_outputs(out) as out, \
-         stage_run("contrast", params, inputs=[trees, original, model],
+         stage_run("contrast", params, inputs=[trees, original, reserve, model],
                    environment_file=out / "environment.json"):
-        sets, draws, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, seeds, str(model),
-                                        cfg.max_length, cfg.truncation, p.min_relatedness)
+        sets, draws, lengths, arms = contrast(read_jsonl(original), read_jsonl(trees), p.turns, seeds, str(model),
+                                              cfg.max_length, cfg.truncation, p.min_relatedness, read_jsonl(reserve),
+                                              p.related_only)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
         control = out / Path(paths.VOLUME_MATCHED).name
         for seed, rows in draws.items():
             write_jsonl(control / f"{paths.seed_name(seed)}.jsonl", rows)
+        write_arms(out, arms)
         summary = {"k": p.turns, **{f"pairs_{name}": len(rows) for name, rows in sets.items()},
                    "pairs_train_volume_matched": len(draws[seeds[0]]),
                    "max_length": cfg.max_length, "truncation": cfg.truncation, **lengths}
@@ -59,6 +64,16 @@ def main(params_path, trees, original, model, out):
     kept = lengths["relatedness"]
     click.echo(f"contrast: train trees whose hidden instructions have relatedness >= {kept['min']}: {kept['kept']} kept, "
                f"{kept['dropped']} dropped, of {kept['train_trees']}")
+    click.echo(arms_line(lengths["arms"], summary["pairs_train_with_original"]))
+
+
+def write_arms(out: Path, arms: dict) -> None:
+    """Each control arm's pairs where params.yaml's variants name them (paths.CONTROL_ARMS): a file, or a folder of
+    one file per training seed."""
+    for arm, rows in arms.items():
+        path = out / Path(paths.CONTROL_ARMS[arm]).name
+        for seed, seed_rows in (rows.items() if isinstance(rows, dict) else [(None, rows)]):
+            write_jsonl(path if seed is None else path / f"{paths.seed_name(seed)}.jsonl", seed_rows)
 
 
 if __name__ == "__main__":

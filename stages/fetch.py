@@ -9,7 +9,7 @@ from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
-from music_rm.data.sources import HEADLINE, fetch
+from music_rm.data.sources import HEADLINE, fetch_with_reserve
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("fetch",)
@@ -18,7 +18,7 @@ PARAMS = ("fetch",)
 @click.command(context_settings=HELP)
 @params_option
 @click.option("--out", default=paths.FETCH, show_default=True, type=click.Path(path_type=Path),
-              help="Folder for train.jsonl, test.jsonl and summary.json.")
+              help="Folder for train.jsonl, reserve.jsonl, test.jsonl and summary.json.")
 @clean_errors
 @logged
 def main(params_path, out):
@@ -28,15 +28,17 @@ def main(params_path, out):
     with committed_outputs(out) as out, \
          stage_run("fetch", params, inputs=[p.path] if p.source == "path" else [],
                    environment_file=out / "environment.json") as mlflow:
-        train, test, summary = fetch(p)
+        train, reserve, test, summary = fetch_with_reserve(p)
         write_jsonl(out / "train.jsonl", train)
+        write_jsonl(out / "reserve.jsonl", reserve)
         write_jsonl(out / "test.jsonl", test)
         write_json(out / "summary.json", summary)
-        log_results({k: summary[k] for k in ("rows_read", "rows_kept", "skipped", "train", "test")},
+        log_results({k: summary[k] for k in ("rows_read", "rows_kept", "skipped", "train", "reserve", "test")},
                     {k: summary[k] for k in HEADLINE})
         mlflow.log_dict(summary, "summary.json")
     click.echo(f"fetch: {summary['rows_kept']}/{summary['rows_read']} rows kept from {summary['origin']} "
-               f"({summary['skipped']} skipped), {summary['train']} train / {summary['test']} test, "
+               f"({summary['skipped']} skipped), {summary['train']} train / {summary['test']} test"
+               + (f" / {summary['reserve']} in reserve" if summary["reserve"] else "") + ", "
                f"{summary['multi_turn']} multi-turn")
 
 

@@ -14,7 +14,8 @@ from music_rm.core.tracking import log_results, stage_run
 from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
-from music_rm.method.simulate import HEADLINE, TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
+from music_rm.method.simulate import (HEADLINE, TreeBuilder, message_stats, relatedness_stats, sample_markdown,
+                                      sample_prompts, split_seed)
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("simulate", "base.trust_remote_code")
@@ -39,19 +40,20 @@ def token_counter(model_dir: Path):
 @clean_errors
 @logged
 def main(params_path, data, model, out):
-    """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
+    """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits (each split with its own
+    simulation seed; with simulate.resample, a third branch on the train trees)."""
     params = load_params(params_path).for_stage(PARAMS)
     p = params.simulate
     with committed_outputs(out) as out, \
          stage_run("simulate", params, inputs=[data / "train.jsonl", data / "test.jsonl", model],
                    environment_file=out / "environment.json") as mlflow:
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
-                 for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]
+                 for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, split_seed(p, split))]
         cache = GenerationCache(default_path()) if p.cache else None
         with Generator(make_backend(p, str(model), params.base.trust_remote_code), cache) as generator:
             builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
             try:
-                trees = builder.build(seeds)
+                trees = builder.build_splits(seeds)
             except DiskFull:  # its line says what the cache keeps
                 raise
             except StageFailure as e:
@@ -68,6 +70,9 @@ def main(params_path, data, model, out):
             "dropped": sum(builder.dropped.values()),
             "dropped_by_reason": dict(sorted(builder.dropped.items())),  # prompt_too_long: over the context
             "retries_by_reason": dict(sorted(builder.retries.items())),
+            "simulation_seeds": {"train": split_seed(p, "train"), "test": split_seed(p, "test")},
+            "resampled": sum("resampled" in t for t in trees),  # train trees with the style control's third branch
+            "unresampled_by_reason": dict(sorted(builder.unresampled.items())),
             **message_stats(trees, token_counter(model)),
             "relatedness": relatedness_stats(trees),  # hidden instruction vs the user message it replaced
         }
@@ -81,6 +86,8 @@ def main(params_path, data, model, out):
         mlflow.log_artifact(str(out / "sample.md"))
     click.echo(f"simulate: {len(trees)} trees of {p.turns} turns from {len(seeds)} prompts "
                f"({summary['dropped']} dropped {summary['dropped_by_reason']}), "
+               + (f"{summary['resampled']} train trees resampled, " if p.resample else "")
+               + f"simulation seeds {summary['simulation_seeds']}, "
                f"{generator.model_calls} model calls ({generator.cache_hits} answered from the cache), "
                f"{generator.new_tokens} new tokens")
 

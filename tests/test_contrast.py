@@ -92,7 +92,7 @@ def test_lengths_are_counted_per_k_and_the_control_matches_the_music_pairs_that_
     outcome = length_outcome(tokenizer, 80, "truncate_oldest")
     assert [outcome(p) for p in pairs_from_trees(trees, 3)] == ["dropped", "dropped", "truncated", "fit", "fit"]
     assert [outcome(p) for p in short] == ["fit"] * 3 and outcome(too_long) == "dropped"
-    sets, draws, counts = contrast(short + [too_long], trees, 3, [0], str(tiny_model), 80, "truncate_oldest", 0.0)
+    sets, draws, counts, _ = contrast(short + [too_long], trees, 3, [0], str(tiny_model), 80, "truncate_oldest", 0.0)
     sets["train_volume_matched"] = draws[0]
     assert counts["music_by_k"][3] == {"pairs": 4, "fit": 2, "truncated": 1, "dropped": 2}
     assert counts["music_by_k"][1] == {"pairs": 4, "fit": 4, "truncated": 1, "dropped": 0}
@@ -146,8 +146,10 @@ def test_the_contrast_stage_counts_the_trees_the_relatedness_filter_keeps(tiny_m
     original = [{"id": f"o{i}", "source": "x", "chosen": [m("user", f"hi {i}"), m("assistant", "hello")],
                  "rejected": [m("user", f"hi {i}"), m("assistant", "go away")]} for i in range(3)]
     (tmp_path / "original.jsonl").write_text("".join(json.dumps(p) + "\n" for p in original))
+    (tmp_path / "reserve.jsonl").write_text("")
     params = repo_params(contrast={"min_relatedness": 0.25})
     result = run_stage("contrast.py", "--trees", str(REAL_TREES), "--original", str(tmp_path / "original.jsonl"),
+                       "--reserve", str(tmp_path / "reserve.jsonl"),
                        "--model", str(tiny_model), "--out", str(tmp_path / "out"), tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -11,7 +11,7 @@ from music_rm.data.sources import fetch
 
 def params(**overrides):
     base = dict(source="embedded", path="", format="auto", hf_dataset="", hf_revision="main", hf_split="train",
-                limit=None, test_fraction=0.3, on_invalid="fail", max_message_chars=50_000)
+                limit=None, test_fraction=0.3, reserve_fraction=0.0, on_invalid="fail", max_message_chars=50_000)
     return FetchParams(**{**base, **overrides})
 
 

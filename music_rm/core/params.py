@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
+from . import paths
 from .errors import ParamsError, UndeclaredParam
 from .packages import check_packages
 
@@ -109,6 +110,10 @@ class FetchParams(Section):
                     " or hf_dataset)")
     limit: PositiveInt | None = Field(description="Keep only the first N rows; null: all")
     test_fraction: Fraction = Field(description="Share of prompts (by hash) held out for eval")
+    reserve_fraction: Annotated[float, Field(ge=0, lt=1)] = Field(
+        description="Share of the train prompts (by another hash) kept out of train.jsonl in reserve.jsonl: distinct "
+                    "original pairs that only the diversity-matched control trains on (contrast's "
+                    "diversity_matched); 0: none")
     on_invalid: Literal["fail", "skip"] = Field(
         description="fail: stop at the first bad row | skip: count it and go on")
     max_message_chars: PositiveInt = Field(description="A row with a longer message is a bad row")
@@ -176,12 +181,19 @@ PromptCount = PositiveInt | Annotated[float, Field(gt=0, le=1)] | None  # a coun
 class SimulateParams(GenerationParams):
     turns: PositiveInt = Field(description="Simulated assistant turns per branch")
     seed: int = Field(description="Seeds every generation request and the draw of prompts")
+    train_seed: int | None = Field(
+        description="The simulation seed of the train trees (their prompt draw and every generation), a study's "
+                    "axis beside train.seeds; the held-out trees grow apart, always with `seed`, so experiments that "
+                    "vary it score every model on the same held-out trees; null: `seed`")
     train_prompts: PromptCount = Field(
         description="Distinct train prompts simulated: a count, a fraction, or null (all); drawn at random with `seed`")
     test_prompts: PromptCount = Field(
         description="Distinct test prompts simulated (they give the held-out MUSIC pairs): a count, a fraction, or "
                     "null (all)")
     max_retries: NonNegativeInt = Field(description="New seeds for a failed generation before the tree is dropped")
+    resample: bool = Field(
+        description="Grow a third branch on every train tree: the chosen branch's user messages, the assistant's "
+                    "answers sampled again with other seeds (the style control's pairs, contrast's style.jsonl)")
     context_messages: PositiveInt = Field(description="The user simulator sees the last N messages of its branch")
     context_chars: PositiveInt = Field(description="Each of those messages clipped to its last N characters")
     assistant: Sampling = Field(description="Sampling of the assistant simulator")
@@ -196,6 +208,9 @@ class ContrastParams(Section):
         description="Keep only the train trees whose every hidden instruction up to turn K shares at least this "
                     "share of content words with the user message it replaced (Jaccard, as simulate's summary "
                     "counts it): harder contrast; 0 keeps every tree; held-out trees are always kept")
+    related_only: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="The related-only arm (related.jsonl): the original pairs plus the MUSIC pairs of the train trees "
+                    "that min_relatedness at this level keeps, beside the unfiltered music arm")
 
 
 class TrainConfig(Section):
@@ -431,6 +446,13 @@ class Params(Section):
         """Every rule that ties one section to another (and train.seeds' uniqueness, a rule on a whole list)."""
         if len(set(self.train.seeds)) != len(self.train.seeds):
             raise ValueError(f"train.seeds: each seed at most once, got {self.train.seeds}")
+        for name, variant in self.train.variants.items():
+            if variant.pairs == paths.STYLE and not self.simulate.resample:
+                raise ValueError(f"train.variants.{name}: its pairs ({paths.STYLE}) are the style control's, which "
+                                 "need the resampled branch: set simulate.resample: true")
+            if variant.pairs == paths.DIVERSITY_MATCHED and self.fetch.reserve_fraction == 0:
+                raise ValueError(f"train.variants.{name}: its pairs ({paths.DIVERSITY_MATCHED}) are the diversity-"
+                                 "matched control's, drawn from fetch's reserve: set fetch.reserve_fraction above 0")
         if self.contrast.turns > self.simulate.turns:
             raise ValueError(f"contrast.turns: {self.contrast.turns} is more than the {self.simulate.turns} turns "
                              "simulated (simulate.turns)")

@@ -26,6 +26,12 @@ CONTRAST = "data/contrast"
 TRAIN_REPORTS = "data/train"           # <variant>/seed-<seed>: metrics.json, curve.csv; <variant>/pairs: see below
 EVAL = "data/eval"                     # and the judge, best_of_n, mt_bench, reward_bench folders in it
 VOLUME_MATCHED = f"{CONTRAST}/volume_matched"   # seed-<seed>.jsonl: the control's draw for each training seed
+# The study's control arms (method/contrast.py, docs/evaluation.md "Control arms"); folders hold one draw per seed
+OFFTOPIC = f"{CONTRAST}/offtopic"               # seed-<seed>.jsonl
+STYLE = f"{CONTRAST}/style.jsonl"
+DIVERSITY_MATCHED = f"{CONTRAST}/diversity_matched"   # seed-<seed>.jsonl
+RELATED = f"{CONTRAST}/related.jsonl"
+CONTROL_ARMS = {"offtopic": OFFTOPIC, "style": STYLE, "diversity_matched": DIVERSITY_MATCHED, "related": RELATED}
 PAIRS_MANIFESTS = "pairs"              # data/train/<variant>/pairs/seed-<seed>.json: what each model trains on
 
 

@@ -243,3 +243,21 @@ def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
         "multi_turn": sum(1 for r in rows if sum(m["role"] == "user" for m in r["chosen"]) > 1),
     }
     return train, test, summary
+
+
+def is_reserved(row: dict, reserve_fraction: float) -> bool:
+    """Whether a train row is kept in reserve: by hash digits of its prompt that the test split does not read, so
+    the reserve is a random share of the train prompts whatever fetch.test_fraction is."""
+    return int(prompt_hash(row["chosen"])[8:16], 16) / 16**8 < reserve_fraction
+
+
+def fetch_with_reserve(p: FetchParams) -> tuple[list[dict], list[dict], list[dict], dict]:
+    """(train rows, reserve rows, test rows, summary): `fetch`, with the share fetch.reserve_fraction of the train
+    prompts kept out of the train rows, for the diversity-matched control alone (method/contrast.py)."""
+    train, test, summary = fetch(p)
+    reserve = [r for r in train if is_reserved(r, p.reserve_fraction)]
+    train = [r for r in train if not is_reserved(r, p.reserve_fraction)]
+    if not train:
+        raise InputError(summary["origin"], None, None, f"fetch.reserve_fraction {p.reserve_fraction} leaves no train "
+                                                        f"pair (all {len(reserve)} are in reserve): lower it")
+    return train, reserve, test, {**summary, "train": len(train), "reserve": len(reserve)}

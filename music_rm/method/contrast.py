@@ -15,6 +15,18 @@ K (turns 1..K) shares at least that share of content words with the user message
 `relatedness`, a Jaccard overlap); an unrelated hidden instruction makes the rejected branch easy to tell apart.
 The held-out trees are all kept, so experiments with and without the filter are scored on the same pairs; the
 volume-matched control follows the MUSIC pairs that are kept.
+
+Control arms (`control_arms`; why each, and what it rules out: docs/evaluation.md, "Control arms"), each the
+original pairs plus as many pairs as the MUSIC variant adds, from the same kept train trees:
+- off-topic: the MUSIC pair with its rejected side's assistant turns taken from another train tree's chosen branch,
+  turn by turn (one donor per tree, drawn per training seed): answers to a random other prompt's instructions;
+- style: the original pair's own two answers at turn 1, each followed by the chosen branch's later user messages
+  and a simulated answer to each (chosen side: the chosen branch's; rejected side: the resampled branch's,
+  simulate.resample): both sides answer the real instructions, the label is the original pair's;
+- diversity-matched: the volume-matched control with distinct original pairs instead of repeats, drawn per training
+  seed from fetch's reserve (reserve.jsonl); where the reserve is short, repeats fill the rest, and the summary says
+  how many;
+- related-only: the MUSIC pairs of the trees `min_relatedness` at the level `contrast.related_only` keeps.
 """
 import random
 from collections.abc import Callable
@@ -68,6 +80,11 @@ def tree_relatedness(tree: dict, k: int) -> float:
     return min((relatedness(h["original"], h["rewritten"]) for h in tree["hidden"] if h["turn"] <= k), default=0.0)
 
 
+def related_enough(tree: dict, k: int, level: float) -> bool:
+    """Whether `contrast.min_relatedness` at `level` keeps a train tree at K."""
+    return tree_relatedness(tree, k) >= level
+
+
 def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict]) -> list[dict]:
     """The original pairs plus `extra` pairs drawn again at random from `pool` (the original pairs that will
     train): as many training pairs as original + MUSIC, so a comparison with the MUSIC variant is not a
@@ -101,7 +118,7 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[
     kept and dropped by `min_relatedness` (`relatedness`)."""
     pairs_from_trees(trees, k)  # K checked against every tree, the dropped ones too
     train_all = sum(t["split"] == "train" for t in trees)
-    trees = [t for t in trees if t["split"] != "train" or tree_relatedness(t, k) >= min_relatedness]
+    trees = [t for t in trees if t["split"] != "train" or related_enough(t, k, min_relatedness)]
     pairs = pairs_from_trees(trees, k)
     music_train = [p for p in pairs if p["split"] == "train"]
     music_test = [p for p in pairs if p["split"] == "test"]
@@ -123,9 +140,126 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[
 
 
 def contrast(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], base_model: str,
-             max_length: int, truncation: str, min_relatedness: float
-             ) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
-    """`assemble` with the lengths counted through the base model's chat template, as training will count them
-    (train.config.max_length and truncation)."""
-    return assemble(original_train, trees, k, seeds, length_outcome(load_tokenizer(base_model), max_length, truncation),
-                    min_relatedness)
+             max_length: int, truncation: str, min_relatedness: float, reserve: list[dict] = (),
+             related_only: float = 0.0) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict, dict]:
+    """(`assemble`'s sets, draws and counts, `control_arms`' arms and counts in `counts["arms"]`) with the lengths
+    counted through the base model's chat template, as training will count them (train.config.max_length and
+    truncation)."""
+    outcome = length_outcome(load_tokenizer(base_model), max_length, truncation)
+    sets, draws, counts = assemble(original_train, trees, k, seeds, outcome, min_relatedness)
+    arms, arm_counts = control_arms(original_train, list(reserve), trees, k, seeds, outcome, min_relatedness,
+                                    related_only)
+    return sets, draws, {**counts, "arms": arm_counts}, arms
+
+
+def donors(count: int, seed: int) -> list[int]:
+    """A random cyclic permutation of range(count) drawn with `seed` (Sattolo's algorithm): donors[i] != i for
+    every i when count > 1."""
+    order, rng = list(range(count)), random.Random(seed)
+    for i in range(count - 1, 0, -1):
+        j = rng.randrange(i)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def assistant_turns(messages: list[dict], context_len: int) -> list[dict]:
+    return [m for m in messages[context_len:] if m["role"] == "assistant"]
+
+
+def with_answers(messages: list[dict], context_len: int, answers: list[dict]) -> list[dict]:
+    """`messages` with its assistant turns after the context replaced, in order, by `answers`."""
+    given = iter(answers)
+    return messages[:context_len] + [next(given) if m["role"] == "assistant" else m for m in messages[context_len:]]
+
+
+def offtopic_pairs(pairs: list[dict], trees: list[dict], seed: int) -> list[dict]:
+    """The off-topic control's pairs: each MUSIC train pair (of `trees`, in order) with its rejected side's assistant
+    turns replaced by another tree's chosen assistant turns, turn by turn (`donors`, drawn with `seed`); none with
+    fewer than two trees."""
+    if len(trees) < 2:
+        return []
+    given = donors(len(trees), seed)
+    out = []
+    for pair, tree, donor in zip(pairs, trees, given):
+        n = len(tree["context"])
+        answers = assistant_turns(trees[donor]["chosen"], len(trees[donor]["context"]))
+        out.append({**pair, "id": f"{pair['id']}-offtopic", "source": "offtopic", "donor": trees[donor]["id"],
+                    "rejected": with_answers(pair["rejected"], n, answers)})
+    return out
+
+
+def style_pairs(trees: list[dict], k: int, originals: dict[str, dict]) -> tuple[list[dict], int]:
+    """(the style control's pairs, the trees left out: no resampled branch, or a seed pair whose two sides do not
+    share the prompt). Chosen: the prompt, the original pair's chosen answer, then the chosen branch's turns 2..K;
+    rejected: the prompt, the original pair's rejected answer, then the resampled branch's turns 2..K (the same user
+    messages, answered again). The label is the original pair's; nothing after turn 1 tells the sides apart."""
+    out, left_out = [], 0
+    for t in trees:
+        seed_row, n = originals.get(t["seed_id"]), len(t["context"])
+        prompt = t["chosen"][:n + 1]
+        if "resampled" not in t or seed_row is None or seed_row["rejected"][:n + 1] != prompt:
+            left_out += 1
+            continue
+        later = {branch: cut(t[branch], n, k)[n + 2:] for branch in ("chosen", "resampled")}
+        out.append({"id": f"{t['id']}-k{k}-style", "source": "style", "k": k, "seed_id": t["seed_id"],
+                    "split": t["split"], "chosen": seed_row["chosen"][:n + 2] + later["chosen"],
+                    "rejected": seed_row["rejected"][:n + 2] + later["resampled"]})
+    return out, left_out
+
+
+def diversity_matched(original_train: list[dict], extra: int, seed: int, reserve: list[dict],
+                      repeat_pool: list[dict]) -> tuple[list[dict], int]:
+    """(the original pairs plus `extra` distinct reserve pairs drawn with `seed`, the repeats that make up the count
+    where the reserve holds fewer, drawn from `repeat_pool`)."""
+    rng = random.Random(seed)
+    distinct = rng.sample(reserve, min(extra, len(reserve)))
+    short = extra - len(distinct)
+    return original_train + distinct + ([rng.choice(repeat_pool) for _ in range(short)] if repeat_pool else []), short
+
+
+def control_arms(original_train: list[dict], reserve: list[dict], trees: list[dict], k: int, seeds: list[int],
+                 outcome: Callable[[dict], str], min_relatedness: float, related_only: float
+                 ) -> tuple[dict, dict]:
+    """({arm: its train pairs, or {seed: its train pairs} for the arms drawn per training seed}, {arm: counts}) of
+    the four control arms (module docstring), from the train trees `min_relatedness` keeps, as the MUSIC variant's.
+    Counts per arm: `pairs` (in its file; the first seed's for a drawn arm), `added` (beyond the original pairs),
+    `fit` (that will train, by `outcome`); and what each arm lacks: trees left out (style), reserve pairs short
+    (diversity_matched), trees kept (related)."""
+    kept = [t for t in trees if t["split"] == "train" and related_enough(t, k, min_relatedness)]
+    music = pairs_from_trees(kept, k)
+    original = [outcome(p) for p in original_train]
+    trained_music = sum(outcome(p) != "dropped" for p in music)
+    fitting_reserve = [p for p in reserve if outcome(p) != "dropped"]
+    repeat_pool = [p for p, fate in zip(original_train, original) if fate != "dropped"] + fitting_reserve
+    style, left_out = style_pairs(kept, k, {p["id"]: p for p in original_train})
+    related = [t for t in kept if related_enough(t, k, related_only)]
+    drawn = {seed: diversity_matched(original_train, trained_music, seed, fitting_reserve, repeat_pool)
+             for seed in seeds}
+    arms = {"offtopic": {seed: original_train + offtopic_pairs(music, kept, seed) for seed in seeds},
+            "style": original_train + style, "diversity_matched": {seed: rows for seed, (rows, _) in drawn.items()},
+            "related": original_train + pairs_from_trees(related, k)}
+
+    def counted(rows: list[dict]) -> dict:
+        added = rows[len(original_train):]
+        return {"pairs": len(rows), "added": len(added),
+                "fit": sum(o != "dropped" for o in original) + sum(outcome(p) != "dropped" for p in added)}
+
+    first = seeds[0]
+    counts = {"offtopic": counted(arms["offtopic"][first]),
+              "style": {**counted(arms["style"]), "trees_left_out": left_out},
+              "diversity_matched": {**counted(arms["diversity_matched"][first]), "reserve": len(reserve),
+                                    "reserve_fit": len(fitting_reserve), "repeats": drawn[first][1]},
+              "related": {**counted(arms["related"]), "min_relatedness": related_only, "trees": len(related),
+                          "of": len(kept)}}
+    return arms, counts
+
+
+def arms_line(counts: dict, music: int) -> str:
+    """The control arms' train pairs in one line, with what each lacks (`control_arms`' counts)."""
+    d, s, r = counts["diversity_matched"], counts["style"], counts["related"]
+    return (f"contrast: control arms' train pairs (music: {music}): offtopic {counts['offtopic']['pairs']}, "
+            f"style {s['pairs']}" + (f" ({s['trees_left_out']} trees without a resampled branch or a shared prompt "
+                                     "left out)" if s["trees_left_out"] else "")
+            + f", diversity_matched {d['pairs']} ({d['added'] - d['repeats']} distinct from the reserve's {d['reserve']}"
+            + (f"; {d['repeats']} repeats: the reserve is short" if d["repeats"] else "")
+            + f"), related {r['pairs']} ({r['trees']} of {r['of']} train trees at relatedness >= {r['min_relatedness']})")

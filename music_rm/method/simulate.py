@@ -5,6 +5,11 @@ Rejected: each user message is first rewritten into a related-but-different hidd
 assistant answers the hidden one and its answer follows the real (visible) user message; the user
 simulator reads the rejected history. Every generation is checked; a failed check is retried with a
 new seed up to `max_retries` times, then the tree is dropped and the reason counted.
+
+Resampled (train trees, `simulate.resample`): the chosen branch's user messages with every assistant answer
+sampled again under other seeds, for the style control (contrast.py). The train and held-out trees grow apart,
+each split with its own simulation seed (`split_seed`), so the held-out trees do not change with
+`simulate.train_seed`.
 """
 import hashlib
 import logging
@@ -115,6 +120,7 @@ class _Growing:
     pending_user: str  # the rejected branch's next visible user message
     hidden: list = field(default_factory=list)
     dropped: str | None = None
+    simulation_seed: int = 0
 
 
 class TreeBuilder:
@@ -131,6 +137,7 @@ class TreeBuilder:
         self.rewrite_examples = example_outputs(self.rewrite_template[0], "Different instruction:")
         self.dropped = Counter()
         self.retries = Counter()
+        self.unresampled = Counter()
 
     def assistant_request(self, history: list, sampling=None, sample: int = 0) -> Request:
         """The assistant simulator's next message; `sampling` other than simulate.assistant (Best-of-N's policy)."""
@@ -146,8 +153,9 @@ class TreeBuilder:
         prefix, suffix = self.rewrite_template
         return Request(" ".join(instruction.split()) + suffix, self.p.rewriter, prefix=prefix)
 
-    def _run(self, jobs: list, turn: int, phase: str, desc: str) -> None:
-        """jobs: (tree, request, check, extra, on_success). Generate, check, retry failures, drop the rest."""
+    def _run(self, jobs: list, turn: int, phase: str, desc: str, seed: int | None = None) -> None:
+        """jobs: (tree, request, check, extra, on_success). Generate, check, retry failures, drop the rest. `seed`:
+        the simulation seed (simulate.seed when None)."""
         def check(i, text):
             tree, request, check_text, extra, _ = jobs[i]
             if request.raw:
@@ -155,7 +163,8 @@ class TreeBuilder:
             return text, check_text(text, extra)
 
         texts, reasons, retried = self.generator.generate_checked(
-            [j[1] for j in jobs], check, (self.p.seed, turn, phase), self.p.max_retries, desc)
+            [j[1] for j in jobs], check, (self.p.seed if seed is None else seed, turn, phase), self.p.max_retries,
+            desc)
         self.retries.update(retried)
         for (tree, _, _, _, on_success), text, reason in zip(jobs, texts, reasons):
             if reason is None:
@@ -163,8 +172,10 @@ class TreeBuilder:
             else:
                 tree.dropped = reason
 
-    def build(self, seeds: list[tuple[dict, str]]) -> list[dict]:
-        """seeds: (preference row, split). One tree per distinct prompt, in seed order."""
+    def build(self, seeds: list[tuple[dict, str]], seed: int | None = None) -> list[dict]:
+        """seeds: (preference row, split). One tree per distinct prompt, in seed order, grown with the simulation
+        seed `seed` (simulate.seed when None)."""
+        seed = self.p.seed if seed is None else seed
         trees, seen = [], set()
         for row, split in seeds:
             key = prompt_hash(row["chosen"])
@@ -173,7 +184,8 @@ class TreeBuilder:
             seen.add(key)
             prompt = prompt_of(row["chosen"])
             trees.append(_Growing(seed=row, split=split, context=prompt[:-1], chosen=list(prompt),
-                                  rejected=list(prompt[:-1]), pending_user=prompt[-1]["content"]))
+                                  rejected=list(prompt[:-1]), pending_user=prompt[-1]["content"],
+                                  simulation_seed=seed))
 
         for turn in range(1, self.p.turns + 1):
             alive = [t for t in trees if not t.dropped]
@@ -184,13 +196,13 @@ class TreeBuilder:
                   lambda text, t=t: answers.__setitem__(id(t), text)) for t in alive]
                 + [(t, self._rewrite_request(t.pending_user), check_rewrite, (t.pending_user, self.rewrite_examples),
                     lambda text, t=t: rewrites.__setitem__(id(t), text)) for t in alive],
-                turn, "answer+rewrite", f"turn {turn}: chosen answers + rewrites")
+                turn, "answer+rewrite", f"turn {turn}: chosen answers + rewrites", seed)
             alive = [t for t in alive if not t.dropped]
             hidden_answers = {}
             self._run(
                 [(t, self.assistant_request(t.rejected + [{"role": "user", "content": rewrites[id(t)]}]),
                   check_assistant, None, lambda text, t=t: hidden_answers.__setitem__(id(t), text)) for t in alive],
-                turn, "hidden answer", f"turn {turn}: rejected answers")
+                turn, "hidden answer", f"turn {turn}: rejected answers", seed)
             for t in alive:
                 if t.dropped:
                     continue
@@ -207,7 +219,7 @@ class TreeBuilder:
                   lambda text, t=t: next_chosen.__setitem__(id(t), text)) for t in alive]
                 + [(t, self.user_request(t.rejected), check_user, self.user_examples,
                     lambda text, t=t: setattr(t, "pending_user", text)) for t in alive],
-                turn, "next user", f"turn {turn}: next user messages")
+                turn, "next user", f"turn {turn}: next user messages", seed)
             for t in alive:
                 if not t.dropped:
                     t.chosen.append({"role": "user", "content": next_chosen[id(t)]})
@@ -225,9 +237,56 @@ class TreeBuilder:
             "chosen": t.chosen,
             "rejected": t.rejected,
             "hidden": t.hidden,
-            "provenance": {"model": self.model, "templates": self.template_hashes, "seed": self.p.seed,
+            "provenance": {"model": self.model, "templates": self.template_hashes, "seed": t.simulation_seed,
                            "sampling": {role: getattr(self.p, role).model_dump() for role in ("assistant", "user", "rewriter")}},
         }
+
+
+    def build_splits(self, seeds: list[tuple[dict, str]]) -> list[dict]:
+        """`build` for each split apart, with its own simulation seed (`split_seed`), the train trees first; with
+        simulate.resample, each train tree gets its resampled branch (`resample`). The counts of dropped trees and
+        retries add up over the splits."""
+        trees, dropped, retries = [], Counter(), Counter()
+        for split in ("train", "test"):
+            grown = self.build([(row, s) for row, s in seeds if s == split], split_seed(self.p, split))
+            if split == "train" and self.p.resample:
+                grown = self.resample(grown, split_seed(self.p, split))
+            trees += grown
+            dropped += self.dropped
+            retries += self.retries
+            self.retries = Counter()
+        self.dropped, self.retries = dropped, retries
+        return trees
+
+    def resample(self, trees: list[dict], seed: int) -> list[dict]:
+        """The trees with a third branch, `resampled`: the shared context, then the chosen branch's user messages,
+        each answered by the assistant simulator again (phase "resample": other seeds than the chosen answers'),
+        reading the resampled history. A tree whose resampled answer fails its checks keeps its two branches
+        without a third (counted in `unresampled`, by reason)."""
+        growing = [_Resampled(t, list(t["chosen"][:len(t["context"]) + 1])) for t in trees]
+        for turn in range(1, self.p.turns + 1):
+            alive = [g for g in growing if not g.dropped]
+            self._run([(g, self.assistant_request(g.history), check_assistant, None,
+                        lambda text, g=g: g.history.append({"role": "assistant", "content": text})) for g in alive],
+                      turn, "resample", f"turn {turn}: resampled answers", seed)
+            for g in alive:
+                if not g.dropped and turn < self.p.turns:
+                    g.history.append(g.tree["chosen"][len(g.history)])  # the chosen branch's next user message
+        self.unresampled = Counter(g.dropped for g in growing if g.dropped)
+        return [{**g.tree, "resampled": g.history} if not g.dropped else g.tree for g in growing]
+
+
+@dataclass
+class _Resampled:
+    tree: dict
+    history: list  # the resampled branch so far
+    dropped: str | None = None
+
+
+def split_seed(p: SimulateParams, split: str) -> int:
+    """The simulation seed of a split's trees (their prompt draw and every generation): simulate.train_seed for the
+    train trees when set, simulate.seed otherwise."""
+    return p.train_seed if split == "train" and p.train_seed is not None else p.seed
 
 
 STOP_WORDS = frozenset("""a an the and or but if then so of to in on at by for with from about as into is are was were be
@@ -276,7 +335,7 @@ def sample_markdown(trees: list[dict], shown: int = 3) -> str:
     parts = ["# Sample of simulated MUSIC trees\n"]
     for t in trees[:shown]:
         parts.append(f"## Tree {t['id']} (seed pair {t['seed_id']}, {t['split']})\n")
-        for branch in ("chosen", "rejected"):
+        for branch in ("chosen", "rejected", "resampled")[:2 + ("resampled" in t)]:
             parts.append(f"### {branch}\n")
             for i, m in enumerate(t[branch]):
                 marker = " (shared context)" if i < len(t["context"]) else ""
