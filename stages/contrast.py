@@ -9,7 +9,7 @@ from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
-from music_rm.method.contrast import HEADLINE, arms_line, contrast
+from music_rm.method.contrast import HEADLINE, arms_lines, contrast
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("contrast", "train.config.max_length", "train.config.truncation", "train.seeds")
@@ -64,7 +64,8 @@ def main(params_path, trees, original, reserve, model, out):
     kept = lengths["relatedness"]
     click.echo(f"contrast: train trees whose hidden instructions have relatedness >= {kept['min']}: {kept['kept']} kept, "
                f"{kept['dropped']} dropped, of {kept['train_trees']}")
-    click.echo(arms_line(lengths["arms"], summary["pairs_train_with_original"]))
+    for line in arms_lines(lengths["arms"]):
+        click.echo(line)
 
 
 def write_arms(out: Path, arms: dict) -> None:

@@ -157,3 +157,75 @@ def test_the_contrast_stage_counts_the_trees_the_relatedness_filter_keeps(tiny_m
     assert kept["train_trees"] == 8 and 0 < kept["kept"] < 8 and kept["kept"] + kept["dropped"] == 8
     assert summary["pairs_train"] == kept["kept"] and summary["pairs_test"] == 2
     assert f"relatedness >= 0.25: {kept['kept']} kept, {kept['dropped']} dropped, of 8" in result.stdout
+    # the control arms, each counted in the summary and written where a variant can name it (paths.CONTROL_ARMS)
+    from music_rm.core.io import read_jsonl
+    arms = summary["arms"]
+    music = summary["pairs_train_with_original"]
+    assert len(read_jsonl(tmp_path / "out" / "offtopic" / "seed-0.jsonl")) == arms["offtopic"]["pairs"] == music
+    assert len(read_jsonl(tmp_path / "out" / "related.jsonl")) == arms["related"]["pairs"] <= music
+    assert arms["style"]["pairs"] == 3 and arms["style"]["trees_left_out"] == kept["kept"]  # no resampled branch
+    assert arms["diversity_matched"]["repeats"] == arms["diversity_matched"]["added"] > 0  # an empty reserve
+    assert f"contrast: arm offtopic: {music} train pairs ({music - 3} MUSIC pairs" in result.stdout
+    assert f"contrast: arm style: 3 train pairs (0 added; {kept['kept']} trees left out" in result.stdout
+    assert "repeats: the reserve is short" in result.stdout
+
+
+def arm_trees():
+    """Four train trees (the first three with a resampled branch, the first one's hidden instruction related to the
+    message it replaced) and a held-out one, each grown from an original pair with the same prompt."""
+    trees = [tree(f"t{i}", "train") for i in range(4)] + [tree("x", "test")]
+    for i, t in enumerate(trees):
+        t["chosen"] = [dict(msg, content=f"{msg['content']} of t{i}") if msg["role"] == "assistant" and j >= 2 else msg
+                       for j, msg in enumerate(t["chosen"])]
+        t["hidden"] = [{"turn": 1, "original": "cook pasta dinner",
+                        "rewritten": "cook pasta lunch" if i == 0 else "paint fence"}]
+    for t in trees[:3]:
+        t["resampled"] = [dict(msg, content=msg["content"] + " again") if msg["role"] == "assistant" and j >= 2
+                          else msg for j, msg in enumerate(t["chosen"])]
+    originals = [{"id": t["seed_id"], "source": "x", "chosen": t["chosen"][:3] + [m("assistant", f"good {t['id']}")],
+                  "rejected": t["chosen"][:3] + [m("assistant", f"bad {t['id']}")]} for t in trees[:4]]
+    return trees, originals
+
+
+def answers(messages, n=2):
+    return [x["content"] for x in messages[n:] if x["role"] == "assistant"]
+
+
+def test_control_arms_offtopic_style_diversity_matched_and_related():
+    from music_rm.method.contrast import control_arms
+
+    trees, originals = arm_trees()
+    reserve = [{"id": f"r{i}"} for i in range(3)]
+    arms, counts = control_arms(originals, reserve, trees, 2, [0, 1], fits, 0.0, 0.4)
+    music = pairs_from_trees(trees[:4], 2)
+    by_id = {t["id"]: t for t in trees}
+    # off-topic: the MUSIC pair, its rejected side answered by another train tree's chosen branch, turn by turn
+    for seed in (0, 1):
+        rows = arms["offtopic"][seed]
+        assert rows[:4] == originals and len(rows) == 8
+        for pair, own in zip(rows[4:], music):
+            assert pair["chosen"] == own["chosen"] and pair["donor"] != own["seed_id"].removeprefix("seed-")
+            assert answers(pair["rejected"]) == answers(by_id[pair["donor"]]["chosen"])[:2]
+            assert [x for x in pair["rejected"] if x["role"] == "user"] == \
+                [x for x in own["rejected"] if x["role"] == "user"]
+    assert [p["donor"] for p in arms["offtopic"][0][4:]] != [p["donor"] for p in arms["offtopic"][1][4:]]
+    # style: the original pair's two answers at turn 1, then the same user message answered by the chosen and the
+    # resampled branch; the tree without a resampled branch is left out
+    style = arms["style"][4:]
+    assert [p["seed_id"] for p in style] == ["seed-t0", "seed-t1", "seed-t2"]
+    assert answers(style[0]["chosen"]) == ["good t0", "a2 of t0"]
+    assert answers(style[0]["rejected"]) == ["bad t0", "a2 of t0 again"]
+    assert style[0]["chosen"][4] == style[0]["rejected"][4] == m("user", "u2")
+    assert counts["style"] == {"pairs": 7, "added": 3, "fit": 7, "trees_left_out": 1}
+    # diversity-matched: distinct reserve pairs first; the reserve holds 3 of the 4 needed, a repeat fills the rest
+    rows = arms["diversity_matched"][0]
+    assert rows[:4] == originals and len(rows) == 8
+    assert sorted(p["id"] for p in rows[4:7]) == ["r0", "r1", "r2"] and rows[7] in originals + reserve
+    assert counts["diversity_matched"] == {"pairs": 8, "added": 4, "fit": 8, "reserve": 3, "reserve_fit": 3,
+                                           "repeats": 1}
+    many = [{"id": f"r{i}"} for i in range(10)]
+    _, enough = control_arms(originals, many, trees, 2, [0], fits, 0.0, 0.4)
+    assert enough["diversity_matched"]["repeats"] == 0
+    # related-only: the MUSIC pairs of the trees whose hidden instructions keep relatedness >= 0.4
+    assert [p["id"] for p in arms["related"][4:]] == ["t0-k2"]
+    assert counts["related"] == {"pairs": 5, "added": 1, "fit": 5, "min_relatedness": 0.4, "trees": 1, "of": 4}
