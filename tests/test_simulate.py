@@ -136,3 +136,23 @@ def test_message_stats_count_tokens_by_branch_and_role(built):
     words = [len(m["content"].split()) for t in trees for m in t["rejected"][len(t["context"]):] if m["role"] == "user"]
     assert set(stats) == {f"{b}_{r}_mean_tokens" for b in ("chosen", "rejected") for r in ("user", "assistant")}
     assert stats["rejected_user_mean_tokens"] == round(sum(words) / len(words), 1)
+
+
+def test_a_train_simulation_seed_redraws_the_train_trees_only_and_resample_adds_a_third_branch(tiny_model, seeds):
+    """simulate.train_seed grows the train trees with another seed and leaves the held-out trees as simulate.seed
+    grows them; simulate.resample answers the chosen branch's user messages again."""
+    generator = Generator(TransformersBackend(str(tiny_model), "float32", batch_size=4))
+    same = TreeBuilder(generator, sim_params()).build_splits(seeds)
+    other = TreeBuilder(generator, sim_params(train_seed=7, resample=True)).build_splits(seeds)
+    by_split = {name: {s: [t for t in trees if t["split"] == s] for s in ("train", "test")}
+                for name, trees in (("same", same), ("other", other))}
+    assert by_split["other"]["test"] == by_split["same"]["test"] and by_split["same"]["test"]
+    train, same_train = by_split["other"]["train"], by_split["same"]["train"]
+    assert train and [t["chosen"] for t in train] != [t["chosen"] for t in same_train]
+    assert {t["provenance"]["seed"] for t in train} == {7} and "resampled" not in same_train[0]
+    for t in (t for t in train if "resampled" in t):
+        n = len(t["context"])
+        assert [x for x in t["resampled"] if x["role"] == "user"] == [x for x in t["chosen"] if x["role"] == "user"]
+        assert len(t["resampled"]) == len(t["chosen"]) and t["resampled"][-1]["role"] == "assistant"
+        assert t["resampled"][n + 1:] != t["chosen"][n + 1:]  # answered again, with other seeds
+    assert any("resampled" in t for t in train)

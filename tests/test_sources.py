@@ -149,3 +149,16 @@ def test_a_split_that_leaves_train_or_test_empty_is_an_error(tmp_path):
     assert str(e.value) == (f"{path}: the split by prompt leaves train empty (pairs kept: 1, distinct prompts: 1, "
                             "fetch.test_fraction: 0.3); fetch more pairs with distinct prompts, or change "
                             "fetch.test_fraction")
+
+
+def test_the_reserve_is_a_share_of_the_train_prompts_kept_out_of_train():
+    from music_rm.data.sources import fetch_with_reserve
+
+    train, test, _ = fetch(params())
+    kept, reserve, same_test, summary = fetch_with_reserve(params(reserve_fraction=0.3))
+    assert same_test == test and reserve and kept
+    assert sorted(r["id"] for r in kept + reserve) == sorted(r["id"] for r in train)
+    assert not {r["id"] for r in kept} & {r["id"] for r in reserve}
+    assert (summary["train"], summary["reserve"]) == (len(kept), len(reserve))
+    assert 0.15 < len(reserve) / len(train) < 0.45
+    assert fetch_with_reserve(params())[1] == []
