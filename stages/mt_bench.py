@@ -9,7 +9,7 @@ from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
-from music_rm.evaluation.mt_bench import headline, load, records, results, score_conversations, table
+from music_rm.evaluation.mt_bench import headline, load, records, results, score_conversations, table, truncated_shares
 from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
 
@@ -37,13 +37,15 @@ def main(source, params_path, models, out):
          stage_run(f"mt_bench@{source}", params, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json"):
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4, p.limit, p.seed)
-        rewards = {}
+        rewards, truncated = {}, None
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 rewards[variant] = score_conversations(rm, conversations, p.batch_size, p.max_length, variant)
+                truncated = truncated or truncated_shares(rm.tokenizer, conversations, p.max_length)  # one base model
         rows = records(rewards, votes, gpt4, conversations, source, seed)
-        metrics = results(rows, rewards, conversations, params.eval.compare, p.bootstrap_resamples, p.seed)
+        metrics = {**results(rows, rewards, conversations, params.eval.compare, p.bootstrap_resamples, p.seed),
+                   "truncated": truncated}
         report = table(metrics, params.train.variants)
         write_json(out / source / "metrics.json", metrics)
         write_records(out / source / "records.csv", rows)

@@ -2,7 +2,7 @@
 import pytest
 
 from music_rm.core.errors import InputError
-from music_rm.evaluation.mt_bench import load, records, results, score_conversations, table
+from music_rm.evaluation.mt_bench import load, records, results, score_conversations, table, truncated_shares
 from music_rm.reward.model import load_reward_model
 
 
@@ -34,6 +34,7 @@ def test_reward_model_agreement_table(mt_bench, tiny_reward_model, report):
     rewards = {"tiny-random": score_conversations(load_reward_model(str(tiny_reward_model)), conversations,
                                                   batch_size=16, max_length=256, desc="tiny")}
     metrics = results(records(rewards, votes, gpt4, conversations, "shared", 0), rewards, conversations, [], 200, 0)
+    metrics["truncated"] = truncated_shares(load_reward_model(str(tiny_reward_model)).tokenizer, conversations, 256)
     for turn in (1, 2):
         r = metrics["suites"][f"turn{turn}"]["models"]["tiny-random"]
         assert r["n"] == sum(v["turn"] == turn for v in votes) and r["ci_low"] <= r["estimate"] <= r["ci_high"]
@@ -41,8 +42,24 @@ def test_reward_model_agreement_table(mt_bench, tiny_reward_model, report):
         assert 0 < metrics["shorter_preferred"][f"turn{turn}"]["tiny-random"]["n"] < r["n"]
         assert -1 <= metrics["reward_length_spearman"][f"turn{turn}"]["tiny-random"] <= 1
     text = table(metrics, ["tiny-random"])
-    assert text.count("\n") == 4
+    assert text.count("\n") == 5
+    assert f"| conversations over max_length 256 (scored shortened) | {metrics['truncated']['turn1']:.0%} |" in text
     report("MT-Bench human agreement (non-tie votes), a tiny random-init reward model:\n" + text)
+
+
+def test_the_truncated_share_counts_the_conversations_over_max_length(mt_bench, tiny_reward_model):
+    from music_rm.data.chat_template import load_tokenizer
+    from music_rm.data.lengths import token_ids
+
+    conversations = dict(list(mt_bench[2].items())[:40])
+    tokenizer = load_tokenizer(str(tiny_reward_model))
+    longest = {turn: [len(token_ids(tokenizer, c[:2 * turn])) for c in conversations.values()] for turn in (1, 2)}
+    cut = truncated_shares(tokenizer, conversations, 256)
+    assert cut == {"max_length": 256, **{f"turn{t}": round(sum(n > 256 for n in longest[t]) / 40, 4) for t in (1, 2)}}
+    assert 0 < cut["turn1"] < 1
+    assert truncated_shares(tokenizer, conversations, max(longest[2])) == {"max_length": max(longest[2]), "turn1": 0,
+                                                                           "turn2": 0}
+    assert truncated_shares(tokenizer, conversations, None)["turn2"] == 0
 
 
 def test_a_missing_answer_file_is_named(shared, tmp_path):
@@ -71,6 +88,10 @@ def test_the_stage_script_writes_metrics_and_report(shared, tiny_reward_model, t
     assert metrics["suites"]["turn2"]["models"]["tiny"]["n"] == 1291
     assert metrics["suites"]["turn2"]["models"]["longer_answer"]["estimate"] == pytest.approx(0.696, abs=0.0005)
     assert "| RM tiny |" in (tmp_path / "out" / "shared" / "report.md").read_text() and "| RM tiny |" in result.stdout
+    cut = metrics["truncated"]
+    assert cut["max_length"] == 128 and 0 < cut["turn1"] < cut["turn2"] <= 1  # turn 2 holds turn 1 and more
+    assert f"| conversations over max_length 128 (scored shortened) | {cut['turn1']:.0%} | {cut['turn2']:.0%} |" \
+        in result.stdout
     # the records hold every vote once per model; every reported number is recomputed from them
     from music_rm.evaluation.estimates import by_suite, suite_result
     from music_rm.evaluation.records import read_records

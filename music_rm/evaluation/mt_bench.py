@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.io import read_jsonl
+from ..data.lengths import conversation_ids
 from .estimates import accuracy, arms, by_suite, suite_result
 from .records import LONGER_ANSWER, Record
 from .report import cell, markdown_table
@@ -186,7 +187,16 @@ def score_conversations(rm, conversations, batch_size: int, max_length: int | No
     return dict(zip(keys, scores))
 
 
+def truncated_shares(tokenizer, conversations, max_length: int | None) -> dict:
+    """Per turn, the share of the scored conversations over `max_length` tokens, which every reward model sees
+    shortened (data/lengths.py: the oldest exchanges dropped, then the judged answer's head and tail kept)."""
+    return {"max_length": max_length, **{f"turn{turn}": round(sum(
+        conversation_ids(tokenizer, judged(c, turn), max_length)[1] for c in conversations.values())
+        / len(conversations), 4) for turn in TURNS}}
+
+
 def table(metrics: dict, variants) -> str:
+    """The agreement table, its last row the share of conversations shortened at max_length (`truncated_shares`)."""
     def c(r):
         return cell(r["estimate"], r["ci_low"], r["ci_high"], f"{r['n']}, {r['ties']} ties")
 
@@ -198,5 +208,8 @@ def table(metrics: dict, variants) -> str:
                      c(metrics["shorter_preferred"]["turn2"][variant]), "n/a" if rho is None else f"{rho:.3f}"])
     for name, label in (("gpt4", "GPT-4 (pairwise)"), (LONGER_ANSWER, "longer answer wins")):
         rows.append([label, c(suites["turn1"]["models"][name]), c(suites["turn2"]["models"][name]), "", ""])
+    cut = metrics["truncated"]
+    rows.append([f"conversations over max_length {cut['max_length']} (scored shortened)", f"{cut['turn1']:.0%}",
+                 f"{cut['turn2']:.0%}", "", ""])
     return markdown_table(["judge", "turn 1 agreement", "turn 2 agreement",
                            "turn 2, humans preferred the shorter answer", "turn 2 reward-length Spearman"], rows)
