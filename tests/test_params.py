@@ -64,6 +64,13 @@ def test_cross_section_rules_name_their_keys():
     on = {"prompt_sets": {"s": {"path": "x", "format": "auto", "limit": None}}, "variants": ["baseline", "gone"]}
     with pytest.raises(ParamsError, match=r"best_of_n.variants: \['gone'\] are not in train.variants"):
         validate(repo_params(best_of_n=on), "p")
+    for pairs, needs in (("data/contrast/style.jsonl", "simulate.resample: true"),
+                         ("data/contrast/diversity_matched", "fetch.reserve_fraction above 0")):
+        arm = {"variants": {"arm": {"pairs": pairs}}}
+        with pytest.raises(ParamsError, match=rf"train.variants.arm: .*set {needs}"):
+            validate(repo_params(train=arm), "p")
+    validate(repo_params(train={"variants": {"arm": {"pairs": "data/contrast/style.jsonl"}}},
+                         simulate={"resample": True}), "p")
 
 
 @pytest.mark.parametrize("stage, args, section, key, value, message", [

@@ -189,7 +189,7 @@ def score_conversations(rm, conversations, batch_size: int, max_length: int | No
 
 def truncated_shares(tokenizer, conversations, max_length: int | None) -> dict:
     """Per turn, the share of the scored conversations over `max_length` tokens, which every reward model sees
-    shortened (data/lengths.py: the oldest exchanges dropped, then the judged answer's head and tail kept)."""
+    shortened (data/lengths.py: the oldest exchanges dropped, then all but the template's opening and the last tokens)."""
     return {"max_length": max_length, **{f"turn{turn}": round(sum(
         conversation_ids(tokenizer, judged(c, turn), max_length)[1] for c in conversations.values())
         / len(conversations), 4) for turn in TURNS}}
