@@ -9,7 +9,9 @@ from music_rm.core.io import read_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
+from music_rm.data.chat_template import load_tokenizer
 from music_rm.data.conversation import read_pairs
+from music_rm.data.lengths import pairs_truncated
 from music_rm.evaluation.heldout import PLOTS, evaluate, headline, music_suites, score_models, write_outputs
 from music_rm.reward.curve import read_curve
 
@@ -44,7 +46,10 @@ def main(params_path, models, original, music, curves, out):
                                         p.batch_size, p.max_length, p.cpu_dtype, p.cache)
         records, results = evaluate(suites, margins, p.compare, p.bootstrap_resamples, p.seed)
         curve_files = {m: read_curve(paths.train_reports(curves, *m) / "curve.csv") for m in models_by}
-        metrics, tables = write_outputs(out, records, results, margins, rewards, curve_files, k, p.bootstrap_resamples)
+        tokenizer = load_tokenizer(str(paths.reward_model(models, *models_by[0])))  # every variant's: one base model
+        truncated = {suite: pairs_truncated(tokenizer, pairs, p.max_length) for suite, pairs in suites.items()}
+        metrics, tables = write_outputs(out, records, results, margins, rewards, curve_files, k, p.bootstrap_resamples,
+                                        truncated)
         log_results(metrics, headline(metrics), view=True)
         for name in ("records.csv", "report.md", "report.html", *PLOTS):
             mlflow.log_artifact(str(out / name))

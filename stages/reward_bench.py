@@ -10,6 +10,8 @@ from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
 from music_rm.evaluation.records import write_records
+from music_rm.evaluation.report import truncated_line
+from music_rm.data.lengths import pairs_truncated
 from music_rm.data.prompts import draw
 from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_hub, load_local, records, results,
                                               subset_counts, table)
@@ -44,13 +46,15 @@ def main(source, params_path, models, out):
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
         pairs = draw(pairs, p.limit, p.seed)
         pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
-        margins = {}
+        margins, truncated = {}, None
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)  # other suites: the first seed
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
+                truncated = truncated or pairs_truncated(rm.tokenizer, pairs, p.max_length)  # one base model
         rows = records(pairs, margins, name, seed)
         metrics = {"pairs": len(pairs), "subsets": subset_counts(pairs), "resolved_revision": resolved,
+                   "truncated": truncated,
                    **results(rows, params.train.variants, params.eval.compare, p.bootstrap_resamples, p.seed)}
         report = table({**metrics["reward_models"], "longer answer wins": metrics[LONGER_ANSWER]})
         write_json(out / name / "metrics.json", metrics)
@@ -58,9 +62,9 @@ def main(source, params_path, models, out):
         write_text(out / name / "report.md", f"# RewardBench: {name}\n\nSection scores: accuracy per subset, "
                    "weighted by upstream's example counts; [95% bootstrap CI]; a reward tie (equal to 6 decimals) "
                    "counts ½ (upstream: 0). Subsets: "
-                   f"{metrics['subsets']}\n\n{report}\n")
+                   f"{metrics['subsets']}; {truncated_line(truncated)}\n\n{report}\n")
         log_results(metrics, headline(metrics))
-    click.echo(f"{stage}: {len(pairs)} pairs\n{report}")
+    click.echo(f"{stage}: {len(pairs)} pairs, {truncated_line(truncated)}\n{report}")
 
 
 if __name__ == "__main__":

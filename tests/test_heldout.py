@@ -54,7 +54,17 @@ def test_every_model_is_scored_at_every_k_with_intervals_plots_and_report(rm_dir
     assert ties_line(results) == "Ties (equal margins, each counted one half): none."
     assert seed_rows(results)[0] == ["variant", "seed", "music_k1", "music_k2", "music_k3"]
     curves = {m: [{"step": 1.0, "loss": 0.7, "accuracy": 0.5, "margin": 0.1}] for m in (("a", 0), ("b", 0), ("b", 1))}
-    metrics, printed = write_outputs(tmp_path, records, results, margins, rewards, curves, 1, 200)
+    from music_rm.data.chat_template import load_tokenizer
+    from music_rm.data.lengths import pairs_truncated, token_ids
+    tokenizer, limit = load_tokenizer(str(rm_dir)), 60
+    truncated = {suite: pairs_truncated(tokenizer, pairs, limit) for suite, pairs in suites.items()}
+    over = {suite: sum(len(token_ids(tokenizer, p[side])) > limit for p in pairs for side in ("chosen", "rejected"))
+            for suite, pairs in suites.items()}
+    assert {s: t["share"] for s, t in truncated.items()} == {s: round(n / 12, 4) for s, n in over.items()}
+    metrics, printed = write_outputs(tmp_path, records, results, margins, rewards, curves, 1, 200, truncated)
+    assert metrics["truncated"] == truncated
+    assert f"- music_k3: {truncated['music_k3']['share']:.0%} of their conversations over max_length 60 (scored " \
+           "shortened)" in printed
     assert read_records(tmp_path / "records.csv") == sorted(records)
     assert metrics["suites"]["music_k2"]["models"]["b"] == results["music_k2"].models["b"].as_dict()
     assert "| b | 1 |" in printed

@@ -111,6 +111,10 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     expected = sum(subset_acc[s] * weights[s] for s in subset_acc) / sum(weights.values())
     assert tiny["sections"]["Chat Hard"]["estimate"] == pytest.approx(expected, abs=1e-5)
     assert "| tiny |" in result.stdout
+    cut = metrics["truncated"]
+    assert cut["max_length"] == 256 and 0 < cut["share"] < 1
+    assert f"419 pairs, {cut['share']:.0%} of their conversations over max_length 256 (scored shortened)" \
+        in result.stdout
     # the records: every pair once per model, named by its LLMBar file and row; every number recomputed from them
     from music_rm.evaluation.estimates import by_suite, suite_result
     from music_rm.evaluation.records import read_records

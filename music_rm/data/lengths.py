@@ -69,6 +69,19 @@ def template_start(tokenizer, messages: list[dict]) -> int:
     return shared_prefix_length(*probes)
 
 
+def truncated_share(tokenizer, conversations: list[list[dict]], max_length: int | None) -> float:
+    """The share of `conversations` over `max_length` tokens, which a reward model scores shortened
+    (`conversation_ids`); 0 for none."""
+    return round(sum(conversation_ids(tokenizer, c, max_length)[1] for c in conversations) / len(conversations), 4) \
+        if conversations else 0.0
+
+
+def pairs_truncated(tokenizer, pairs: list[dict], max_length: int | None) -> dict:
+    """{max_length, share}: the share of the pairs' conversations (both sides) scored shortened."""
+    return {"max_length": max_length,
+            "share": truncated_share(tokenizer, [p[side] for p in pairs for side in ("chosen", "rejected")], max_length)}
+
+
 def conversation_ids(tokenizer, messages: list[dict], max_length: int | None) -> tuple[list[int], bool]:
     """(the token ids scored for a conversation under the rule, whether it was shortened)."""
     ids = token_ids(tokenizer, messages)

@@ -20,7 +20,7 @@ from ..reward.model import load_reward_model
 from . import plots
 from .estimates import SuiteResult, by_suite, suite_result
 from .records import LONGER_ANSWER, Record, write_records
-from .report import LENGTH_NOTE, cell, html_report, length_markdown, length_tables, markdown_table
+from .report import LENGTH_NOTE, cell, html_report, length_markdown, length_tables, markdown_table, truncated_line
 
 log = logging.getLogger(__name__)
 PLOTS = ("accuracy_by_k.png", "margins.png", "rewards.png", "training_curves.png")  # eval's plots (dvc.yaml)
@@ -176,20 +176,27 @@ def pooled(by_seed: dict) -> dict:
     return {s: sum((list(v[s]) for v in by_seed.values()), []) for s in suites}
 
 
+def truncated_text(truncated: dict) -> str:
+    """One line per suite: the share of its conversations each model scored shortened."""
+    return "Conversations scored shortened, by suite:\n" + "\n".join(f"- {suite}: {truncated_line(t)}"
+                                                                      for suite, t in truncated.items())
+
+
 def write_outputs(out: Path, records: list[Record], results: dict[str, SuiteResult], margins: dict, rewards: dict,
-                  curves: dict, trained_k: int, resamples: int) -> tuple[dict, str]:
+                  curves: dict, trained_k: int, resamples: int, truncated: dict) -> tuple[dict, str]:
     """records.csv, metrics.json, report.md, a self-contained report.html and the PNG plots, each written
     atomically; `margins` and `rewards` by variant and seed (the histograms pool a variant's seeds), `curves`
-    by (variant, seed). Returns (the metrics, the tables as printed)."""
+    by (variant, seed), `truncated` by suite (data.lengths.pairs_truncated). Returns (the metrics, the tables as
+    printed)."""
     seeds, diffs = seed_rows(results), difference_rows(results)
     def name(v):
         return row_label(v, next(iter(results.values())).models[v].seeds)
     lengths = length_tables(results, name)
     tables = "\n\n".join(t for t in (markdown_table(*comparison_rows(results)), ties_line(results),
                                      markdown_table(*seeds) if seeds else "", markdown_table(*diffs) if diffs else "",
-                                     length_markdown(results, name))
+                                     length_markdown(results, name), truncated_text(truncated))
                          if t)
-    metrics = {"suites": {suite: r.as_dict() for suite, r in results.items()}}
+    metrics = {"suites": {suite: r.as_dict() for suite, r in results.items()}, "truncated": truncated}
     pooled_margins = {v: pooled(by_seed) for v, by_seed in margins.items()}
     pooled_rewards = {v: pooled(by_seed) for v, by_seed in rewards.items()}
     over = " (every seed's pairs)" if seeds is not None else ""
@@ -205,6 +212,7 @@ def write_outputs(out: Path, records: list[Record], results: dict[str, SuiteResu
             ("Pairwise accuracy", "text", intro(trained_k, resamples)),
             ("By variant and suite", "table", comparison_rows(results)),
             ("Ties", "text", ties_line(results)),
+            ("Truncation", "text", truncated_text(truncated)),
             *([("By training seed", "table", seeds)] if seeds else []),
             *([("Differences", "table", diffs)] if diffs else []),
             *([("Length control", "text", LENGTH_NOTE)] if lengths else []),

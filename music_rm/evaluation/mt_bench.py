@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.io import read_jsonl
-from ..data.lengths import conversation_ids
+from ..data.lengths import truncated_share
 from .estimates import accuracy, arms, by_suite, suite_result
 from .records import LONGER_ANSWER, Record
 from .report import cell, markdown_table
@@ -190,9 +190,8 @@ def score_conversations(rm, conversations, batch_size: int, max_length: int | No
 def truncated_shares(tokenizer, conversations, max_length: int | None) -> dict:
     """Per turn, the share of the scored conversations over `max_length` tokens, which every reward model sees
     shortened (data/lengths.py: the oldest exchanges dropped, then all but the template's opening and the last tokens)."""
-    return {"max_length": max_length, **{f"turn{turn}": round(sum(
-        conversation_ids(tokenizer, judged(c, turn), max_length)[1] for c in conversations.values())
-        / len(conversations), 4) for turn in TURNS}}
+    return {"max_length": max_length, **{f"turn{turn}": truncated_share(
+        tokenizer, [judged(c, turn) for c in conversations.values()], max_length) for turn in TURNS}}
 
 
 def table(metrics: dict, variants) -> str:

@@ -54,6 +54,13 @@ LENGTH_NOTE = ("Length control: the accuracy on the items whose chosen answer is
                "interval. A model that rewards length alone scores 1, 0, 0.5 and a ρ near 1.")
 
 
+def truncated_line(truncated: dict) -> str:
+    """`data.lengths.pairs_truncated` as the words printed beside a suite's numbers."""
+    if truncated["max_length"] is None:
+        return "none scored shortened (no max_length)"
+    return f"{truncated['share']:.0%} of their conversations over max_length {truncated['max_length']} (scored shortened)"
+
+
 def length_tables(suites: dict, name) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) per LENGTH_MEASURES: one row per model with lengths (`name(variant)` its label), one
     column per suite ({suite label: estimates.SuiteResult}); [] when no model has lengths."""
