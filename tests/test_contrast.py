@@ -165,8 +165,9 @@ def test_the_contrast_stage_counts_the_trees_the_relatedness_filter_keeps(tiny_m
     assert len(read_jsonl(tmp_path / "out" / "related.jsonl")) == arms["related"]["pairs"] <= music
     assert arms["style"]["pairs"] == 3 and arms["style"]["trees_left_out"] == kept["kept"]  # no resampled branch
     assert arms["diversity_matched"]["repeats"] == arms["diversity_matched"]["added"] > 0  # an empty reserve
-    assert f"contrast: arm offtopic: {music} train pairs ({music - 3} MUSIC pairs" in result.stdout
-    assert f"contrast: arm style: 3 train pairs (0 added; {kept['kept']} trees left out" in result.stdout
+    assert f"contrast: arm offtopic: {music} train pairs, {music} fit ({music - 3} MUSIC pairs" in result.stdout
+    assert f"contrast: arm style: 3 train pairs, 3 fit (0 resampled; {kept['kept']} trees left out" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines() if line.startswith("contrast: arm")) <= 120
     assert "repeats: the reserve is short" in result.stdout
 
 

@@ -257,14 +257,12 @@ def control_arms(original_train: list[dict], reserve: list[dict], trees: list[di
 def arms_lines(counts: dict) -> list[str]:
     """One line per control arm: its train pairs, what it adds, and what it lacks (`control_arms`' counts)."""
     o, s, d, r = (counts[arm] for arm in ("offtopic", "style", "diversity_matched", "related"))
-    return [f"contrast: arm offtopic: {o['pairs']} train pairs ({o['added']} MUSIC pairs with another tree's answers "
-            f"on the rejected side), {o['fit']} fit",
-            f"contrast: arm style: {s['pairs']} train pairs ({s['added']} added; {s['trees_left_out']} trees left out: "
-            "no resampled branch (simulate.resample) or no prompt shared with their original pair), "
-            f"{s['fit']} fit",
-            f"contrast: arm diversity_matched: {d['pairs']} train pairs ({d['added'] - d['repeats']} distinct from "
-            f"the reserve's {d['reserve']}" + (f"; {d['repeats']} repeats: the reserve is short, raise "
-                                                 "fetch.reserve_fraction" if d["repeats"] else "")
-            + f"), {d['fit']} fit",
-            f"contrast: arm related: {r['pairs']} train pairs (the MUSIC pairs of {r['trees']} of {r['of']} train "
-            f"trees at relatedness >= {r['min_relatedness']}, contrast.related_only), {r['fit']} fit"]
+    return [f"contrast: arm offtopic: {o['pairs']} train pairs, {o['fit']} fit ({o['added']} MUSIC pairs answered "
+            "off-topic)",
+            f"contrast: arm style: {s['pairs']} train pairs, {s['fit']} fit ({s['added']} resampled; "
+            f"{s['trees_left_out']} trees left out: no resampled branch or shared prompt)",
+            f"contrast: arm diversity_matched: {d['pairs']} train pairs, {d['fit']} fit ({d['added'] - d['repeats']} "
+            f"distinct of the reserve's {d['reserve']}" + (f"; {d['repeats']} repeats: the reserve is short"
+                                                            if d["repeats"] else "") + ")",
+            f"contrast: arm related: {r['pairs']} train pairs, {r['fit']} fit ({r['trees']} of {r['of']} train trees "
+            f"at relatedness >= {r['min_relatedness']})"]
