@@ -230,3 +230,46 @@ def test_control_arms_offtopic_style_diversity_matched_and_related():
     # related-only: the MUSIC pairs of the trees whose hidden instructions keep relatedness >= 0.4
     assert [p["id"] for p in arms["related"][4:]] == ["t0-k2"]
     assert counts["related"] == {"pairs": 5, "added": 1, "fit": 5, "min_relatedness": 0.4, "trees": 1, "of": 4}
+
+
+def test_the_arms_run_from_params_through_simulate_and_contrast(tiny_model, tmp_path):
+    """The stages with the arms' params: fetch's split with a reserve, simulate grows the train trees with
+    simulate.train_seed and their resampled branches, contrast builds every arm from them and counts it."""
+    import json
+
+    from music_rm.core.io import read_jsonl, write_jsonl
+    from music_rm.core.params import validate
+    from music_rm.data.sources import fetch_with_reserve
+    from tests.conftest import repo_params, run_stage
+
+    tokens = {"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}
+    params = repo_params(fetch={"reserve_fraction": 0.5},
+                         simulate={"turns": 2, "train_seed": 5, "resample": True, "train_prompts": 4, "test_prompts": 1,
+                                   "dtype": "float32", "cache": False, "max_retries": 5,
+                                   "assistant": tokens, "user": tokens, "rewriter": tokens},
+                         contrast={"turns": 2})
+    data, trees, out = tmp_path / "fetch", tmp_path / "simulate", tmp_path / "contrast"
+    train, reserve, test, _ = fetch_with_reserve(validate(params, "params.yaml").fetch)
+    for name, rows in (("train", train), ("reserve", reserve), ("test", test)):
+        write_jsonl(data / f"{name}.jsonl", rows)
+    steps = [("simulate.py", "--data", str(data), "--model", str(tiny_model), "--out", str(trees)),
+             ("contrast.py", "--trees", str(trees / "trees.jsonl"), "--original", str(data / "train.jsonl"),
+              "--reserve", str(data / "reserve.jsonl"), "--model", str(tiny_model), "--out", str(out))]
+    printed = ""
+    for step in steps:
+        result = run_stage(*step, tmp_path=tmp_path, params=params)
+        assert result.returncode == 0, result.stderr[-3000:]
+        printed += result.stdout
+    assert reserve and not {r["id"] for r in reserve} & {r["id"] for r in train}
+    simulated = json.loads((trees / "summary.json").read_text())
+    assert simulated["simulation_seeds"] == {"train": 5, "test": 0}
+    grown = read_jsonl(trees / "trees.jsonl")
+    assert simulated["resampled"] == sum("resampled" in t for t in grown) > 0
+    assert all("resampled" not in t for t in grown if t["split"] == "test")
+    arms = json.loads((out / "summary.json").read_text())["arms"]
+    music = json.loads((out / "summary.json").read_text())["pairs_train_with_original"]
+    assert arms["offtopic"]["pairs"] == music == len(read_jsonl(out / "offtopic" / "seed-0.jsonl"))
+    assert arms["style"]["added"] == simulated["resampled"] == len(read_jsonl(out / "style.jsonl")) - len(train)
+    assert arms["diversity_matched"]["reserve"] == len(reserve) and arms["diversity_matched"]["pairs"] == music
+    for arm in ("offtopic", "style", "diversity_matched", "related"):
+        assert f"contrast: arm {arm}: {arms[arm]['pairs']} train pairs" in printed
