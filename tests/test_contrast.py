@@ -92,7 +92,8 @@ def test_lengths_are_counted_per_k_and_the_control_matches_the_music_pairs_that_
     outcome = length_outcome(tokenizer, 80, "truncate_oldest")
     assert [outcome(p) for p in pairs_from_trees(trees, 3)] == ["dropped", "dropped", "truncated", "fit", "fit"]
     assert [outcome(p) for p in short] == ["fit"] * 3 and outcome(too_long) == "dropped"
-    sets, draws, counts, _ = contrast(short + [too_long], trees, 3, [0], str(tiny_model), 80, "truncate_oldest", 0.0)
+    sets, draws, counts, _ = contrast(short + [too_long], trees, 3, [0], str(tiny_model), 80, "truncate_oldest", 0.0,
+                                      [], 0.0)
     sets["train_volume_matched"] = draws[0]
     assert counts["music_by_k"][3] == {"pairs": 4, "fit": 2, "truncated": 1, "dropped": 2}
     assert counts["music_by_k"][1] == {"pairs": 4, "fit": 4, "truncated": 1, "dropped": 0}

@@ -140,15 +140,14 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[
 
 
 def contrast(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], base_model: str,
-             max_length: int, truncation: str, min_relatedness: float, reserve: list[dict] = (),
-             related_only: float = 0.0) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict, dict]:
+             max_length: int, truncation: str, min_relatedness: float, reserve: list[dict],
+             related_only: float) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict, dict]:
     """(`assemble`'s sets, draws and counts, `control_arms`' arms and counts in `counts["arms"]`) with the lengths
     counted through the base model's chat template, as training will count them (train.config.max_length and
     truncation)."""
     outcome = length_outcome(load_tokenizer(base_model), max_length, truncation)
     sets, draws, counts = assemble(original_train, trees, k, seeds, outcome, min_relatedness)
-    arms, arm_counts = control_arms(original_train, list(reserve), trees, k, seeds, outcome, min_relatedness,
-                                    related_only)
+    arms, arm_counts = control_arms(original_train, reserve, trees, k, seeds, outcome, min_relatedness, related_only)
     return sets, draws, {**counts, "arms": arm_counts}, arms
 
 

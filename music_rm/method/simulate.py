@@ -153,9 +153,9 @@ class TreeBuilder:
         prefix, suffix = self.rewrite_template
         return Request(" ".join(instruction.split()) + suffix, self.p.rewriter, prefix=prefix)
 
-    def _run(self, jobs: list, turn: int, phase: str, desc: str, seed: int | None = None) -> None:
+    def _run(self, jobs: list, turn: int, phase: str, desc: str, seed: int) -> None:
         """jobs: (tree, request, check, extra, on_success). Generate, check, retry failures, drop the rest. `seed`:
-        the simulation seed (simulate.seed when None)."""
+        the simulation seed."""
         def check(i, text):
             tree, request, check_text, extra, _ = jobs[i]
             if request.raw:
@@ -163,8 +163,7 @@ class TreeBuilder:
             return text, check_text(text, extra)
 
         texts, reasons, retried = self.generator.generate_checked(
-            [j[1] for j in jobs], check, (self.p.seed if seed is None else seed, turn, phase), self.p.max_retries,
-            desc)
+            [j[1] for j in jobs], check, (seed, turn, phase), self.p.max_retries, desc)
         self.retries.update(retried)
         for (tree, _, _, _, on_success), text, reason in zip(jobs, texts, reasons):
             if reason is None:
@@ -240,7 +239,6 @@ class TreeBuilder:
             "provenance": {"model": self.model, "templates": self.template_hashes, "seed": t.simulation_seed,
                            "sampling": {role: getattr(self.p, role).model_dump() for role in ("assistant", "user", "rewriter")}},
         }
-
 
     def build_splits(self, seeds: list[tuple[dict, str]]) -> list[dict]:
         """`build` for each split apart, with its own simulation seed (`split_seed`), the train trees first; with
