@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import reward_bench, reward_bench_2, rm_bench, rmb
-from .candidates import Item
+from .candidates import Item, results
 from .records import LONGER_ANSWER
 
 
@@ -67,7 +67,7 @@ def _candidates(module, title: str) -> Benchmark:
 
     def evaluate(items, rewards, name, seed, variants, compare, resamples, bootstrap_seed):
         rows = module.records(items, rewards, name, seed)
-        return rows, module.results(items, rewards, rows, variants, compare, resamples, bootstrap_seed)
+        return rows, results(module, items, rewards, rows, variants, compare, resamples, bootstrap_seed)
 
     return Benchmark(title, load, evaluate, module.headline, module.report)
 

@@ -21,18 +21,22 @@ one prompt, which share a cluster).
 """
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import InputError
 from ..data.conversation import SchemaError, length_difference, validate_content, validate_conversation
+from ..data.sources import read_hf, read_rows
 from .estimates import by_suite, suite_result
 from .records import LENGTH_PICKERS, LONGER_ANSWER, Record, rounded
 from .report import cell, markdown_table
 from .stats import draws, interval
 
-# Published scores printed beside ours: Skywork-Reward-V2-Llama-3.1-8B, arXiv 2507.01352 (Table 1)
-ANCHOR = "Skywork-Reward-V2-Llama-3.1-8B (arXiv 2507.01352)"
+# Published scores printed beside ours: Skywork-Reward-V2-Llama-3.1-8B, arXiv 2507.01352 (each module's PUBLISHED)
+ANCHOR_MODEL, ANCHOR_SOURCE = "Skywork-Reward-V2-Llama-3.1-8B", "arXiv 2507.01352"
+ANCHOR = f"{ANCHOR_MODEL} ({ANCHOR_SOURCE})"
+REFERENCES = (LONGER_ANSWER, *LENGTH_PICKERS)
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,35 @@ def parse_rows(rows, path, parse, on_invalid: str) -> tuple[list[Item], Counter]
     return items, skipped
 
 
-def no_items(origin, skipped: Counter) -> InputError:
-    return InputError(origin, None, None, f"no valid rows ({sum(skipped.values())} skipped: {dict(skipped)})")
+def _loaded(items: list[Item], skipped: Counter, origin, key) -> tuple[list[Item], Counter]:
+    if not items:
+        raise InputError(origin, None, None, f"no valid rows ({sum(skipped.values())} skipped: {dict(skipped)})")
+    twice = sorted(k for k, n in Counter(map(key, items)).items() if n > 1)
+    if twice:
+        raise InputError(origin, None, "id", f"ids that repeat: {twice[:5]}")
+    return items, skipped
+
+
+def load_files(path: str, parse, on_invalid: str, key, pattern: str = "*") -> tuple[list[Item], Counter]:
+    """Items of a benchmark file, or of the folder's .parquet, .jsonl and .json files (`pattern` "**/*": under it
+    too), and the rows skipped by reason (parse_rows); `key(item)` must not repeat (an item's id)."""
+    path = Path(path)
+    files = (sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix in (".parquet", ".jsonl", ".json"))
+             if path.is_dir() else [path])
+    if not files:
+        raise InputError(path, None, None, "no .parquet, .jsonl or .json files in this folder")
+    items, skipped = [], Counter()
+    for f in files:
+        got, bad = parse_rows(read_rows(f), f, parse, on_invalid)
+        items, skipped = items + got, skipped + bad
+    return _loaded(items, skipped, path, key)
+
+
+def load_dataset(dataset: str, revision: str, split: str, parse, on_invalid: str, key) -> tuple[list[Item], Counter, str]:
+    """Items of a Hub dataset (or a local dataset folder) through `datasets`, the rows skipped, the commit resolved."""
+    rows, resolved = read_hf(dataset, revision, split, None)
+    origin = f"{dataset}@{revision}:{split}"
+    return (*_loaded(*parse_rows(rows, origin, parse, on_invalid), origin, key), resolved)
 
 
 def reward_lists(flat, items: list[Item]) -> list[list[float]]:
@@ -235,6 +266,21 @@ def mean_of(values) -> float | None:
     """The mean of scores that are all there; None when any is missing."""
     values = list(values)
     return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def results(module, items: list[Item], rewards: dict, rows: list[Record], variants, compare, resamples: int,
+            seed: int) -> dict:
+    """metrics.json's benchmark part: every suite's accuracies from the records (estimates.py), upstream's scores
+    (`module.scores`) and the published anchor (`module.PUBLISHED`)."""
+    return {"suites": suite_results(rows, variants, compare, resamples, seed),
+            "upstream": module.scores(items, rewards, variants, compare, resamples, seed),
+            "published": {"model": ANCHOR_MODEL, "source": ANCHOR_SOURCE, "score": module.PUBLISHED}}
+
+
+def headline(metrics: dict, keep=lambda name: True) -> dict[str, float]:
+    """What the pipeline run carries: every reward model's upstream scores (those `keep` keeps), no reference's."""
+    return {f"{variant}.{name}": s["estimate"] for variant, named in metrics["upstream"]["models"].items()
+            if variant not in REFERENCES for name, s in named.items() if keep(name)}
 
 
 def labelled(variant: str) -> str:

@@ -37,15 +37,14 @@ length the shortest right answer's characters minus the longest wrong one's; sui
 (right, wrong) answer pair.
 """
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import InputError
-from ..data.sources import read_hf, read_rows
-from .candidates import (Item, answer_list, checked_answers, choice_records, length_rewards, mean_of, no_items,
-                         pair_records, parse_rows, row_id, skipped_line, subset_groups, suite_results, text_field,
-                         upstream_scores, upstream_table)
+from . import candidates
+from .candidates import (Item, answer_list, checked_answers, choice_records, length_rewards, load_dataset,
+                         load_files, mean_of, pair_records, row_id, skipped_line, subset_groups,
+                         text_field, upstream_scores, upstream_table)
 
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 TIES = "Ties"
@@ -90,37 +89,18 @@ def parse(raw: dict, where) -> list[Item]:
     return [Item(source_id, subset, ({"role": "user", "content": prompt},), answers, len(chosen), cluster)]
 
 
-def _checked_unique(items: list[Item], origin) -> list[Item]:
-    seen = Counter((i.subset, i.source_id) for i in items)
-    twice = sorted(f"{s}/{i}" for (s, i), n in seen.items() if n > 1)
-    if twice:
-        raise InputError(origin, None, "id", f"ids that repeat within a subset: {twice[:5]}")
-    return items
+def _key(item: Item) -> str:
+    return f"{item.subset}/{item.source_id}"
 
 
 def load_local(path: str, on_invalid: str) -> tuple[list[Item], Counter]:
     """Items of a file, or of a folder of .parquet, .jsonl and .json files, in RewardBench 2's schema."""
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl", ".json")) if path.is_dir() else [path]
-    if not files:
-        raise InputError(path, None, None, "no .parquet, .jsonl or .json files in this folder")
-    items, skipped = [], Counter()
-    for f in files:
-        got, bad = parse_rows(read_rows(f), f, parse, on_invalid)
-        items, skipped = items + got, skipped + bad
-    if not items:
-        raise no_items(path, skipped)
-    return _checked_unique(items, path), skipped
+    return load_files(path, parse, on_invalid, _key)
 
 
 def load_hub(dataset: str, revision: str, split: str, on_invalid: str) -> tuple[list[Item], Counter, str]:
     """Items of the Hub dataset (or a local dataset folder), and the commit it resolved."""
-    rows, resolved = read_hf(dataset, revision, split, None)
-    origin = f"{dataset}@{revision}:{split}"
-    items, skipped = parse_rows(rows, origin, parse, on_invalid)
-    if not items:
-        raise no_items(origin, skipped)
-    return _checked_unique(items, origin), skipped, resolved
+    return load_dataset(dataset, revision, split, parse, on_invalid, _key)
 
 
 def best_of_result(scores) -> float:
@@ -193,18 +173,9 @@ def records(items: list[Item], rewards: dict, name: str, seed: int) -> list:
             + pair_records(items, rewards, lambda item, i, j: f"reward_bench_2/{name}/{item.subset}/pairs", seed))
 
 
-def results(items: list[Item], rewards: dict, rows: list, variants, compare, resamples: int, seed: int) -> dict:
-    """metrics.json (beside the stage's counts): every suite's accuracies from the records, upstream's scores."""
-    return {"suites": suite_results(rows, variants, compare, resamples, seed),
-            "upstream": scores(items, rewards, variants, compare, resamples, seed),
-            "published": {"model": "Skywork-Reward-V2-Llama-3.1-8B", "source": "arXiv 2507.01352",
-                          "score": PUBLISHED}}
-
-
 def headline(metrics: dict) -> dict[str, float]:
     """Each model's six subset scores and leaderboard score, as upstream computes them."""
-    return {f"{variant}.{name}": s["estimate"] for variant, named in metrics["upstream"]["models"].items()
-            for name, s in named.items() if variant not in ("longest_answer", "shortest_answer")}
+    return candidates.headline(metrics)
 
 
 def report(name: str, metrics: dict) -> str:

@@ -28,15 +28,14 @@ margin reward(chosen[i]) − reward(rejected[j − 3]), length their characters'
 ½) is the level's score of that domain.
 """
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import InputError
-from ..data.sources import read_hf, read_rows
-from .candidates import (Item, answer_list, checked_answers, mean_of, no_items, pair_records, parse_rows, row_id,
-                         skipped_line, subset_groups, suite_results, text_field, upstream_scores, upstream_table)
-from .records import LENGTH_PICKERS
+from . import candidates
+from .candidates import (Item, answer_list, checked_answers, load_dataset, load_files, mean_of, pair_records,
+                         row_id, skipped_line, subset_groups, text_field, upstream_scores,
+                         upstream_table)
 
 STYLES = ("concise", "detailed", "markdown")  # the order of a row's chosen and rejected answers
 DOMAINS = ("chat", "math", "code", "safety")  # upstream's split: a row's domain starts with one of these
@@ -65,34 +64,13 @@ def parse(raw: dict, where) -> list[Item]:
     return [Item(source_id, group, ({"role": "user", "content": prompt},), answers, len(STYLES), source_id)]
 
 
-def _checked_unique(items: list[Item], origin) -> list[Item]:
-    twice = sorted(i for i, n in Counter(item.source_id for item in items).items() if n > 1)
-    if twice:
-        raise InputError(origin, None, "id", f"ids that repeat: {twice[:5]}")
-    return items
-
-
 def load_local(path: str, on_invalid: str) -> tuple[list[Item], Counter]:
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl", ".json")) if path.is_dir() else [path]
-    if not files:
-        raise InputError(path, None, None, "no .parquet, .jsonl or .json files in this folder")
-    items, skipped = [], Counter()
-    for f in files:
-        got, bad = parse_rows(read_rows(f), f, parse, on_invalid)
-        items, skipped = items + got, skipped + bad
-    if not items:
-        raise no_items(path, skipped)
-    return _checked_unique(items, path), skipped
+    """Items of a file (e.g. total_dataset.json), or of a folder of .parquet, .jsonl and .json files."""
+    return load_files(path, parse, on_invalid, lambda item: item.source_id)
 
 
 def load_hub(dataset: str, revision: str, split: str, on_invalid: str) -> tuple[list[Item], Counter, str]:
-    rows, resolved = read_hf(dataset, revision, split, None)
-    origin = f"{dataset}@{revision}:{split}"
-    items, skipped = parse_rows(rows, origin, parse, on_invalid)
-    if not items:
-        raise no_items(origin, skipped)
-    return _checked_unique(items, origin), skipped, resolved
+    return load_dataset(dataset, revision, split, parse, on_invalid, lambda item: item.source_id)
 
 
 def matrix(rewards) -> np.ndarray:
@@ -134,17 +112,9 @@ def records(items: list[Item], rewards: dict, name: str, seed: int) -> list:
     return pair_records(items, rewards, lambda item, i, j: f"rm_bench/{name}/{item.subset}/{level(i, j - 3)}", seed)
 
 
-def results(items: list[Item], rewards: dict, rows: list, variants, compare, resamples: int, seed: int) -> dict:
-    return {"suites": suite_results(rows, variants, compare, resamples, seed),
-            "upstream": scores(items, rewards, variants, compare, resamples, seed),
-            "published": {"model": "Skywork-Reward-V2-Llama-3.1-8B", "source": "arXiv 2507.01352",
-                          "score": PUBLISHED}}
-
-
 def headline(metrics: dict) -> dict[str, float]:
     """Each model's domain scores, overall levels and RM-Bench score."""
-    return {f"{variant}.{name}": s["estimate"] for variant, named in metrics["upstream"]["models"].items()
-            for name, s in named.items() if "." not in name and variant not in ("longer_answer", *LENGTH_PICKERS)}
+    return candidates.headline(metrics, lambda name: "." not in name)
 
 
 def report(name: str, metrics: dict) -> str:

@@ -28,14 +28,13 @@ its bon_uid, margin bon_best's reward minus the best loser's, length bon_best's 
 with `longest_answer` and `shortest_answer`; suite `…/bon/<goal>/pairs`, one per (bon_best, loser).
 """
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import InputError
-from ..data.sources import read_hf, read_rows
-from .candidates import (Item, checked_answers, checked_context, choice_records, length_rewards, mean_of, no_items,
-                         pair_records, parse_rows, skipped_line, subset_groups, suite_results, text_field,
+from . import candidates
+from .candidates import (Item, checked_answers, checked_context, choice_records, length_rewards, load_dataset,
+                         load_files, mean_of, pair_records, skipped_line, subset_groups, text_field,
                          upstream_scores, upstream_table)
 
 SETS = {"pair_uid": "Pairwise_set", "bon_uid": "BoN_set"}
@@ -87,35 +86,13 @@ def parse(raw: dict, where) -> list[Item]:
     return [Item(str(uid), path, context, checked_answers(answers, fields, where), 1, f"{uid_field}:{uid}")]
 
 
-def _checked_unique(items: list[Item], origin) -> list[Item]:
-    twice = sorted(i for i, n in Counter(item.cluster for item in items).items() if n > 1)
-    if twice:
-        raise InputError(origin, None, None, f"uids that repeat: {twice[:5]}")
-    return items
-
-
 def load_local(path: str, on_invalid: str) -> tuple[list[Item], Counter]:
-    """Items of an RMB file, or of every .json file under a folder (RMB_dataset or a part of it)."""
-    path = Path(path)
-    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
-    if not files:
-        raise InputError(path, None, None, "no .json files under this folder")
-    items, skipped = [], Counter()
-    for f in files:
-        got, bad = parse_rows(read_rows(f), f, parse, on_invalid)
-        items, skipped = items + got, skipped + bad
-    if not items:
-        raise no_items(path, skipped)
-    return _checked_unique(items, path), skipped
+    """Items of an RMB file, or of every file under a folder (RMB_dataset or a part of it)."""
+    return load_files(path, parse, on_invalid, lambda item: item.cluster, "**/*")
 
 
 def load_hub(dataset: str, revision: str, split: str, on_invalid: str) -> tuple[list[Item], Counter, str]:
-    rows, resolved = read_hf(dataset, revision, split, None)
-    origin = f"{dataset}@{revision}:{split}"
-    items, skipped = parse_rows(rows, origin, parse, on_invalid)
-    if not items:
-        raise no_items(origin, skipped)
-    return _checked_unique(items, origin), skipped, resolved
+    return load_dataset(dataset, revision, split, parse, on_invalid, lambda item: item.cluster)
 
 
 def right(rewards) -> float:
@@ -151,18 +128,9 @@ def records(items: list[Item], rewards: dict, name: str, seed: int) -> list:
             + pair_records([items[i] for i in bon], only(bon), lambda item, i, j: f"{suite(item)}/pairs", seed))
 
 
-def results(items: list[Item], rewards: dict, rows: list, variants, compare, resamples: int, seed: int) -> dict:
-    return {"suites": suite_results(rows, variants, compare, resamples, seed),
-            "upstream": scores(items, rewards, variants, compare, resamples, seed),
-            "published": {"model": "Skywork-Reward-V2-Llama-3.1-8B", "source": "arXiv 2507.01352",
-                          "score": PUBLISHED}}
-
-
 def headline(metrics: dict) -> dict[str, float]:
     """Each model's four accuracies and RMB score."""
-    return {f"{variant}.{name}": s["estimate"] for variant, named in metrics["upstream"]["models"].items()
-            for name, s in named.items()
-            if variant not in ("longer_answer", "longest_answer", "shortest_answer")}
+    return candidates.headline(metrics)
 
 
 def report(name: str, metrics: dict) -> str:
