@@ -83,10 +83,12 @@ docs: setup
 deps: setup
 	. $(BIN)/activate && python -m music_rm deps
 
-# Experiments side by side: the params that differ between them and every variant's held-out accuracies
+# Experiments side by side: the params that differ between them and every variant's held-out accuracies (or
+# MEASURE=length_controlled, chosen_longer, chosen_shorter, spearman)
 # (music-rm exps; `dvc exp show` has every column).
+MEASURE ?= accuracy
 exps: setup
-	@. $(BIN)/activate && music-rm exps
+	@. $(BIN)/activate && music-rm exps --measure $(MEASURE)
 
 # The MLflow UI on this repo's store, and the address of its runs page (the model-training view, with the saved
 # view of changed params and accuracies). One web server process: no job workers (they run GenAI jobs: judges,

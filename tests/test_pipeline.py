@@ -167,6 +167,8 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
     # a model's mean per suite; each seed's and the intervals stay on the stage run
     headline = {f"{m.group(1)}.{m.group(2)}.accuracy": v for k, v in expected.items()
                 if (m := re.fullmatch(r"suites\.([^.]+)\.models\.([^.]+)\.estimate", k))}
+    headline |= {f"{m.group(1)}.{m.group(2)}.length_controlled": v for k, v in expected.items()
+                 if (m := re.fullmatch(r"suites\.([^.]+)\.models\.([^.]+)\.length\.controlled\.estimate", k))}
     assert {k[len("eval."):]: v for k, v in parent.data.metrics.items() if k.startswith("eval.")} == pytest.approx(headline)
     contrast = read(root, "data/contrast/summary.json")
     assert parent.data.metrics["contrast.pairs_train"] == contrast["pairs_train"]

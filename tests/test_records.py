@@ -88,3 +88,47 @@ def test_a_difference_pairs_the_shared_items_and_resamples_clusters():
     flat = difference(arms(records_of("a", {0: [1.0] * 20 + [-1.0] * 20}))["a"],
                       arms(records_of("b", {0: [1.0] * 10 + [-1.0] * 30}))["b"], 500, 0)
     assert d.ci_high - d.ci_low > flat.ci_high - flat.ci_low
+
+
+def test_a_length_detector_scores_one_and_zero_on_the_strata_and_one_half_controlled():
+    """Its margin is the length difference: right on every chosen-longer pair, wrong on every chosen-shorter one."""
+    lengths = [40, 25, -10, -60, 5, -3, 0, 12] * 4
+    rows = [Record.of("s", f"i{i}", "detector", 0, n, length=n) for i, n in enumerate(lengths)]
+    rows += [Record.of("s", f"i{i}", "fair", 0, 1.0, length=n) for i, n in enumerate(lengths)]  # always right
+    models = suite_result(rows, [("fair", "detector")], 300, 0).models
+    view = models["detector"].length
+    assert (view["chosen_longer"]["estimate"], view["chosen_longer"]["n"]) == (1.0, 16)
+    assert (view["chosen_shorter"]["estimate"], view["chosen_shorter"]["n"]) == (0.0, 12)
+    assert view["equal_length"]["n"] == 4 and view["controlled"]["estimate"] == 0.5 and view["controlled"]["n"] == 28
+    assert view["spearman"]["estimate"] == 1.0
+    assert models["fair"].length["controlled"]["estimate"] == 1.0 and models["fair"].length["spearman"]["estimate"] == 0
+    d = suite_result(rows, [("fair", "detector")], 300, 0).differences["fair-detector"]
+    assert d.length_controlled["estimate"] == 0.5 and d.length_controlled["p_value"] < 0.05
+    assert accuracy(arms([Record.of("s", "x", "m", 0, 1.0)])["m"], 10, 0).length is None  # no lengths: no view
+
+
+def test_the_length_controlled_interval_weighs_the_strata_equally():
+    """With 90 chosen-longer pairs all right and 10 chosen-shorter ones all wrong, accuracy is 0.9 but the
+    length-controlled accuracy 0.5, and its bootstrap (strata drawn as they fall) brackets it."""
+    rows = [Record.of("s", f"i{i:03d}", "m", 0, 1.0 if i < 90 else -1.0, length=5 if i < 90 else -5) for i in range(100)]
+    m = accuracy(arms(rows)["m"], 500, 0)
+    assert m.estimate == 0.9 and m.length["controlled"]["estimate"] == 0.5
+    assert m.length["controlled"]["ci_low"] == m.length["controlled"]["ci_high"] == 0.5
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    from music_rm.evaluation.stats import holm
+
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (monotone), 0.5
+    assert holm([0.03, 0.01, 0.5, 0.02]) == [0.06, 0.04, 0.5, 0.06]
+    assert holm([0.6, 0.9]) == [1.0, 1.0] and holm([]) == []
+
+
+def test_a_difference_has_a_two_sided_bootstrap_p_value():
+    rng = np.random.default_rng(3)
+    a = (rng.random(400) < 0.7).astype(float)
+    b = (rng.random(400) < 0.5).astype(float)
+    clear = seeded_bootstrap(a, b, resamples=1000, seed=0)
+    none = seeded_bootstrap(a, a, resamples=1000, seed=0)
+    assert clear["p_value"] < 0.01 and clear["ci_low"] > 0 and none["p_value"] == 1.0
+    assert seeded_bootstrap(a, resamples=100, seed=0)["p_value"] is None  # an accuracy is not a test

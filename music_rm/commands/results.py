@@ -18,8 +18,8 @@ from ..core.cli import clean_errors
 from ..core.errors import InputError
 from ..core.io import atomic_path, write_text
 from ..evaluation import plots
-from ..evaluation.study.collect import (Study, checkout_roots, collect, commands_of, dvc_cached, git_base, git_files,
-                                        git_show, keep, read_study, study_revs, write_study)
+from ..evaluation.study.collect import (Study, checkout_roots, collect, commands_of, design_of, dvc_cached, git_base,
+                                        git_files, git_show, keep, read_study, study_revs, write_study)
 from ..evaluation.study.page import render
 from ..evaluation.study.tables import accuracy_rows, difference_panels, study_tables
 
@@ -52,7 +52,8 @@ def main(study, out, profile, title, from_files):
                                                        "name it with --profile)")
         revs = study_revs(study)
         exps = collect(revs, git_show, git_files, dvc_cached(), git_base, keep(revs))
-        write_study(Study(study, title or f"Results: {study}", profile.as_posix(), commands_of(profile), exps),
+        write_study(Study(study, title or f"Results: {study}", profile.as_posix(), commands_of(profile), exps,
+                          *design_of(exps, profile)),
                     out.parent / files["records"], out.parent / files["experiments"],
                     checkout_roots(profile, exps) | {str(Path.cwd().resolve())})
     written = read_study(out.parent / files["records"], out.parent / files["experiments"])

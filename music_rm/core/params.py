@@ -400,6 +400,29 @@ class RewardBenchParams(Section):
                     "RewardBench or LLMBar row always stops)")
 
 
+class StudyEndpoint(Section):
+    """One difference of a study: which suite of which record file, which comparison, length-controlled or not."""
+    source: str = Field(
+        description="The record file: held_out (data/eval/records.csv), mt_bench/<source>, reward_bench/<source>, "
+                    "judge/<set> or best_of_n/<set>")
+    suite: str = Field(
+        description="A suite of that file (e.g. music_k2, original, turn1); trained_k: music_k<contrast.turns>, the "
+                    "held-out MUSIC pairs cut at the K the models were trained at")
+    comparison: Annotated[list[str], Field(min_length=2, max_length=2)] = Field(
+        description="[a, b]: the difference a - b (one of eval.compare)")
+    length_controlled: bool = Field(
+        description="Compare length-controlled accuracies (the mean of the chosen-longer and chosen-shorter pairs' "
+                    "accuracies) instead of plain ones")
+
+
+class StudyParams(Section):
+    """A study's design, named before it runs; read by `music-rm results` only (no stage reads it, so a change
+    reruns nothing). Every other difference on the page is a secondary endpoint, Holm-adjusted as one family."""
+    primary: StudyEndpoint = Field(description="The one primary endpoint, read first on the page")
+    alpha: Annotated[float, Field(gt=0, lt=1)] = Field(
+        description="Family-wise error rate of the secondary endpoints (Holm-adjusted p-values are compared with it)")
+
+
 class Params(Section):
     base: BaseParams = Field(description="The base model")
     fetch: FetchParams = Field(description="Preference data in: stage fetch")
@@ -412,6 +435,7 @@ class Params(Section):
     best_of_n: BestOfNParams = Field(description="Multi-turn Best-of-N (paper Fig. 2): stages best_of_n@<set>")
     reward_bench: RewardBenchParams = Field(
         description="RewardBench, RewardBench 2, RM-Bench and RMB scores: stages reward_bench@<name>")
+    study: StudyParams = Field(description="A study's design (`music-rm results`); no stage reads it")
     # On a stage's view: the params it was cut from and the keys it declares (for_stage)
     _whole: "Params | None" = PrivateAttr(None)
     _reads: tuple[tuple[str, ...], ...] | None = PrivateAttr(None)

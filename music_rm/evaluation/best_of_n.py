@@ -187,7 +187,7 @@ def win_rates(records: list[Record], p: BestOfNParams) -> dict:
 
 
 def headline(metrics: dict) -> dict[str, float]:
-    """The numbers a pipeline run carries from this suite (tracking.carry): every win rate."""
+    """The numbers a pipeline run carries from this suite (tracking.log_results): every win rate."""
     return {f"{name}.win_rate": r["estimate"] for name, r in metrics["win_rates"].items() if r["estimate"] is not None}
 
 

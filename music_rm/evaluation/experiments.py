@@ -12,6 +12,14 @@ from ..core import paths
 MISSING = "-"
 METRICS = f"{paths.EVAL}/metrics.json"
 REFERENCES = {"longer_answer"}  # eval's reference beside the trained variants
+# what a column can show, as eval's metrics.json has it (estimates.py): the model's entry, or its length block's
+MEASURES = {"accuracy": "held-out pairwise accuracy",
+            "length_controlled": "length-controlled accuracy (the mean of the chosen-longer and chosen-shorter pairs')",
+            "chosen_longer": "accuracy on the pairs whose chosen answer is longer",
+            "chosen_shorter": "accuracy on the pairs whose chosen answer is shorter",
+            "spearman": "rank correlation of the margin with the length difference"}
+LENGTH_KEYS = {"length_controlled": "controlled", "chosen_longer": "chosen_longer", "chosen_shorter": "chosen_shorter",
+               "spearman": "spearman"}
 
 
 def experiment_rows(show: list) -> list[dict]:
@@ -65,7 +73,7 @@ def _suite_label(suite: str) -> str:
     return "orig" if suite == "original" else suite.replace("music_", "")
 
 
-def experiment_table(rows: list[dict], width: int = 120) -> str:
+def experiment_table(rows: list[dict], width: int = 120, measure: str = "accuracy") -> str:
     """Plain text: experiment, the changed params, then per variant the accuracy on each suite (two decimals).
     When the params do not fit beside the accuracies, they share one `changed` column of key=value, clipped."""
     held = [{s: r.get("models", {}) for s, r in row["eval"].get("suites", {}).items()
@@ -80,12 +88,17 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
         v = flatten(row["params"]).get(key, MISSING) if row["params"] else MISSING
         return "null" if v is None else str(v)
 
+    cell_w = 5 if measure == "spearman" else 4  # a correlation can be negative: -0.12
+
     def acc(row, v, s):
-        a = row["eval"].get("suites", {}).get(s, {}).get("models", {}).get(v, {}).get("estimate")
+        model = row["eval"].get("suites", {}).get(s, {}).get("models", {}).get(v, {})
+        if measure != "accuracy":
+            model = (model.get("length") or {}).get(LENGTH_KEYS[measure], {})
+        a = model.get("estimate")
         return MISSING if a is None else f"{a:.2f}"
 
     name_w = max([len("experiment"), *(len(r["name"]) for r in rows)])
-    groups = [max(len(v), sum(max(4, len(_suite_label(s))) + 1 for s in suites[v]) - 1) for v in variants]
+    groups = [max(len(v), sum(max(cell_w, len(_suite_label(s))) + 1 for s in suites[v]) - 1) for v in variants]
     acc_w = sum(g + 3 for g in groups)
     param_cols = [(k, max(len(k), *(len(value(r, k)) for r in rows))) for k in changed]
     if name_w + sum(w + 2 for _, w in param_cols) + acc_w > width:  # one column of key=value instead
@@ -103,13 +116,13 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
         return ("  ".join(parts) + "".join(f" | {a.ljust(g)}" for a, g in zip(accs, groups))).rstrip()
 
     def accs_of(row):
-        return [" ".join(acc(row, v, s).rjust(max(4, len(_suite_label(s)))) for s in suites[v]) for v in variants]
+        return [" ".join(acc(row, v, s).rjust(max(cell_w, len(_suite_label(s)))) for s in suites[v]) for v in variants]
 
     header1 = line("", ["" for _ in param_cols], variants)
     header2 = line("experiment", [k for k, _ in param_cols],
-                   [" ".join(_suite_label(s).rjust(max(4, len(_suite_label(s)))) for s in suites[v]) for v in variants])
+                   [" ".join(_suite_label(s).rjust(max(cell_w, len(_suite_label(s)))) for s in suites[v]) for v in variants])
     body = [line(r["name"], c, accs_of(r)) for r, c in zip(rows, cells)]
-    notes = [f"held-out pairwise accuracy ({METRICS}): orig = original pairs, kK = MUSIC pairs cut after K "
+    notes = [f"{MEASURES[measure]} ({METRICS}): orig = original pairs, kK = MUSIC pairs cut after K "
              f"turns; {MISSING}: no result yet"]
     if not changed:
         notes.append("no param differs between these experiments")

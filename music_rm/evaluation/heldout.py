@@ -20,7 +20,7 @@ from ..reward.model import load_reward_model
 from . import plots
 from .estimates import SuiteResult, by_suite, suite_result
 from .records import LONGER_ANSWER, Record, write_records
-from .report import cell, html_report, markdown_table
+from .report import LENGTH_NOTE, cell, html_report, length_markdown, length_tables, markdown_table
 
 log = logging.getLogger(__name__)
 PLOTS = ("accuracy_by_k.png", "margins.png", "rewards.png", "training_curves.png")  # eval's plots (dvc.yaml)
@@ -84,9 +84,16 @@ def evaluate(suites: dict[str, list[dict]], margins: dict, compare: list, resamp
 
 
 def headline(metrics: dict) -> dict[str, float]:
-    """The numbers a pipeline run carries from eval (tracking.carry): every model's accuracy on every suite."""
-    return {f"{suite}.{variant}.accuracy": r["estimate"] for suite, s in metrics["suites"].items()
-            for variant, r in s["models"].items() if r["estimate"] is not None}
+    """The numbers a pipeline run carries from eval (tracking.log_results): every model's accuracy on every suite,
+    and its length-controlled accuracy."""
+    out = {}
+    for suite, s in metrics["suites"].items():
+        for variant, r in s["models"].items():
+            if r["estimate"] is not None:
+                out[f"{suite}.{variant}.accuracy"] = r["estimate"]
+            if r["length"] and r["length"]["controlled"]["estimate"] is not None:
+                out[f"{suite}.{variant}.length_controlled"] = r["length"]["controlled"]["estimate"]
+    return out
 
 
 def row_label(variant: str, seeds: int) -> str:
@@ -175,8 +182,12 @@ def write_outputs(out: Path, records: list[Record], results: dict[str, SuiteResu
     atomically; `margins` and `rewards` by variant and seed (the histograms pool a variant's seeds), `curves`
     by (variant, seed). Returns (the metrics, the tables as printed)."""
     seeds, diffs = seed_rows(results), difference_rows(results)
+    def name(v):
+        return row_label(v, next(iter(results.values())).models[v].seeds)
+    lengths = length_tables(results, name)
     tables = "\n\n".join(t for t in (markdown_table(*comparison_rows(results)), ties_line(results),
-                                     markdown_table(*seeds) if seeds else "", markdown_table(*diffs) if diffs else "")
+                                     markdown_table(*seeds) if seeds else "", markdown_table(*diffs) if diffs else "",
+                                     length_markdown(results, name))
                          if t)
     metrics = {"suites": {suite: r.as_dict() for suite, r in results.items()}}
     pooled_margins = {v: pooled(by_seed) for v, by_seed in margins.items()}
@@ -196,6 +207,8 @@ def write_outputs(out: Path, records: list[Record], results: dict[str, SuiteResu
             ("Ties", "text", ties_line(results)),
             *([("By training seed", "table", seeds)] if seeds else []),
             *([("Differences", "table", diffs)] if diffs else []),
+            *([("Length control", "text", LENGTH_NOTE)] if lengths else []),
+            *((title, "table", (header, rows)) for title, header, rows in lengths),
             ("Accuracy by contrasted turns K", "png", files["accuracy_by_k.png"]),
             (f"Reward margins on held-out MUSIC pairs at K = {trained_k}{over}", "png", files["margins.png"]),
             (f"Rewards of chosen and rejected conversations: held-out original pairs and MUSIC pairs at "

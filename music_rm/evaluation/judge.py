@@ -115,6 +115,6 @@ def agreement(verdicts: list[dict], records: list[Record], variants, compare, re
 
 
 def headline(metrics: dict) -> dict[str, float]:
-    """The numbers a pipeline run carries from this suite (tracking.carry)."""
+    """The numbers a pipeline run carries from this suite (tracking.log_results)."""
     out = {"inconsistency_rate": metrics["inconsistency_rate"], "judge_vs_label": metrics["judge_vs_label"]["estimate"]}
     return {k: v for k, v in out.items() if v is not None}

@@ -174,7 +174,7 @@ def results(records: list[Record], rewards: dict, conversations, compare: list, 
 
 
 def headline(metrics: dict) -> dict[str, float]:
-    """The numbers a pipeline run carries from this suite (tracking.carry): every model's agreement per turn."""
+    """The numbers a pipeline run carries from this suite (tracking.log_results): every model's agreement per turn."""
     return {f"{turn}.{v}.accuracy": r["estimate"] for turn, s in metrics["suites"].items()
             for v, r in s["models"].items() if r["estimate"] is not None}
 

@@ -181,7 +181,7 @@ def results(records: list[Record], variants, compare: list, resamples: int, seed
 
 
 def headline(metrics: dict) -> dict[str, float]:
-    """The numbers a pipeline run carries from this suite (tracking.carry): every model's section scores and its
+    """The numbers a pipeline run carries from this suite (tracking.log_results): every model's section scores and its
     overall score."""
     out = {}
     for variant, r in metrics["reward_models"].items():

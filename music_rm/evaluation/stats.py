@@ -101,3 +101,15 @@ def spearman_bootstrap(x, y, clusters=None, *, resamples: int, seed: int) -> dic
     samples = np.array([spearman(x[items], y[items]) for items in (draw() for _ in range(resamples))])
     low, high = interval(samples) if resamples > 0 else (None, None)
     return {"estimate": round(spearman(x, y), 6), "ci_low": low, "ci_high": high, "n": int(x.size)}
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: the i-th smallest p times (m - i + 1), made
+    non-decreasing, at most 1. Rejecting where the adjusted p is at most α keeps the family-wise error at α under
+    any dependence between the tests (Holm 1979)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = round(running, 6)
+    return adjusted

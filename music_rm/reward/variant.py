@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 from ..core.disk import folder_size, size
-from ..core.errors import ParamsError
 from ..core.io import file_digest, read_json, readable_files, write_json, write_text
 from ..core.outputs import committed_outputs, process_alive
 from ..core.params import Params, TrainParams

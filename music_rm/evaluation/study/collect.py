@@ -70,11 +70,16 @@ class Experiment:
 
 @dataclass
 class Study:
+    """A study: its experiments and its design (params.yaml's `study` section: the primary endpoint and the secondary
+    family's α), with `design_named` saying where the design was read: the experiments' params (named before they
+    ran) or the profile (named after)."""
     name: str
     title: str
     profile: str
     commands: str
     experiments: list[Experiment]
+    design: dict
+    design_named: str
 
 
 def source_of(path: str) -> tuple[str, str, int] | None:
@@ -174,6 +179,7 @@ def write_study(study: Study, records_path, experiments_path, roots=()) -> None:
     """The study's two files; each checkout folder of `roots` is written as `${REPO}` (profiles write absolute
     paths into params.yaml, and the page names them as the profile does, wherever the study ran)."""
     text = json.dumps({"name": study.name, "title": study.title, "profile": study.profile, "commands": study.commands,
+                       "design": study.design, "design_named": study.design_named,
                        "experiments": [_without_records(e) for e in study.experiments]}, ensure_ascii=False)
     for root in sorted(roots, key=len, reverse=True):
         text = text.replace(json.dumps(root)[1:-1], "${REPO}")
@@ -196,7 +202,23 @@ def read_study(records_path, experiments_path) -> Study:
             _, title, order = source_of(path)
             sources[label] = RecordFile(label, title, order, path, with_lengths(by_file.get((e["name"], label), [])))
         exps.append(Experiment(**e, sources=sources))
-    return Study(data["name"], data["title"], data["profile"], data["commands"], exps)
+    return Study(data["name"], data["title"], data["profile"], data["commands"], exps, data["design"],
+                 data["design_named"])
+
+
+def design_of(exps: list[Experiment], profile) -> tuple[dict, str]:
+    """(the study's design, where it was named): the experiments' `study` params when they ran with one (all the
+    same), else the profile's `study` section (named after the experiments ran)."""
+    designs = [json.dumps(e.params["study"], sort_keys=True) for e in exps if "study" in e.params]
+    if designs and len(set(designs)) == 1 and len(designs) == len(exps):
+        return json.loads(designs[0]), "in the experiments' params.yaml, before they ran"
+    if designs:
+        raise InputError("study", None, None, "the experiments ran with different study designs: one page per design")
+    named = (yaml.safe_load(open(profile, encoding="utf-8").read()) or {}).get("study")
+    if not named:
+        raise InputError(str(profile), None, None, "no `study` section (the primary endpoint), and the experiments "
+                                                   "ran without one: name it in the profile")
+    return named, f"in {profile} after the experiments ran (they predate the `study` params)"
 
 
 BRANCH = "study/{name}"

@@ -5,14 +5,16 @@ import re
 from importlib import resources
 
 from ..estimates import Difference
-from ..report import cell, markdown_table
+from ..records import LONGER_ANSWER
+from ..report import cell, length_markdown, markdown_table
 from .collect import RECORD_COLUMNS, RELATEDNESS_STEPS, TREES, Experiment, Study
-from .tables import LEAD, LeadRow, SourceTable, lead_rows, short_suite, suite_order
+from .tables import Endpoint, SourceTable, endpoints, shared_units, short_suite, suite_order
 
 TEMPLATE = resources.files("music_rm.evaluation") / "templates" / "study.md"
 # the sections of params.yaml the page shows, in its order
 PARAMS_SHOWN = ("fetch", "simulate", "contrast", "train", "eval", "mt_bench", "reward_bench", "judge", "best_of_n")
-REFERENCES = {"longer_answer": "reference: longer answer wins", "gpt4": "reference: GPT-4 (pairwise judge)",
+REFERENCES = {LONGER_ANSWER: "reference: longer answer wins", "longest_answer": "reference: longest answer picked",
+              "shortest_answer": "reference: shortest answer picked", "gpt4": "reference: GPT-4 (pairwise judge)",
               "judge": "reference: the LLM judge"}
 
 
@@ -24,17 +26,80 @@ def items(d: Difference) -> str:
     return f"{d.n} ({d.clusters} clusters)" if d.clusters != d.n else str(d.n)
 
 
-def lead_table(rows: list[LeadRow]) -> str:
-    body = [[f"{r.source.title}: {r.suite}", str(r.experiment.k), cell(r.difference.estimate, r.difference.ci_low,
-                                                                        r.difference.ci_high),
-             f"{r.difference.detectable:.3f}", items(r.difference), f"{r.difference.seeds} / {r.difference.seeds_b}"]
-            for r in rows]
-    return markdown_table(["suite", "trained at K", f"{comparison_label('-'.join(LEAD))} [95%]", "detectable",
-                           "items", "seeds"], body)
+def endpoint_row(x: Endpoint) -> list[str]:
+    v = x.value
+    return [f"{x.source.title}: {x.suite}", comparison_label(x.comparison), str(x.experiment.k),
+            cell(v["estimate"], v["ci_low"], v["ci_high"]), p_text(v["p_value"]), f"{v['detectable']:.3f}",
+            items(x.difference) if v["n"] == x.difference.n else f"{v['n']} of {items(x.difference)}",
+            f"{x.difference.seeds} / {x.difference.seeds_b}",
+            cell(x.difference.estimate, x.difference.ci_low, x.difference.ci_high)]
 
 
-def named(rows: list[LeadRow]) -> str:
-    return ", ".join(f"{r.source.title} {r.suite} at K={r.experiment.k} ({r.difference.estimate:+.3f})" for r in rows)
+ENDPOINT_HEADER = ["suite", "difference", "trained at K", "measured [95%]", "p", "detectable", "items", "seeds",
+                   "plain accuracy [95%]"]
+
+
+def p_text(p: float | None) -> str:
+    return "n/a" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def excludes_zero(v: dict) -> str | None:
+    """"above" or "below" when a 95% interval excludes 0."""
+    if v["ci_low"] is None:
+        return None
+    return "above" if v["ci_low"] > 0 else "below" if v["ci_high"] < 0 else None
+
+
+def primary_reading(x: Endpoint) -> str:
+    side = excludes_zero(x.value)
+    said = {"above": f"excludes 0: {x.comparison.split('-')[0]} scores higher",
+            "below": f"excludes 0: {x.comparison.split('-')[1]} scores higher",
+            None: f"contains 0: no difference is shown either way; one of {x.value['detectable']:.3f} or more "
+                  "would likely have been"}[side]
+    return (f"The primary endpoint's interval {said} ({x.value['estimate']:+.3f}, p {p_text(x.value['p_value'])}). The "
+            f"plain accuracy difference is {x.difference.estimate:+.3f} [{x.difference.ci_low:.2f}, "
+            f"{x.difference.ci_high:.2f}].")
+
+
+def reading(primary: Endpoint | None, secondary: list[Endpoint], alpha: float) -> str:
+    """Every interval on the page's endpoints that excludes 0, either way, measured or plain, and whether it survives
+    Holm's correction."""
+    found = []
+    for x in ([primary] if primary else []) + secondary:
+        plain = {"estimate": x.difference.estimate, "ci_low": x.difference.ci_low, "ci_high": x.difference.ci_high}
+        for what, v in ((x.measure, x.value), ("accuracy", plain)):
+            if what == x.measure and what == "accuracy" and v is plain:
+                continue
+            side = excludes_zero(v)
+            if side:
+                verdict = ("the primary endpoint" if x is primary else
+                           f"Holm p {p_text(x.holm_p)}: " + ("survives" if x.holm_p is not None and x.holm_p <= alpha
+                                                             else "does not survive") + " the correction"
+                           if what == x.measure else "plain accuracy: not a tested endpoint")
+                found.append(f"{x.source.title} {x.suite}, {comparison_label(x.comparison)} at K={x.experiment.k}, "
+                             f"{what} {v['estimate']:+.3f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}] ({side} 0; {verdict})")
+    survivors = [x for x in secondary if x.holm_p is not None and x.holm_p <= alpha]
+    lines = ["Every 95% interval that excludes 0, whichever way it points:" if found else
+             "No interval excludes 0."]
+    lines += [f"- {f}" for f in found]
+    lines.append(f"\nSecondary endpoints surviving Holm at α = {alpha}: "
+                 + (", ".join(f"{x.source.title} {x.suite} {comparison_label(x.comparison)} at K={x.experiment.k}"
+                              for x in survivors) or "none") + ".")
+    return "\n".join(lines)
+
+
+def resampled(x: Endpoint) -> str:
+    return ("its items resampled (one held-out tree or pair each)" if x.difference.clusters == x.difference.n
+            else f"its items resampled by cluster ({x.difference.clusters} clusters)")
+
+
+def length_table(present: list[SourceTable], label: str, suites: list[str]) -> str:
+    """The length-control tables of the first experiment's models."""
+    t = present[0]
+    note = f"The length tables are {t.experiment.name}'s.\n\n" if len(present) > 1 else ""
+    return note + length_markdown({short_suite(label, s): t.suites[s] for s in suites if s in t.suites},
+                           lambda v: f"{v}, trained at K={t.experiment.k}" if v in t.experiment.trained()
+                           else REFERENCES.get(v, f"reference: {v}")) or "(these records give no lengths)"
 
 
 def source_section(exps: list[Experiment], tables: dict[tuple[str, str], SourceTable], label: str) -> dict:
@@ -69,6 +134,7 @@ def source_section(exps: list[Experiment], tables: dict[tuple[str, str], SourceT
                 for d in found)])
     first = present[0].source
     return {"label": label, "title": first.title, "path": first.path, "accuracy": markdown_table(header, body),
+            "length": length_table(present, label, suites),
             "seeds": ", ".join(map(str, seeds)), "per_seed": markdown_table(header, per_seed) if per_seed else "",
             "ties": markdown_table(header, ties),
             "differences": markdown_table(["difference", *header[1:]], diffs) if diffs else ""}
@@ -166,13 +232,24 @@ def params_said(exps: list[Experiment]) -> str:
         f"`{e.name}` " + (" ".join(f"{k}={flat.get(k)}" for k in differ) or f"K={e.k}") for e, flat in zip(exps, each))
 
 
+def shared_lines(exps: list[Experiment], tables: dict[tuple[str, str], SourceTable]) -> list[str]:
+    lines = [f"{a} and {b} share {n} of their {na} and {nb} units (a unit: a record's cluster, e.g. an MT-Bench "
+             "question, or one held-out tree for its cuts at every K)"
+             + (f" in {e.name}" if len(exps) > 1 else "") for e in exps for a, b, n, na, nb in shared_units(e, tables)]
+    return lines + ["By construction, too: every held-out MUSIC tree grows from a held-out original prompt (the split "
+                    "is made at fetch, before simulate), so the held-out MUSIC suites and the original held-out pairs "
+                    "share prompts; RewardBench's Chat Hard holds LLMBar's five subsets whole."]
+
+
 def render(study: Study, tables: dict[tuple[str, str], SourceTable], files: dict) -> str:
     """The page. `files`: {"records", "differences", "by_k"}: the file names beside the page."""
     import jinja2
 
     exps = study.experiments
-    rows = lead_rows(exps, tables)
-    detectable = sorted(r.difference.detectable for r in rows if r.difference.detectable is not None)
+    primary, secondary = endpoints(exps, tables, study.design)
+    tested = [x for x in secondary if x.value["detectable"] is not None]
+    detectable = {"primary": primary.value["detectable"], "low": min(x.value["detectable"] for x in tested),
+                  "high": max(x.value["detectable"] for x in tested)} if primary and tested else None
     labels = sorted({lb for (_, lb) in tables}, key=lambda lb: (min(t.source.order for (_, l2), t in tables.items()
                                                                      if l2 == lb), lb))
     made, pairs_table = pairs_seen(exps)
@@ -180,12 +257,26 @@ def render(study: Study, tables: dict[tuple[str, str], SourceTable], files: dict
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
-        title=study.title, files=files, commands=study.commands.strip(), profile=study.profile,
-        lead_table=lead_table(rows) if rows else "",
-        above=named([r for r in rows if r.difference.ci_low is not None and r.difference.ci_low > 0]),
-        below=named([r for r in rows if r.difference.ci_high is not None and r.difference.ci_high < 0]),
-        detectable=(detectable[0], detectable[-1]) if detectable else None,
-        one_seed=", ".join(sorted({r.source.title for r in rows if max(r.difference.seeds, r.difference.seeds_b) == 1})),
+        title=study.title, files=files, commands=study.commands.strip(), profile=study.profile, design=study.design,
+        design_named=study.design_named,
+        primary=None if primary is None else {
+            "measure": primary.measure, "label": comparison_label(primary.comparison), "title": primary.source.title,
+            "suite": primary.suite, "resampled": resampled(primary)},
+        primary_table=markdown_table(ENDPOINT_HEADER, [endpoint_row(primary)]) if primary else "",
+        primary_reading=primary_reading(primary) if primary else "",
+        family=len([x for x in secondary if x.holm_p is not None]),
+        nested="the held-out MUSIC suites music_k1 … music_kK are the same held-out trees cut after 1 … K turns "
+               "(nested), MT-Bench's two turns are the same questions, and every comparison within a suite shares "
+               "its items and its music arm.",
+        secondary_measure="length-controlled accuracies" if study.design["primary"]["length_controlled"] else
+                          "accuracies",
+        secondary_table=markdown_table([*ENDPOINT_HEADER[:5], "Holm p", *ENDPOINT_HEADER[5:]],
+                                       [[*row[:5], p_text(x.holm_p), *row[5:]]
+                                        for x in secondary for row in [endpoint_row(x)]]),
+        reading=reading(primary, secondary, study.design["alpha"]), shared_lines=shared_lines(exps, tables),
+        detectable=detectable,
+        one_seed=", ".join(sorted({x.source.title for x in ([primary] if primary else []) + secondary
+                                   if max(x.difference.seeds, x.difference.seeds_b) == 1})),
         code_table=markdown_table(["experiment", "K", "code commit (its base)", "experiment commit", "kept as",
                                    "restore"], [[e.name, str(e.k), f"`{e.base}`", f"`{e.rev}`", f"`{e.branch}`",
                                                  f"`git switch --detach {e.rev[:12]} && dvc checkout`"] for e in exps]),

@@ -1,11 +1,13 @@
 """A study's numbers, from its records (estimates.py): per experiment, record file and suite, every model's accuracy
-(mean over its seeds and each seed's) and the differences eval.compare asks for, music − volume_matched first, each
-with its 95% interval over seeds and items (items resampled by the records' cluster) and, for differences, the
-smallest difference the suite could detect."""
+(mean over its seeds and each seed's, and its length-controlled view) and the differences eval.compare asks for,
+music − volume_matched first, each with its 95% interval over seeds and items (items resampled by the records'
+cluster), its bootstrap p-value and the smallest difference the suite could detect; the study's endpoints: the
+primary one its design names and every other difference as the secondary family, Holm-adjusted."""
 import re
 from dataclasses import dataclass
 
 from ..estimates import Difference, SuiteResult, by_suite, suite_result
+from ..stats import holm
 from .collect import Experiment, RecordFile
 
 LEAD = ("music", "volume_matched")
@@ -17,15 +19,6 @@ class SourceTable:
     experiment: Experiment
     source: RecordFile
     suites: dict[str, SuiteResult]
-
-
-@dataclass
-class LeadRow:
-    """music − volume_matched on one suite of one experiment."""
-    experiment: Experiment
-    source: RecordFile
-    suite: str
-    difference: Difference
 
 
 def comparisons(params: dict) -> list[tuple[str, str]]:
@@ -61,19 +54,6 @@ def study_tables(exps: list[Experiment]) -> dict[tuple[str, str], SourceTable]:
     return tables
 
 
-def lead_rows(exps: list[Experiment], tables: dict[tuple[str, str], SourceTable]) -> list[LeadRow]:
-    """music − volume_matched in every suite of every experiment, in page order."""
-    rows = []
-    name = "-".join(LEAD)
-    for e in exps:
-        for t in sorted((t for (en, _), t in tables.items() if en == e.name),
-                        key=lambda t: (t.source.order, t.source.label)):
-            for suite, s in t.suites.items():
-                if name in s.differences:
-                    rows.append(LeadRow(e, t.source, short_suite(t.source.label, suite), s.differences[name]))
-    return rows
-
-
 def accuracy_rows(exps: list[Experiment], tables: dict[tuple[str, str], SourceTable]) -> dict:
     """{"<variant>, trained at K=<k>": {held-out suite: Accuracy}} of the trained models, for plots.accuracy_by_k."""
     rows = {}
@@ -94,3 +74,75 @@ def difference_panels(exps: list[Experiment], tables: dict[tuple[str, str], Sour
                    key=lambda n: n != "-".join(LEAD))
     return {name: [(e.k, {short_suite("held_out", s): r.differences[name] for s, r in suites.items()
                           if name in r.differences}) for e, suites in held] for name in names}
+
+
+@dataclass
+class Endpoint:
+    """One difference the study tests: `measure` is what it compares ("length-controlled accuracy" or "accuracy";
+    the plain one where the records give no lengths), `value` that measure's {estimate, ci_low, ci_high, n,
+    p_value, detectable}; `holm_p` its Holm-adjusted p-value in the secondary family (None for the primary)."""
+    experiment: Experiment
+    source: RecordFile
+    suite: str
+    comparison: str
+    difference: Difference
+    measure: str
+    value: dict
+    holm_p: float | None = None
+
+
+def measured(d: Difference, length_controlled: bool) -> tuple[str, dict]:
+    if length_controlled and d.length_controlled is not None:
+        return "length-controlled accuracy", d.length_controlled
+    return "accuracy", {"estimate": d.estimate, "ci_low": d.ci_low, "ci_high": d.ci_high, "n": d.n,
+                        "p_value": d.p_value, "detectable": d.detectable}
+
+
+def primary_suite(design: dict, e: Experiment) -> str:
+    return f"music_k{e.k}" if design["primary"]["suite"] == "trained_k" else design["primary"]["suite"]
+
+
+def endpoints(exps: list[Experiment], tables: dict[tuple[str, str], SourceTable], design: dict
+              ) -> tuple[Endpoint | None, list[Endpoint]]:
+    """(the primary endpoint of the first experiment that has it, every other difference of every experiment:
+    the secondary family, each with its Holm-adjusted p-value)."""
+    p = design["primary"]
+    name = "-".join(p["comparison"])
+    primary, secondary = None, []
+    for e in exps:
+        for t in sorted((t for (en, _), t in tables.items() if en == e.name),
+                        key=lambda t: (t.source.order, t.source.label)):
+            for suite, s in t.suites.items():
+                short = short_suite(t.source.label, suite)
+                for comparison, d in s.differences.items():
+                    endpoint = Endpoint(e, t.source, short, comparison, d, *measured(d, p["length_controlled"]))
+                    if (primary is None and t.source.label == p["source"] and short == primary_suite(design, e)
+                            and comparison == name):
+                        primary = endpoint
+                    else:
+                        secondary.append(endpoint)
+    tested = [x for x in secondary if x.value["p_value"] is not None]
+    for x, adjusted in zip(tested, holm([x.value["p_value"] for x in tested])):
+        x.holm_p = adjusted
+    return primary, secondary
+
+
+def unit(cluster: str) -> str:
+    """What one record's item stands for across suites: its cluster, less a `-k<K>` suffix (the held-out MUSIC pairs
+    of one tree cut after K turns are one tree)."""
+    return re.sub(r"-k\d+$", "", cluster)
+
+
+def shared_units(e: Experiment, tables: dict[tuple[str, str], SourceTable]) -> list[tuple[str, str, int, int, int]]:
+    """(suite, suite, units both hold, units of the first, of the second) for every two suites of one experiment
+    that share units (`unit`): e.g. the K cuts of the same held-out trees, MT-Bench's two turns of one question."""
+    units = {}
+    for (en, label), t in sorted(tables.items(), key=lambda x: (x[1].source.order, x[0][1])):
+        if en != e.name:
+            continue
+        for suite in t.suites:
+            units[f"{t.source.title}: {short_suite(label, suite)}"] = {
+                unit(r.cluster) for r in t.source.records if r.suite == suite}
+    names = list(units)
+    return [(a, b, len(units[a] & units[b]), len(units[a]), len(units[b]))
+            for i, a in enumerate(names) for b in names[i + 1:] if units[a] & units[b]]
