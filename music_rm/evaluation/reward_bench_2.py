@@ -24,8 +24,8 @@ decimals); Ties' is upstream's weighted score over its prompts: 0.30 × accuracy
 of the `ref` rows (accurate: every right answer scores above every wrong one) + 0.20 × the share of prompts whose
 tied-row margin (worst right − best wrong) exceeds the spread of its right answers (best right − worst right) + 0.20 ×
 the same with the smaller of the ref-row and tied-row margins + 0.01 × the mean of tanh(that smaller margin / spread −
-1), a 0/0 counting 0 (upstream main since #244; PyPI rewardbench 0.1.4, before it, leaves prompts without a positive
-spread out of the last term); with no prompt that has both rows, Ties has no score (upstream: nan). The leaderboard
+1), a 0/0 counting 0 and x/0 ±1 (upstream main since #244; PyPI rewardbench 0.1.4, before it, leaves prompts
+without a positive spread out of the last term); with no prompt that has both rows, Ties has no score (upstream: nan). The leaderboard
 score is the mean of the six subset scores, given when all six are there. Intervals: a bootstrap that draws each
 subset's items with replacement (Ties: a prompt's two rows together) and recomputes every score; differences between
 two models: the same resamples for both.
