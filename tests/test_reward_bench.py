@@ -105,7 +105,7 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "llmbar" / "metrics.json").read_text())
     tiny = metrics["reward_models"]["tiny"]
-    assert metrics["pairs"] == 419 and tiny["sections"]["Chat Hard"]["n"] == 419 and "score" not in tiny
+    assert metrics["items"] == 419 and tiny["sections"]["Chat Hard"]["n"] == 419 and "score" not in tiny
     subset_acc = {s: r["estimate"] for s, r in tiny["subsets"].items()}
     weights = {s: EXAMPLE_COUNTS[s] for s in subset_acc}
     expected = sum(subset_acc[s] * weights[s] for s in subset_acc) / sum(weights.values())
@@ -139,13 +139,14 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     params["train"]["variants"] = {"a": {"pairs": "x"}, "b": {"pairs": "x"}}
     params["reward_bench"].update(bootstrap_resamples=100, sources={"rb": {
         "kind": "hf", "hf_dataset": str(tmp_path / "hub"), "hf_revision": "main", "hf_split": "filtered",
+        "format": "reward_bench",
         "path": str(tmp_path / "hub")}})
     models = models_folder(tmp_path, tiny_reward_model, ["a", "b"])
     result = run_stage("reward_bench.py", "--source", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "rb" / "metrics.json").read_text())
-    assert metrics["resolved_revision"] == "local:" + str(tmp_path / "hub") and metrics["pairs"] == 15
+    assert metrics["resolved_revision"] == "local:" + str(tmp_path / "hub") and metrics["items"] == 15
     for variant in ("a", "b"):
         r = metrics["reward_models"][variant]
         assert set(r["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}

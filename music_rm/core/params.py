@@ -27,7 +27,7 @@ Backend = Literal["transformers", "vllm", "openai"]
 # The names that DVC makes into stage names (train@<variant>-<seed>, judge@<set>, …), puts into output paths and
 # params lookups (`train.variants.<name>`), and interpolates unquoted into a stage's shell command (`--variant
 # <name>`): the keys of train.variants, judge.pair_sets, best_of_n.prompt_sets, mt_bench.sources and
-# reward_bench.files and .hub. Only characters that no shell, path or dotted lookup reads specially.
+# reward_bench.sources. Only characters that no shell, path or dotted lookup reads specially.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 # A path DVC interpolates into a stage's command (train.accelerate_config): characters a shell takes as they are.
@@ -348,21 +348,30 @@ class BestOfNParams(Section):
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every win-rate interval")
 
 
+# The benchmarks a source can hold (evaluation/benchmarks.py reads each), by the schema of its rows
+BenchmarkFormat = Literal["reward_bench", "llmbar", "reward_bench_2", "rm_bench", "rmb"]
+FORMATS_HELP = ("reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder of "
+                "subset files (kind file) | reward_bench_2: RewardBench 2's (prompt, chosen and rejected lists, "
+                "num_correct, total_completions, subset, id) | rm_bench: RM-Bench's (prompt, 3 chosen and 3 rejected "
+                "answers from concise to markdown, domain, id) | rmb: RMB's (conversation_input with chosen and "
+                "reject, or bon_best and loser_list; category_path)")
+
+
 class RewardBenchFile(Section):
-    """A local copy of a RewardBench source (a DVC dependency: editing it reruns its stage)."""
+    """A local copy of a benchmark (a DVC dependency: editing it reruns its stage)."""
     kind: Literal["file"] = Field(description="A local file or folder")
-    path: str = Field(description="A RewardBench-schema file or folder, or LLMBar's folder")
-    format: Literal["reward_bench", "llmbar"] = Field(
-        description="reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder"
-                    " of subset files")
+    path: str = Field(description="A file or folder of the benchmark's files (.parquet, .jsonl or .json; RMB: its "
+                                  "RMB_dataset folder or part of it), or LLMBar's folder")
+    format: BenchmarkFormat = Field(description=FORMATS_HELP)
 
 
 class RewardBenchHub(Section):
-    """A dataset in RewardBench's schema that `datasets` loads: from the Hub, or a local dataset folder."""
+    """A dataset that `datasets` loads, from the Hub or a local dataset folder, in the schema `format` names."""
     kind: Literal["hf"] = Field(description="A Hugging Face dataset")
     hf_dataset: str = Field(description="Hub dataset id, e.g. allenai/reward-bench, or a local dataset folder")
     hf_revision: str = Field(description="Hub revision; the commit the Hub resolved is recorded in metrics.json")
     hf_split: str = Field(description="Hub split, e.g. filtered")
+    format: Literal["reward_bench", "reward_bench_2", "rm_bench", "rmb"] = Field(description=FORMATS_HELP)
     path: str = Field(
         description="What DVC tracks for this source (every source names one, as dvc.yaml's foreach needs): the "
                     "dataset folder when hf_dataset is local; for a Hub dataset, pinned by hf_revision, nothing local"
@@ -383,8 +392,12 @@ class RewardBenchParams(Section):
         description="Name: a source, by kind; one reward_bench@<name> stage each; none by default, e.g. {llmbar: "
                     "{kind: file, path: /abs/shared/data/llmbar, format: llmbar}}")
     limit: PositiveInt | None = Field(
-        description="N pairs of each source drawn at random with `seed` (a quick run; a section score needs all four"
-                    " sections); null: all")
+        description="N items (pairs; RewardBench 2, RM-Bench and RMB rows) of each source drawn at random with `seed` "
+                    "(a quick run; an overall score needs every section); null: all")
+    on_invalid: Literal["fail", "skip"] = Field(
+        description="A RewardBench 2, RM-Bench or RMB row that breaks its benchmark's schema: fail: stop, naming "
+                    "file, row and field | skip: count it by field and reason in metrics.json and go on (a bad "
+                    "RewardBench or LLMBar row always stops)")
 
 
 class StudyEndpoint(Section):
@@ -420,7 +433,8 @@ class Params(Section):
     judge: JudgeParams = Field(description="The LLM judge: stages judge@<set>; also best_of_n's judge")
     mt_bench: MTBenchParams = Field(description="Agreement with MT-Bench human experts: stages mt_bench@<source>")
     best_of_n: BestOfNParams = Field(description="Multi-turn Best-of-N (paper Fig. 2): stages best_of_n@<set>")
-    reward_bench: RewardBenchParams = Field(description="RewardBench section scores: stages reward_bench@<name>")
+    reward_bench: RewardBenchParams = Field(
+        description="RewardBench, RewardBench 2, RM-Bench and RMB scores: stages reward_bench@<name>")
     study: StudyParams = Field(description="A study's design (`music-rm results`); no stage reads it")
     # On a stage's view: the params it was cut from and the keys it declares (for_stage)
     _whole: "Params | None" = PrivateAttr(None)

@@ -35,6 +35,18 @@ def is_blank(text: str) -> bool:
     return all(c.isspace() or c in BLANK or unicodedata.category(c) == "Cf" for c in text)
 
 
+def validate_content(content, field: str, max_chars: int | None = None) -> None:
+    """A message's text: a string that shows something, without NUL, at most `max_chars` long."""
+    if not isinstance(content, str):
+        raise SchemaError(field, f"expected a string, got {type(content).__name__}")
+    if is_blank(content):
+        raise SchemaError(field, "empty content")
+    if "\x00" in content:
+        raise SchemaError(field, "contains a NUL character")
+    if max_chars and len(content) > max_chars:
+        raise SchemaError(field, f"longer than the limit of {max_chars} characters")
+
+
 def validate_conversation(messages, field: str, max_chars: int | None = None) -> None:
     if not isinstance(messages, list):
         raise SchemaError(field, f"expected a list of messages, got {type(messages).__name__}")
@@ -54,14 +66,7 @@ def validate_conversation(messages, field: str, max_chars: int | None = None) ->
         role, content = message["role"], message["content"]
         if role not in ROLES:
             raise SchemaError(f"{where}.role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
-        if not isinstance(content, str):
-            raise SchemaError(f"{where}.content", f"expected a string, got {type(content).__name__}")
-        if is_blank(content):
-            raise SchemaError(f"{where}.content", "empty content")
-        if "\x00" in content:
-            raise SchemaError(f"{where}.content", "contains a NUL character")
-        if max_chars and len(content) > max_chars:
-            raise SchemaError(f"{where}.content", f"longer than the limit of {max_chars} characters")
+        validate_content(content, f"{where}.content", max_chars)
         if role == "system":
             if i != 0:
                 raise SchemaError(f"{where}.role", "a system message is allowed only as the first message")

@@ -32,12 +32,8 @@ from ..method.simulate import check_assistant, check_user, clean_line
 from .judge import judge_pairs
 from .estimates import accuracy, arm_of, by_suite
 from .plots import pyplot, save_png
-from .records import Record, rounded
+from .records import LENGTH_PICKERS, Record, rounded
 from .report import cell, markdown_table
-
-
-# the length references: pickers that reward a candidate answer by its characters (or their negative)
-LENGTH_PICKERS = {"longest_answer": 1, "shortest_answer": -1}
 
 
 def pickers(p: BestOfNParams) -> list[str]:

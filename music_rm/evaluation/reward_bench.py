@@ -19,7 +19,6 @@ source (`id` of RewardBench's schema; `<file>:<row>` for LLMBar's files, or a Re
 cluster the item (rows are independent), margin reward(chosen) - reward(rejected), length the chosen answer's
 characters minus the rejected one's (also the margin of `longer_answer`).
 """
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -190,10 +189,6 @@ def headline(metrics: dict) -> dict[str, float]:
         if "score" in r:
             out[f"{variant}.score"] = r["score"]["estimate"]
     return out
-
-
-def subset_counts(pairs: list[dict]) -> dict:
-    return dict(sorted(Counter(p["subset"] for p in pairs).items()))
 
 
 def table(results: dict) -> str:
