@@ -11,8 +11,7 @@ from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
 from music_rm.evaluation.records import write_records
 from music_rm.data.prompts import draw
-from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_hub, load_local, records, results,
-                                              subset_counts, table)
+from music_rm.evaluation.reward_bench import LONGER_ANSWER, headline, load_source, records, results, subset_counts, table
 from music_rm.reward.model import load_reward_model
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
@@ -38,10 +37,7 @@ def main(source, params_path, models, out):
     with committed_outputs(out) as out, \
          stage_run(stage, params, inputs=[models] + ([s.path] if s.kind == "file" else []),
                    environment_file=out / name / "environment.json"):
-        if s.kind == "file":
-            pairs, resolved = load_local(s.path, s.format), None
-        else:
-            pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
+        pairs, resolved = load_source(s)
         pairs = draw(pairs, p.limit, p.seed)
         pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
         margins = {}
