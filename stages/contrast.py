@@ -60,13 +60,15 @@ def main(params_path, trees, original, left_out, model, out):
                + ", ".join(f"{k}: {c['fit']}/{c['pairs']}" for k, c in lengths["music_by_k"].items())
                + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs, drawn once per training "
                  f"seed ({len(seeds)})")
-    shares = lengths["chosen_longer"]
-    click.echo("contrast: chosen answer longer (equal lengths ½), before -> after length balance"
-               + ("" if p.length_balance else " (off)") + ": " + "; ".join(
-                   f"{name} {s['before']['share']} of {s['before']['pairs']} -> {s['after']['share']} of "
-                   f"{s['after']['pairs']}" for name, s in shares.items() if isinstance(s, dict) and "before" in s)
-               + f"; volume_matched seed {seeds[0]}: {shares['volume_matched'][seeds[0]]['share']} of "
-                 f"{shares['volume_matched'][seeds[0]]['pairs']}")
+    shares, first = lengths["chosen_longer"], seeds[0]
+    click.echo("contrast: chosen answer longer (equal lengths ½), before -> after contrast.length_balance "
+               f"({str(p.length_balance).lower()}): " + "; ".join(
+                   f"{label} {shares[name]['before']['share']} of {shares[name]['before']['pairs']} -> "
+                   f"{shares[name]['after']['share']} of {shares[name]['after']['pairs']}" for name, label in
+                   (("original", "original pairs"), ("train", "MUSIC pairs"),
+                    ("train_with_original", "original + MUSIC")))
+               + f"; volume_matched seed {first}: {shares['volume_matched'][first]['share']} of "
+                 f"{shares['volume_matched'][first]['pairs']}")
     left = lengths["decontaminated"]
     if any(left.values()):
         click.echo(f"contrast: left out as overlapping an evaluation suite (decontaminate.drop): "

@@ -11,7 +11,8 @@ from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
 from music_rm.evaluation.records import write_records
 from music_rm.data.prompts import draw
-from music_rm.evaluation.reward_bench import LONGER_ANSWER, headline, load_source, records, results, subset_counts, table
+from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_source, records, results, subset_counts,
+                                              table)
 from music_rm.reward.model import load_reward_model
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)

@@ -29,6 +29,11 @@ HELD_OUT_MUSIC = {f"{paths.CONTRAST}/test.jsonl", f"{paths.CONTRAST}/test_by_k.j
 TRAINING = ("original_pairs", "music_trees")
 
 
+def written_by_contrast(path: str) -> bool:
+    """Whether a judge set is one of contrast's outputs, which decontaminate runs before."""
+    return Path(path).as_posix().startswith(paths.CONTRAST + "/")
+
+
 def pair_item(pair: dict) -> list[list[str]]:
     return [user_texts(pair["chosen"], pair["rejected"])]
 
@@ -59,7 +64,7 @@ def suite_items(params: Params, heldout: list[dict], trees: list[dict]) -> tuple
     for name, path in params.judge.pair_sets.items():
         if Path(path).as_posix() in HELD_OUT_MUSIC:
             suites[f"judge/{name}"] = held_out_trees
-        elif Path(path).as_posix().startswith(paths.CONTRAST + "/"):
+        elif written_by_contrast(path):
             skipped[f"judge/{name}"] = f"{path} is written by contrast, after decontaminate"
         else:
             suites[f"judge/{name}"] = [pair_item(p) for p in read_pairs(path)]
@@ -67,8 +72,8 @@ def suite_items(params: Params, heldout: list[dict], trees: list[dict]) -> tuple
         suites[f"best_of_n/{name}"] = [[user_texts(prompt)] for _, prompt in read_prompts(s.path, s.format, None, 0)[0]]
     for name, s in params.mt_bench.sources.items():
         _, _, conversations = mt_bench.load(s.questions, s.answers, s.human, s.gpt4, None, 0)
-        by_question = {qid: messages for (_, qid), messages in sorted(conversations.items(), key=lambda kv: kv[0][1])}
-        suites[f"mt_bench/{name}"] = [[user_texts(messages)] for messages in by_question.values()]
+        by_question = {qid: messages for (_, qid), messages in conversations.items()}  # every model's: one question
+        suites[f"mt_bench/{name}"] = [[user_texts(messages)] for _, messages in sorted(by_question.items())]
     for name, s in params.reward_bench.sources.items():
         suites[f"reward_bench/{name}"] = [pair_item(p) for p in reward_bench.load_source(s)[0]]
     return suites, skipped
@@ -76,7 +81,7 @@ def suite_items(params: Params, heldout: list[dict], trees: list[dict]) -> tuple
 
 def suite_files(params: Params) -> list[str]:
     """The files the suites are read from (the stage logs their hashes), a Hub dataset's aside."""
-    files = [path for path in params.judge.pair_sets.values() if not Path(path).as_posix().startswith(paths.CONTRAST)]
+    files = [path for path in params.judge.pair_sets.values() if not written_by_contrast(path)]
     files += [s.path for s in params.best_of_n.prompt_sets.values()]
     files += [f for s in params.mt_bench.sources.values() for f in (s.questions, s.answers, s.human, s.gpt4)]
     return files + [s.path for s in params.reward_bench.sources.values() if s.kind == "file"]
@@ -124,7 +129,8 @@ def decontaminate(params: Params, original: list[dict], heldout: list[dict], tre
                "suites": {**counts, **{name: {"not_counted": why} for name, why in skipped.items()}},
                "overlapping": {kind: len(hits[kind]) for kind in TRAINING}, "drop": p.drop,
                "dropped": {kind: len(ids) for kind, ids in dropped.items()}}
-    rows = [{"kind": kind, "id": item_id, "suites": names} for kind in TRAINING for item_id, names in hits[kind].items()]
+    rows = [{"kind": kind, "id": item_id, "suites": names}
+            for kind in TRAINING for item_id, names in hits[kind].items()]
     return summary, rows, dropped
 
 
