@@ -15,7 +15,7 @@ from music_rm.core.io import write_jsonl  # as fetch and simulate write their fi
 from tests.test_balance import length_trees, sided
 from tests.test_contrast import m
 from tests.test_pipeline import copy_sources, run
-from tests.test_seeds import GIT, VARIANTS, set_params, stand_in
+from tests.test_seeds import GIT, VARIANTS, repo, set_params, stand_in  # noqa: F401 (repo: a copy of `built`)
 
 PAIRS = [f"pairs@{v}" for v in VARIANTS]
 TRAIN = {f"train@{v}-0" for v in VARIANTS}
@@ -78,13 +78,6 @@ def built(tmp_path_factory, tiny_model):
     run(["git", "add", "-A"], root)
     run([*GIT, "commit", "-qm", "built"], root)
     assert changed(root) == set()
-    return root
-
-
-@pytest.fixture
-def repo(built, tmp_path):
-    root = tmp_path / "repo"
-    shutil.copytree(built, root, symlinks=True)
     return root
 
 
