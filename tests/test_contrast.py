@@ -23,6 +23,11 @@ def tree(tid, split, turns=3):
             "rejected": rejected, "hidden": []}
 
 
+def original_pair(pid, chosen="hello", rejected="go away"):
+    return {"id": pid, "source": "x", "chosen": [m("user", f"hi {pid}"), m("assistant", chosen)],
+            "rejected": [m("user", f"hi {pid}"), m("assistant", rejected)]}
+
+
 def test_k1_is_the_classic_last_turn_contrast():
     [pair] = pairs_from_trees([tree("t", "train")], 1)
     assert pair["chosen"][:-1] == pair["rejected"][:-1]
@@ -51,7 +56,7 @@ def test_cut_counts_only_simulated_assistant_turns():
 
 
 def test_assemble_keeps_splits_apart_and_adds_originals():
-    original = [{"id": "o1"}, {"id": "o2"}]
+    original = [original_pair("o1"), original_pair("o2")]
     sets, _, _ = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2, [0], fits, 0.0)
     assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
     assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
@@ -62,7 +67,7 @@ def test_assemble_keeps_splits_apart_and_adds_originals():
 
 
 def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs():
-    originals = [{"id": f"o{i}"} for i in range(5)]
+    originals = [original_pair(f"o{i}") for i in range(5)]
     trees = [tree(f"t{i}", "train") for i in range(3)] + [tree("x", "test")]
     sets, draws, _ = assemble(originals, trees, 2, [0, 1], fits, 0.0)
     control = draws[0]
@@ -70,6 +75,9 @@ def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs()
     assert control[:5] == originals and all(p in originals for p in control)
     assert assemble(originals, trees, 2, [3, 0], fits, 0.0)[1][0] == control  # a seed's draw does not depend on the others
     assert [p["id"] for p in draws[1]] != [p["id"] for p in control]  # one draw per training seed
+
+
+NOTHING_LEFT_OUT = {"original_pairs": [], "music_trees": []}  # decontaminate's dropped.json with drop off
 
 
 def fits(pair):
@@ -118,7 +126,7 @@ def test_min_relatedness_keeps_the_train_trees_whose_hidden_instructions_stay_re
     from music_rm.method.simulate import content_words
 
     trees = read_jsonl(REAL_TREES)
-    original = [{"id": f"o{i}"} for i in range(3)]
+    original = [original_pair(f"o{i}") for i in range(3)]
     first = trees[0]["hidden"][0]  # by hand: the Jaccard share of content words
     a, b = content_words(first["original"]), content_words(first["rewritten"])
     assert tree_relatedness({"hidden": [first]}, 1) == round(len(a & b) / len(a | b), 6) > 0
@@ -143,12 +151,13 @@ def test_the_contrast_stage_counts_the_trees_the_relatedness_filter_keeps(tiny_m
 
     from tests.conftest import repo_params, run_stage
 
-    original = [{"id": f"o{i}", "source": "x", "chosen": [m("user", f"hi {i}"), m("assistant", "hello")],
-                 "rejected": [m("user", f"hi {i}"), m("assistant", "go away")]} for i in range(3)]
+    original = [original_pair(f"o{i}") for i in range(3)]
     (tmp_path / "original.jsonl").write_text("".join(json.dumps(p) + "\n" for p in original))
+    (tmp_path / "dropped.json").write_text(json.dumps(NOTHING_LEFT_OUT))
     params = repo_params(contrast={"min_relatedness": 0.25})
     result = run_stage("contrast.py", "--trees", str(REAL_TREES), "--original", str(tmp_path / "original.jsonl"),
-                       "--model", str(tiny_model), "--out", str(tmp_path / "out"), tmp_path=tmp_path, params=params)
+                       "--left-out", str(tmp_path / "dropped.json"), "--model", str(tiny_model),
+                       "--out", str(tmp_path / "out"), tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     kept = summary["relatedness"]

@@ -189,6 +189,16 @@ class SimulateParams(GenerationParams):
     rewriter: Sampling = Field(description="Sampling of the instruction rewriter (the rejected branch)")
 
 
+class DecontaminateParams(Section):
+    ngram: PositiveInt = Field(
+        description="A training prompt overlaps a suite's prompt when they share a run of this many words after "
+                    "normalisation (docs/pipeline.md, Decontamination); a prompt of fewer words overlaps only one "
+                    "with exactly its words")
+    drop: bool = Field(
+        description="Leave the training items that overlap any suite's prompts out of training: the original train "
+                    "pairs (of every variant) and the MUSIC train trees; false: count them only")
+
+
 class ContrastParams(Section):
     turns: PositiveInt = Field(
         description="K: both branches cut after K assistant turns (1: the classic last-turn contrast); the K trained")
@@ -196,6 +206,12 @@ class ContrastParams(Section):
         description="Keep only the train trees whose every hidden instruction up to turn K shares at least this "
                     "share of content words with the user message it replaced (Jaccard, as simulate's summary "
                     "counts it): harder contrast; 0 keeps every tree; held-out trees are always kept")
+    length_balance: bool = Field(
+        description="Subsample the MUSIC train pairs and, apart, the original train pairs (every variant's) so that "
+                    "the chosen answer is longer in as many of the pairs that will train as it is shorter "
+                    "(conversation.length_difference; equal lengths are all kept); the volume-matched control "
+                    "matches the balanced MUSIC count and draws as many chosen-longer as chosen-shorter pairs")
+    balance_seed: int = Field(description="Seed of the length-balanced subsample (length_balance)")
 
 
 class TrainConfig(Section):
@@ -427,6 +443,8 @@ class Params(Section):
     base: BaseParams = Field(description="The base model")
     fetch: FetchParams = Field(description="Preference data in: stage fetch")
     simulate: SimulateParams = Field(description="MUSIC trees: stage simulate")
+    decontaminate: DecontaminateParams = Field(
+        description="Training prompts against every suite's prompts: stage decontaminate")
     contrast: ContrastParams = Field(description="Pairs cut from the trees: stage contrast")
     train: TrainParams = Field(description="Reward models: stages pairs@<variant> and train@<variant>-<seed>")
     eval: EvalParams = Field(description="Held-out evaluation: stage eval")

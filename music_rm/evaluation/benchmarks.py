@@ -39,10 +39,7 @@ def _item(pair: dict) -> Item:
 
 def _load_reward_bench(source, on_invalid: str):
     """RewardBench's and LLMBar's rows (a bad row stops the stage: on_invalid is not read for them)."""
-    if source.kind == "file":
-        pairs, resolved = reward_bench.load_local(source.path, source.format), None
-    else:
-        pairs, resolved = reward_bench.load_hub(source.hf_dataset, source.hf_revision, source.hf_split)
+    pairs, resolved = reward_bench.load_source(source)
     return [_item(p) for p in pairs], Counter(), resolved
 
 

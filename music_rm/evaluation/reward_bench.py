@@ -123,6 +123,14 @@ def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
     return from_reward_bench(rows, f"{dataset}@{revision}:{split}"), resolved
 
 
+def load_source(source) -> tuple[list[dict], str | None]:
+    """Pairs of one of reward_bench.sources, read as its `kind` says, and the commit a Hub dataset resolved (None
+    for a local file): the RewardBench and LLMBar formats of benchmarks.BENCHMARKS."""
+    if source.kind == "file":
+        return load_local(source.path, source.format), None
+    return load_hub(source.hf_dataset, source.hf_revision, source.hf_split)
+
+
 def scores(subsets: dict[str, Arm], resamples: int, seed: int) -> dict:
     """One model's accuracy per subset (estimates.py), its section scores weighted as upstream and its overall
     score, each with a 95% interval. `subsets`: {subset: the model's Arm on it}."""

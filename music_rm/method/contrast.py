@@ -15,6 +15,16 @@ K (turns 1..K) shares at least that share of content words with the user message
 `relatedness`, a Jaccard overlap); an unrelated hidden instruction makes the rejected branch easy to tell apart.
 The held-out trees are all kept, so experiments with and without the filter are scored on the same pairs; the
 volume-matched control follows the MUSIC pairs that are kept.
+
+Decontamination (decontaminate.drop): the original train pairs and MUSIC train trees that the decontaminate stage
+lists (their prompts share an n-gram with an evaluation suite's) are left out first, of every variant.
+
+Length balance (`contrast.length_balance`, balance.py): among the pairs that will train, the MUSIC train pairs and,
+apart, the original train pairs are subsampled so that the chosen answer is longer in as many as it is shorter;
+the balanced originals are every variant's (`original`, the baseline's pairs; the MUSIC variant's and the
+control's first pairs), the control draws its extra pairs from them as many as the balanced MUSIC pairs, as
+many chosen-longer as chosen-shorter. The summary gives each set's chosen-longer share before and after
+(`chosen_longer`), with or without balancing.
 """
 import random
 from collections.abc import Callable
@@ -22,6 +32,7 @@ from collections.abc import Callable
 from ..core.errors import ParamsError
 from ..data.chat_template import load_tokenizer
 from ..data.lengths import pair_ids
+from .balance import balance, balanced_draw, length_share
 from .simulate import relatedness
 
 # the summary numbers a pipeline run carries from contrast (tracking.log_results)
@@ -68,11 +79,14 @@ def tree_relatedness(tree: dict, k: int) -> float:
     return min((relatedness(h["original"], h["rewritten"]) for h in tree["hidden"] if h["turn"] <= k), default=0.0)
 
 
-def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict]) -> list[dict]:
+def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict],
+                   balanced: bool = False) -> list[dict]:
     """The original pairs plus `extra` pairs drawn again at random from `pool` (the original pairs that will
     train): as many training pairs as original + MUSIC, so a comparison with the MUSIC variant is not a
-    comparison of data volumes."""
+    comparison of data volumes; `balanced`: as many chosen-longer as chosen-shorter (balance.balanced_draw)."""
     rng = random.Random(seed)
+    if balanced:
+        return original_train + balanced_draw(pool, extra, rng)
     return original_train + [rng.choice(pool) for _ in range(extra)] if pool else list(original_train)
 
 
@@ -92,14 +106,21 @@ def length_outcome(tokenizer, max_length: int, truncation: str) -> Callable[[dic
 
 
 def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], outcome: Callable[[dict], str],
-             min_relatedness: float) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
-    """(sets, volume-matched draws, length counts). Sets: the MUSIC train and test pairs at K = `k`, the train set
-    that adds them to the original pairs, and the held-out pairs at every K the trees allow
-    (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts, by `outcome` (a pair's fate in
-    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs. Draws:
-    {seed: the volume-matched control drawn with that seed} for each training seed. Counts also the train trees
-    kept and dropped by `min_relatedness` (`relatedness`)."""
+             min_relatedness: float, length_balance: bool = False, balance_seed: int = 0,
+             left_out: dict[str, list[str]] | None = None) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
+    """(sets, volume-matched draws, counts). Sets: the original train pairs every variant trains on (`original`),
+    the MUSIC train and test pairs at K = `k`, the train set that adds them to the original pairs, and the held-out
+    pairs at every K the trees allow (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts,
+    by `outcome` (a pair's fate in training): the MUSIC train pairs at every K the train trees allow (`music_by_k`)
+    and the original pairs. Draws: {seed: the volume-matched control drawn with that seed} for each training seed.
+    Counts also the train trees kept and dropped by `min_relatedness` (`relatedness`), the training items
+    `left_out` ({"original_pairs": ids, "music_trees": ids}, decontaminate's) took out (`decontaminated`), and
+    each set's chosen-longer share before and after `length_balance` (`chosen_longer`)."""
     pairs_from_trees(trees, k)  # K checked against every tree, the dropped ones too
+    left_out = {kind: set(ids) for kind, ids in (left_out or {}).items()}
+    unfiltered = len(original_train), sum(t["split"] == "train" for t in trees)
+    original_train = [p for p in original_train if p["id"] not in left_out.get("original_pairs", ())]
+    trees = [t for t in trees if t["split"] != "train" or t["id"] not in left_out.get("music_trees", ())]
     train_all = sum(t["split"] == "train" for t in trees)
     trees = [t for t in trees if t["split"] != "train" or tree_relatedness(t, k) >= min_relatedness]
     pairs = pairs_from_trees(trees, k)
@@ -114,18 +135,35 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[
     original = [outcome(p) for p in original_train]
     counts = {"music_by_k": {kk: fit_counts(o) for kk, o in music_by_k.items()}, "original": fit_counts(original),
               "relatedness": {"min": min_relatedness, "train_trees": train_all, "kept": len(train_trees),
-                              "dropped": train_all - len(train_trees)}}
-    trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
+                              "dropped": train_all - len(train_trees)},
+              "decontaminated": {"original_pairs": unfiltered[0] - len(original_train),
+                                 "music_trees": unfiltered[1] - train_all}}
     pool = [p for p, fate in zip(original_train, original) if fate != "dropped"]
-    sets = {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
+    if length_balance:  # among the pairs that will train
+        rng = random.Random(balance_seed)
+        originals = balance(pool, rng)
+        music = balance([p for p, fate in zip(music_train, music_by_k.get(k, [])) if fate != "dropped"], rng)
+        trained_music, pool = len(music), originals
+    else:
+        originals, music = original_train, music_train
+        trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
+    sets = {"original": originals, "train": music, "train_with_original": originals + music, "test": music_test,
             "test_by_k": [p for kk in range(1, turns + 1) for p in pairs_from_trees(test_trees, kk)]}
-    return sets, {seed: volume_matched(original_train, trained_music, seed, pool) for seed in seeds}, counts
+    draws = {seed: volume_matched(originals, trained_music, seed, pool, length_balance) for seed in seeds}
+    counts["chosen_longer"] = {
+        "balanced": length_balance, "seed": balance_seed,
+        **{name: {"before": length_share(before), "after": length_share(sets[name])}
+           for name, before in (("original", original_train), ("train", music_train),
+                                ("train_with_original", original_train + music_train))},
+        "volume_matched": {seed: length_share(rows) for seed, rows in draws.items()}}
+    return sets, draws, counts
 
 
 def contrast(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], base_model: str,
-             max_length: int, truncation: str, min_relatedness: float
+             max_length: int, truncation: str, min_relatedness: float, length_balance: bool = False,
+             balance_seed: int = 0, left_out: dict[str, list[str]] | None = None
              ) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
     """`assemble` with the lengths counted through the base model's chat template, as training will count them
     (train.config.max_length and truncation)."""
     return assemble(original_train, trees, k, seeds, length_outcome(load_tokenizer(base_model), max_length, truncation),
-                    min_relatedness)
+                    min_relatedness, length_balance, balance_seed, left_out)
