@@ -19,6 +19,7 @@ from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.method.simulate import TreeBuilder
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 
 @click.command(context_settings=HELP)
@@ -41,6 +42,7 @@ def main(set_name, params_path, model, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code
         def reward_fn(variant):

@@ -17,6 +17,7 @@ from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 
 @click.command(context_settings=HELP)
@@ -40,6 +41,7 @@ def main(set_name, params_path, judge_model, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"judge@{set_name}", params, ["judge"], inputs=[pairs_path, judge_model, models],
                    environment_file=out / set_name / "environment.json") as mlflow:
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         pairs = read_pairs(pairs_path)[: p.limit]
         # A vLLM judge (or the vLLM server the stage started) gives its GPUs back before the reward models load.
         with Generator(make_backend(p, str(judge_model), params.base.trust_remote_code),

@@ -12,6 +12,7 @@ from music_rm.core.tracking import numeric, stage_run
 from music_rm.evaluation.mt_bench import agreement, baselines, differences, load, records, score_conversations, table
 from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 
 @click.command(context_settings=HELP)
@@ -32,6 +33,7 @@ def main(source, params_path, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json") as mlflow:
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4, p.limit, p.seed)
         results, rewards = {}, {}
         for variant in params.train.variants:

@@ -14,6 +14,7 @@ from music_rm.data.prompts import draw
 from music_rm.evaluation.reward_bench import (by_subset, differences, length_margins, load_hub, load_local, records,
                                               scores, subset_counts, table)
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 
 @click.command(context_settings=HELP)
@@ -40,6 +41,7 @@ def main(file_name, hub_name, params_path, models, out):
     with committed_outputs(out) as out, \
          stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
                    environment_file=out / name / "environment.json") as mlflow:
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         if kind == "file":
             pairs, resolved = load_local(s.path, s.format), None
         else:
