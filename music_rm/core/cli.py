@@ -1,6 +1,6 @@
 """What every stage script and command shares: one-line errors instead of tracebacks for bad input, bad params,
-or a service that gave up; logging with timestamps and a verbosity flag; the --params option. Every line that
-leaves through these (a log line, the error line, a traceback) has its secrets redacted (core/secrets.py)."""
+a service that gave up or a full disk; logging with timestamps and a verbosity flag; the --params option. Every
+line that leaves through these (a log line, the error line, a traceback) has its secrets redacted (core/secrets.py)."""
 import functools
 import logging
 import sys
@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import paths
+from .disk import disk_space
 from .errors import InputError, ParamsError, StageFailure
 from .secrets import RedactingFormatter, redact
 
@@ -24,7 +25,8 @@ def clean_errors(fn):
     def wrapper(*args, **kwargs):
         sys.excepthook = _redacted_traceback  # a bug's traceback, too, shows no secret
         try:
-            return fn(*args, **kwargs)
+            with disk_space(Path.cwd(), "free space there and rerun"):  # a full disk no writer named (the MLflow store)
+                return fn(*args, **kwargs)
         except (InputError, ParamsError, StageFailure) as e:
             raise click.ClickException(str(e)) from None  # redacted as it was made (core/errors.py)
 
@@ -52,6 +54,8 @@ def logged(fn):
         logging.basicConfig(level=level, handlers=[console], force=True)
         for noisy in ("mlflow", "httpx", "urllib3", "filelock", "alembic"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        # logs each database error with its traceback before raising it; the stage says it once, in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         log = logging.getLogger(fn.__module__ if fn.__module__ != "__main__" else "music_rm.stage")
         start = time.perf_counter()
         log.debug("started")

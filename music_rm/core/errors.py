@@ -1,5 +1,6 @@
-"""The failures a stage reports in one line (no traceback): bad input, bad params, a service that gave up. Their
-messages have their secrets redacted (core/secrets.py): a server's error body may echo the request's API key."""
+"""The failures a stage reports in one line (no traceback): bad input, bad params, a service that gave up; and
+UndeclaredParam, a defect of a stage's code. The one-line failures' messages have their secrets redacted
+(core/secrets.py): a server's error body may echo the request's API key."""
 from .secrets import redact
 
 
@@ -24,3 +25,12 @@ class StageFailure(RuntimeError):
 
     def __init__(self, message: str):
         super().__init__(redact(message))
+
+
+class UndeclaredParam(RuntimeError):
+    """A stage read a params key its script does not declare (its PARAMS, the keys dvc.yaml lists as the stage's
+    params). A defect of the code, not of params.yaml: not a one-line error, so its traceback points at the read."""
+
+    def __init__(self, key: str):
+        super().__init__(f"{key}: read by a stage that does not declare it; add it to the stage script's PARAMS, "
+                         "then run `make deps` (dvc.yaml's params)")
