@@ -53,6 +53,7 @@ def test_an_echoed_key_reaches_no_output_log_store_or_lock(tmp_path, tiny_model,
     for name in ("data/base_model/environment.json", "data/fetch/environment.json", "data/fetch/summary.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("{}\n")
+    run(["dvc", "repro", "check_params"], root)  # every stage depends on it
     run(["dvc", "commit", "-f", "-q", "base_model", "fetch"], root)
     monkeypatch.setenv("MUSIC_SECRET_TEST_KEY", KEY)
     echo = f"You sent Authorization: Bearer {KEY}; also {UNNAMED}."
