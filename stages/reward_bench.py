@@ -15,6 +15,7 @@ from music_rm.evaluation.benchmarks import BENCHMARKS, subset_counts
 from music_rm.evaluation.candidates import score_items
 from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("reward_bench.batch_size", "reward_bench.max_length", "reward_bench.bootstrap_resamples", "reward_bench.seed",
@@ -41,6 +42,7 @@ def main(source, params_path, models, out):
     with committed_outputs(out) as out, \
          stage_run(stage, params, inputs=[models] + ([s.path] if s.kind == "file" else []),
                    environment_file=out / name / "environment.json"):
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         items, skipped, resolved = bench.load(s, p.on_invalid)
         items = draw(items, p.limit, p.seed)
         items.sort(key=lambda item: (item.subset, item.source_id))  # the records' order: intervals recompute

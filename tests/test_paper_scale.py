@@ -90,7 +90,7 @@ def test_prompts_over_the_context_are_counted_drops_not_a_failed_batch(tiny_mode
     outputs = generator.generate([short, long, short], seed=0)
     assert outputs[1] is None and outputs[0] is not None and outputs[0] == outputs[2]
     assert generator.too_long == 1 and generator.model_calls == 2
-    texts, reasons, retried = generator.generate_checked([long], lambda i, t: (t, None), ("s",), retries=3)
+    texts, reasons, retried, _ = generator.generate_checked([long], lambda i, t: (t, None), ("s",), retries=3)
     assert texts == [None] and reasons == [TOO_LONG] and not retried  # no retry: it would not fit either
     rows, _, _ = fetch(fetch_params())
     builder = TreeBuilder(generator, sim_params(turns=1))

@@ -25,10 +25,10 @@ class Recording(Generator):
         super().__init__(*args, **kwargs)
         self.log: list[tuple[Request, str]] = []
 
-    def generate(self, requests, seed, desc="generate"):
-        outputs = super().generate(requests, seed, desc)
+    def generate_with_cuts(self, requests, seed, desc="generate"):
+        outputs, cut = super().generate_with_cuts(requests, seed, desc)
         self.log += list(zip(requests, outputs))
-        return outputs
+        return outputs, cut
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,10 @@ def test_checks_and_cleaning(built):
 
 def test_a_rewriter_that_only_repeats_drops_the_tree_with_its_reason(tiny_model, seeds):
     class Parrot(Generator):
-        def generate(self, requests, seed, desc="generate"):
-            outputs = super().generate(requests, seed, desc)
+        def generate_with_cuts(self, requests, seed, desc="generate"):
+            outputs, cut = super().generate_with_cuts(requests, seed, desc)
             return [r.prompt.split("\n")[0] if r.raw and "Different instruction:" in r.prompt else o
-                    for r, o in zip(requests, outputs)]
+                    for r, o in zip(requests, outputs)], cut
 
     builder = TreeBuilder(Parrot(TransformersBackend(str(tiny_model), "float32", 4)), sim_params(max_retries=1))
     assert builder.build(seeds[:2]) == []

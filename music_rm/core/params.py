@@ -182,6 +182,10 @@ class SimulateParams(GenerationParams):
         description="Distinct test prompts simulated (they give the held-out MUSIC pairs): a count, a fraction, or "
                     "null (all)")
     max_retries: NonNegativeInt = Field(description="New seeds for a failed generation before the tree is dropped")
+    cut_replies: Literal["keep", "drop"] = Field(
+        description="A reply that reached its max_new_tokens before it ended (finish_reason length): keep (counted, "
+                    "cut_replies in summary.json) | drop (a failure, reason cut_at_token_limit: retried with a new "
+                    "seed, then its tree dropped)")
     context_messages: PositiveInt = Field(description="The user simulator sees the last N messages of its branch")
     context_chars: PositiveInt = Field(description="Each of those messages clipped to its last N characters")
     assistant: Sampling = Field(description="Sampling of the assistant simulator")

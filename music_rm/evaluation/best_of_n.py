@@ -114,8 +114,8 @@ def _next_user_messages(rollouts, generator, builder, seed: int, turn: int, retr
         text = clean_line(text)
         return text, check_user(text, builder.user_examples)
 
-    texts, reasons, _ = generator.generate_checked([builder.user_request(r.messages) for r in rollouts], check,
-                                                   (seed, "best_of_n", turn, "user"), retries, f"turn {turn}: users")
+    texts, reasons, _, _ = generator.generate_checked([builder.user_request(r.messages) for r in rollouts], check,
+                                                      (seed, "best_of_n", turn, "user"), retries, f"turn {turn}: users")
     for r, text, reason in zip(rollouts, texts, reasons):
         if reason is None:
             r.messages.append({"role": "user", "content": text})

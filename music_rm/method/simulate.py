@@ -4,7 +4,8 @@ Chosen: the assistant answers each real user message; the user simulator reads t
 Rejected: each user message is first rewritten into a related-but-different hidden instruction; the
 assistant answers the hidden one and its answer follows the real (visible) user message; the user
 simulator reads the rejected history. Every generation is checked; a failed check is retried with a
-new seed up to `max_retries` times, then the tree is dropped and the reason counted.
+new seed up to `max_retries` times, then the tree is dropped and the reason counted. A reply cut at its
+max_new_tokens is kept and counted (`cut_replies`), or with `cut_replies: drop` fails like a check.
 """
 import hashlib
 import logging
@@ -14,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ..core.errors import StageFailure
 from ..core.params import SimulateParams
 from ..data.conversation import prompt_hash, prompt_of, render
 from ..generation.request import Request
@@ -115,12 +117,15 @@ class _Growing:
     pending_user: str  # the rejected branch's next visible user message
     hidden: list = field(default_factory=list)
     dropped: str | None = None
+    cut: int = 0  # replies kept though cut at their max_new_tokens
 
 
 class TreeBuilder:
     """Grows MUSIC trees from seed rows through a Generator: `build([(row, split), ...])` -> tree records."""
 
-    def __init__(self, generator, p: SimulateParams, model: dict | None = None):
+    def __init__(self, generator, p: SimulateParams, model=None):
+        """`model`: what generates, for each tree's provenance: a dict, or a function that gives it once the trees
+        are built (a server reports its model id as it answers)."""
         self.generator, self.p, self.model = generator, p, model or {}
         *self.user_template, user_hash = load_template("user_simulator", "{conversation}")
         *self.rewrite_template, rewrite_hash = load_template("rewriter", "{instruction}")
@@ -131,6 +136,7 @@ class TreeBuilder:
         self.rewrite_examples = example_outputs(self.rewrite_template[0], "Different instruction:")
         self.dropped = Counter()
         self.retries = Counter()
+        self.cut_replies = 0  # in the trees built
 
     def assistant_request(self, history: list, sampling=None, sample: int = 0) -> Request:
         """The assistant simulator's next message; `sampling` other than simulate.assistant (Best-of-N's policy)."""
@@ -154,12 +160,14 @@ class TreeBuilder:
                 text = clean_line(text)
             return text, check_text(text, extra)
 
-        texts, reasons, retried = self.generator.generate_checked(
-            [j[1] for j in jobs], check, (self.p.seed, turn, phase), self.p.max_retries, desc)
+        texts, reasons, retried, cut = self.generator.generate_checked(
+            [j[1] for j in jobs], check, (self.p.seed, turn, phase), self.p.max_retries, desc,
+            keep_cut=self.p.cut_replies == "keep")
         self.retries.update(retried)
-        for (tree, _, _, _, on_success), text, reason in zip(jobs, texts, reasons):
+        for (tree, _, _, _, on_success), text, reason, was_cut in zip(jobs, texts, reasons, cut):
             if reason is None:
                 on_success(text)
+                tree.cut += was_cut
             else:
                 tree.dropped = reason
 
@@ -213,9 +221,11 @@ class TreeBuilder:
                     t.chosen.append({"role": "user", "content": next_chosen[id(t)]})
 
         self.dropped = Counter(t.dropped for t in trees if t.dropped)
-        return [self._record(t) for t in trees if not t.dropped]
+        self.cut_replies = sum(t.cut for t in trees if not t.dropped)
+        model = self.model() if callable(self.model) else self.model
+        return [self._record(t, model) for t in trees if not t.dropped]
 
-    def _record(self, t: _Growing) -> dict:
+    def _record(self, t: _Growing, model: dict) -> dict:
         return {
             "id": prompt_hash(t.seed["chosen"])[:16],
             "seed_id": t.seed["id"],
@@ -225,9 +235,17 @@ class TreeBuilder:
             "chosen": t.chosen,
             "rejected": t.rejected,
             "hidden": t.hidden,
-            "provenance": {"model": self.model, "templates": self.template_hashes, "seed": self.p.seed,
+            "provenance": {"model": model, "templates": self.template_hashes, "seed": self.p.seed,
                            "sampling": {role: getattr(self.p, role).model_dump() for role in ("assistant", "user", "rewriter")}},
         }
+
+
+def check_trees(trees: list[dict], seeds: int, dropped: Counter) -> None:
+    """Stop with one line naming the reasons when every one of `seeds` prompts lost its tree: 0 trees is no
+    success."""
+    if seeds and not trees:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common())
+        raise StageFailure(f"simulate: every tree of the {seeds} prompts was dropped ({reasons}); nothing to write")
 
 
 STOP_WORDS = frozenset("""a an the and or but if then so of to in on at by for with from about as into is are was were be
