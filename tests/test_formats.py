@@ -140,8 +140,8 @@ def test_a_byte_order_mark_is_not_a_bad_row(tmp_path):
      "p.jsonl: holds a JSON array, not JSON lines (one object per line): name it .json"),
     (lambda d: (d / "p.parquet").write_text("not a parquet file\n"), "p.parquet: not a Parquet file"),
     (lambda d: (d / "p.jsonl.gz").write_text("plain text, not gzip\n"), "p.jsonl.gz: cannot be read as jsonl.gz"),
-    (lambda d: (d / "p").mkdir(), "p: is a folder (empty); name a .jsonl, .json or .parquet file in it, or a "
-                                  "folder written by datasets' save_to_disk"),
+    (lambda d: (d / "p").mkdir(), "p: a folder with no .jsonl, .json or .parquet file, and no folder that datasets' "
+                                  "save_to_disk wrote (empty)"),
     (lambda d: (d / "p.jsonl").write_text(json.dumps({"question": "Hi", "answer": "Yo"}) + "\n"),
      "p.jsonl: row 1: matches no known preference format (tried schema, hh, trl_prompt, trl_conversational, "
      "ultrafeedback_binarized, sharegpt); its first row looks like {'question': str, 'answer': str}"),

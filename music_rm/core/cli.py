@@ -9,15 +9,22 @@ import click
 
 from . import paths
 from .errors import InputError, ParamsError, StageFailure
+from .outputs import restore_removed_outputs
 
 
 def clean_errors(fn):
+    """Bad input, bad params or a service that gave up as one line and exit 1; and, run by DVC, a stage that fails
+    in any way puts back the earlier outputs DVC removed before running it (core/outputs.py)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except (InputError, ParamsError, StageFailure) as e:
+            restore_removed_outputs()
             raise click.ClickException(str(e)) from None
+        except BaseException:
+            restore_removed_outputs()
+            raise
 
     return wrapper
 

@@ -118,7 +118,7 @@ def load_local(path: str, fmt: str) -> list[dict]:
 
 def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
     """Pairs of the Hub dataset (or a local dataset folder `datasets` can load) and the commit it resolved."""
-    rows, resolved = read_hf(dataset, revision, split, None)
+    rows, resolved = read_hf(dataset, revision, split, None, "reward_bench.hub: hf_dataset", "reward_bench.files")
     return from_reward_bench(rows, f"{dataset}@{revision}:{split}"), resolved
 
 
