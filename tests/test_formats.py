@@ -145,6 +145,9 @@ def test_a_byte_order_mark_is_not_a_bad_row(tmp_path):
     (lambda d: (d / "p.jsonl").write_text(json.dumps({"question": "Hi", "answer": "Yo"}) + "\n"),
      "p.jsonl: row 1: matches no known preference format (tried schema, hh, trl_prompt, trl_conversational, "
      "ultrafeedback_binarized, sharegpt); its first row looks like {'question': str, 'answer': str}"),
+    (lambda d: (d / "p.jsonl").write_text(json.dumps(conversational(0)) + "\n", encoding="utf-16"),
+     "p.jsonl: is UTF-16 text (it starts with a UTF-16 byte order mark, as Windows PowerShell writes files): save "
+     "it as UTF-8"),
     (lambda d: (d / "p.jsonl").write_text(json.dumps(conversational(0, chosen="Blue\u0000")) + "\n"),
      "p.jsonl: row 1: field 'chosen[1].content': contains a NUL character"),
 ])

@@ -2,6 +2,7 @@
 and fetch, no model): near-duplicate prompts, label-swapped twins, OpenAI-style content parts, HH with CRLF, a
 Hub-style folder of shards (every shard read, each a DVC dependency), a local folder given as `source: hf`, the
 Hub out of reach. A refusal is one line, exits non-zero and leaves fetch's earlier outputs as they were."""
+import contextlib
 import json
 import os
 import shutil
@@ -210,18 +211,50 @@ HUB_LOADERS = {
 }
 
 
+class NotFoundHub:
+    """A real HTTP server on 127.0.0.1 that answers 404 to everything: a Hub without the repo asked for."""
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("hub", ["out of reach", "without the repo"])
 @pytest.mark.parametrize("loader", HUB_LOADERS)
-def test_every_hub_loader_out_of_reach_fails_at_once_in_one_line(loader, tmp_path, report):
-    """The real huggingface_hub and datasets code against a closed port on 127.0.0.1 (their retries took 25 s)."""
+def test_every_hub_loader_fails_at_once_in_one_line(loader, hub, tmp_path, report):
+    """The real huggingface_hub and datasets code against 127.0.0.1: a closed port (their retries took 25 s), and a
+    server that has no repo."""
     code, head, way_out = HUB_LOADERS[loader]
-    endpoint = f"http://127.0.0.1:{closed_port()}"
     script = ("import sys, time\nfrom music_rm.core.errors import StageFailure\nstart = time.perf_counter()\n"
               f"try:\n    {code}\nexcept StageFailure as e:\n    print(f'{{time.perf_counter() - start:.2f}}'); print(e)\n")
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"),
-                                 "PYTHONPATH": str(REPO)})
+    with NotFoundHub() if hub == "without the repo" else contextlib.nullcontext(f"http://127.0.0.1:{closed_port()}") \
+            as endpoint:
+        result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                                env={**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"),
+                                     "PYTHONPATH": str(REPO)})
     took, message = result.stdout.splitlines()
-    assert message.startswith(head + f"the Hugging Face Hub at {endpoint} is out of reach (ConnectError: "), message
+    why = (f"the Hugging Face Hub at {endpoint} is out of reach (ConnectError: " if hub == "out of reach" else
+           f"the Hub at {endpoint} has no such repo, or none this token may read (a private one needs HF_TOKEN) (")
+    assert message.startswith(head + why), message
     assert way_out in message and "HF_HUB_OFFLINE=1" in message and result.stderr == "", result.stderr
     assert float(took) < 10, took  # huggingface_hub's retries sleep 1 + 2 + 4 + 8 + 8 = 23 s
-    report(f"Hub out of reach, {loader}: StageFailure after {float(took):.2f} s (the loader's call only)")
+    report(f"Hub {hub}, {loader}: StageFailure after {float(took):.2f} s (the loader's call only)")

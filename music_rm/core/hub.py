@@ -50,7 +50,26 @@ def unreachable_reason() -> str | None:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    line = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
+def _why(error: BaseException) -> str:
+    """What a Hub loader's error means, in a few words."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if offline():
+        return f"HF_HUB_OFFLINE is set and the Hugging Face cache ({constants.HF_HUB_CACHE}) does not hold it"
+    if isinstance(error, GatedRepoError):
+        return "a gated repo: accept its terms on the Hub, and set HF_TOKEN"
+    if isinstance(error, RevisionNotFoundError):
+        return "the Hub has no such revision"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(error, (RepositoryNotFoundError, FileNotFoundError)) or type(error).__name__ == "DatasetNotFoundError" \
+            or (isinstance(error, HfHubHTTPError) and status in (401, 404)):
+        return f"the Hub at {endpoint()} has no such repo, or none this token may read (a private one needs HF_TOKEN)"
+    return "it failed"
 
 
 @contextlib.contextmanager
@@ -64,8 +83,9 @@ def hub_access(what: str, local: str) -> Iterator[None]:
                                f"{_ways_out(local)}")
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    # FileNotFoundError: datasets' "Couldn't find '<name>' on the Hugging Face Hub either"
     hub_errors: tuple[type[BaseException], ...] = (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                                   ConnectionError, TimeoutError)
+                                                   ConnectionError, TimeoutError, FileNotFoundError)
     try:
         import datasets.exceptions
 
@@ -75,8 +95,7 @@ def hub_access(what: str, local: str) -> Iterator[None]:
     try:
         yield
     except hub_errors as e:
-        mode = "HF_HUB_OFFLINE is set: " if offline() else ""
-        raise StageFailure(f"{what}: {mode}{_first_line(e)}; {_ways_out(local)}") from None
+        raise StageFailure(f"{what}: {_why(e)} ({_first_line(e)}); {_ways_out(local)}") from None
 
 
 def resolved_revision(repo_id: str, revision: str, repo_type: str) -> str:

@@ -40,7 +40,11 @@ def read_rows(path: str | Path) -> list[tuple[int, object]]:
         raise InputError(path, None, None, "unsupported file type (use .jsonl, .json or .parquet, each optionally .gz)")
     try:
         with open_bytes(path) as f:
-            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+            head = f.read(4096)
+            if kind != ".parquet" and head.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise InputError(path, None, None, "is UTF-16 text (it starts with a UTF-16 byte order mark, as "
+                                                   "Windows PowerShell writes files): save it as UTF-8")
+            head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
             if kind == ".jsonl" and head.startswith(b"["):
                 raise InputError(path, None, None, "holds a JSON array, not JSON lines (one object per line): "
                                                    "name it .json")
