@@ -80,16 +80,19 @@ docs: setup
 deps: setup
 	. $(BIN)/activate && python -m music_rm deps
 
-# Experiments side by side: the params that differ between them and every variant's held-out accuracies
+# Experiments side by side: the params that differ between them and every variant's held-out accuracies (or
+# MEASURE=length_controlled, chosen_longer, chosen_shorter, spearman)
 # (music-rm exps; `dvc exp show` has every column).
+MEASURE ?= accuracy
 exps: setup
-	@. $(BIN)/activate && music-rm exps
+	@. $(BIN)/activate && music-rm exps --measure $(MEASURE)
 
 # The MLflow UI on this repo's store, and the address of its runs page (the model-training view, with the saved
 # view of changed params and accuracies). One web server process: no job workers (they run GenAI jobs: judges,
 # trace rollups), which `mlflow ui` otherwise starts as eight more processes (docs/mlflow.md).
 PORT ?= 5000
 ui: setup
-	@. $(BIN)/activate && python -c "from music_rm.core.tracking import ui_url; print('runs:', ui_url($(PORT)))"
+	@. $(BIN)/activate && python -c "from music_rm.core.tracking import reap_killed_runs, ui_url; \
+		print(*reap_killed_runs(), 'runs: ' + ui_url($(PORT)), sep='\n')"
 	. $(BIN)/activate && MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 --port $(PORT) \
 		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"

@@ -10,6 +10,9 @@ from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.params import load_params
 from music_rm.reward.variant import train_variant
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("train.accelerate_config", "train.config", "train.variants.{variant}")
+
 
 @click.command(context_settings=HELP)
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
@@ -27,7 +30,8 @@ from music_rm.reward.variant import train_variant
 def main(variant, seed, params_path, model, out, reports):
     """Train the reward model of one variant and seed with TRL's RewardTrainer (run under `accelerate launch`)."""
     state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, DDP over gloo needs this to know its rank
-    summary = train_variant(load_params(params_path), variant, seed, model, out, reports, state)
+    params = load_params(params_path).for_stage(PARAMS, variant=variant)
+    summary = train_variant(params, variant, seed, model, out, reports, state)
     if summary:
         click.echo(summary)
 

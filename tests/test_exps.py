@@ -6,9 +6,10 @@ SUITES = ("original", "music_k1", "music_k2", "music_k3")
 
 
 def node(rev, name, params, acc):
-    metrics = {v: {s: {"accuracy": acc + i / 10 + j / 100, "n": 9} for j, s in enumerate(SUITES)}
-               for i, v in enumerate(("baseline", "music", "volume_matched"))} if acc else {}
-    metrics["longer_answer"] = {"original": {"accuracy": 0.4}}
+    variants = ("baseline", "music", "volume_matched")
+    metrics = {"suites": {s: {"models": {**{v: {"estimate": acc + i / 10 + j / 100, "n": 9} for i, v in enumerate(variants)},
+                                         "longer_answer": {"estimate": 0.4, "n": 9}}, "differences": {}}
+                          for j, s in enumerate(SUITES)}} if acc else {}
     return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": params}},
                                                "metrics": {"data/eval/metrics.json": {"data": metrics}} if acc else {}}}
 
@@ -53,3 +54,18 @@ def test_many_changed_params_share_one_clipped_column_within_the_width():
     assert "changed: contrast.turns, train.config.learning_rate, eval.batch_size" in table
     narrow = experiment_table(rows, 90)
     assert max(map(len, narrow.splitlines())) <= 90 and "turns=3 lea…" in narrow, narrow
+
+
+def test_a_column_set_shows_the_length_controlled_accuracy_or_the_correlation():
+    rows = experiment_rows(show(("b" * 40, "gaunt-gram", params(1), 0.6)))
+    for row in rows:
+        for suite in row["eval"].get("suites", {}).values():
+            for model in suite["models"].values():
+                model["length"] = {"controlled": {"estimate": model["estimate"] - 0.3},
+                                   "spearman": {"estimate": -0.125}}
+    table = experiment_table(rows, 120, "length_controlled")
+    lines = table.splitlines()
+    workspace = next(line for line in lines if line.startswith("workspace")).split()
+    assert workspace[3:7] == ["0.30", "0.31", "0.32", "0.33"] and "length-controlled accuracy" in table
+    table = experiment_table(rows, 120, "spearman")
+    assert "-0.12" in table and max(map(len, table.splitlines())) <= 120 and "rank correlation" in table

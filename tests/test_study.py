@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from music_rm.evaluation.stats import seeded_bootstrap
-from music_rm.evaluation.study import experiments
+from music_rm.evaluation.study.collect import checkout_roots, commands_of, experiment_revs, read_study
 from music_rm.method.simulate import relatedness, relatedness_stats
 
 # The stage of the toy study: what the real stages write, in their real formats (records through records.py, the
@@ -21,7 +21,7 @@ from music_rm.method.simulate import relatedness, relatedness_stats
 WRITE_STAGE = """
 import json, pathlib, random, yaml
 from music_rm.core.environment import environment
-from music_rm.evaluation.records import write_records
+from music_rm.evaluation.records import Record, write_records
 p = yaml.safe_load(open("params.yaml"))
 k, seeds = p["contrast"]["turns"], p["train"]["seeds"]
 rng = random.Random(k)
@@ -47,8 +47,8 @@ for turn in ("mt_bench/shared/turn1", "mt_bench/shared/turn2"):
                           "margin": rng.choice([-1, 0, 1])})
             votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": "longer_answer", "seed": 0,
                           "margin": rng.choice([-300, 120])})
-write_records("data/eval/records.csv", held)
-write_records("data/eval/mt_bench/shared/records.csv", votes)
+write_records("data/eval/records.csv", [Record.of(**r) for r in held])
+write_records("data/eval/mt_bench/shared/records.csv", [Record.of(**r) for r in votes])
 for v in edge:
     for s in seeds:
         if (v, s) != ("baseline", 3):
@@ -95,7 +95,9 @@ DVC_YAML = {"stages": {
 PARAMS = {"fetch": {"n": 9}, "simulate": {"turns": 2}, "contrast": {"turns": 1},
           "train": {"seeds": [0, 1, 2, 3], "variants": {"baseline": {}, "music": {}, "volume_matched": {}}},
           "eval": {"bootstrap_resamples": 300, "seed": 0, "cpu_dtype": "float32",
-                   "compare": [["music", "baseline"], ["music", "volume_matched"]]}}
+                   "compare": [["music", "baseline"], ["music", "volume_matched"]]},
+          "study": {"primary": {"source": "held_out", "suite": "trained_k", "comparison": ["music", "volume_matched"],
+                                "length_controlled": True}, "alpha": 0.05}}
 PROFILE = """# The toy study.
 #
 #   music-rm profile profiles/toy.yaml
@@ -166,22 +168,43 @@ def exp_revs(study: Path) -> dict[str, str]:
     return revs
 
 
-def test_the_page_leads_with_music_minus_volume_matched_in_every_suite(study):
+def endpoint_rows(page: str) -> dict[tuple[str, str, str], list[str]]:
+    """{(suite, difference, trained K): the other cells} of the primary and the secondary endpoints' tables."""
+    rows = {}
+    for heading in ("Primary endpoint", "Secondary endpoints"):
+        for line in section(page, heading).splitlines():
+            if line.startswith("| ") and not line.startswith("| suite"):
+                cells = [c.strip() for c in line.strip("|").split(" | ")]
+                rows[tuple(cells[:3])] = cells[3:]
+    return rows
+
+
+def test_the_page_leads_with_its_primary_endpoint_then_the_holm_family(study):
     page = (study / "results" / "toy.md").read_text()
-    assert page.index("## music − volume_matched") < page.index("## What this study can") < page.index("## How it was run")
-    lead = section(page, "music − volume_matched")
-    rows = [line for line in lead.splitlines() if line.startswith("| ") and not line.startswith("| suite")]
-    # 3 held-out suites and 2 MT-Bench turns, at K = 1 and 2
-    assert len(rows) == 10
-    assert [r.split(" | ")[1] for r in rows] == ["1"] * 5 + ["2"] * 5
-    assert all(" / " in r.split(" | ")[-1] for r in rows) and "| 4 / 4 |" in rows[0] and "| 1 / 1 |" in rows[-1]
-    assert "Intervals above 0 (music better):" in lead and "2.8 × SE" in page and "80% power" in page
+    order = ["## Primary endpoint", "## Secondary endpoints", "## Reading", "## Items the suites share",
+             "## What this study can", "## How it was run"]
+    assert [page.index(h) for h in order] == sorted(page.index(h) for h in order)
+    primary = section(page, "Primary endpoint")
+    assert "Named in the experiments' params.yaml, before they ran: the length-controlled accuracy of music − " \
+           "volume_matched on Held-out pairs: music_k1" in primary  # trained_k of the first experiment, K = 1
+    rows = endpoint_rows(page)
+    # per experiment 3 held-out suites and 2 MT-Bench turns, two comparisons each: 20, one of them the primary
+    assert len(rows) == 20 and ("Held-out pairs: music_k1", "music − volume_matched", "1") in rows
+    assert "one family of 19 tests, Holm-adjusted at α = 0.05" in section(page, "Secondary endpoints")
+    secondary = [cells for key, cells in rows.items() if key != ("Held-out pairs: music_k1", "music − volume_matched", "1")]
+    assert all(float(c[2].lstrip("< ")) >= float(c[1].lstrip("< ")) for c in secondary)  # Holm p ≥ p
+    assert all(" / " in c[-2] for c in rows.values()) and "2.8 × SE" in page and "80% power" in page
+    reading = section(page, "Reading")
+    assert "Secondary endpoints surviving Holm at α = 0.05:" in reading
+    assert "MT-Bench human votes (shared): turn1 and MT-Bench human votes (shared): turn2 share 12" in \
+        section(page, "Items the suites share")
     assert "other-k3" not in page
     held = section(page, "Held-out pairs")
     labels = list(table_rows(held))
     assert labels[:8] == ["reward model", "baseline, trained at K=1", "music, trained at K=1",
                           "volume_matched, trained at K=1", "reference: longer answer wins",
                           "baseline, trained at K=2", "music, trained at K=2", "volume_matched, trained at K=2"]
+    assert "Length-controlled accuracy (the mean of the two above)" in held and "The length tables are toy-k1's" in held
     assert "reference: GPT-4 (pairwise judge)" in section(page, "MT-Bench human votes (shared)")
     for png in ("toy-accuracy-by-k.png", "toy-differences.png"):
         assert (study / "results" / png).read_bytes().startswith(b"\x89PNG")
@@ -212,53 +235,78 @@ def outcome_of(margin: str) -> float:
     return 1.0 if m > 0 else 0.0 if m < 0 else 0.5
 
 
+def recomputed(records: list[dict], resamples: int) -> tuple[dict, dict]:
+    """(plain, length-controlled) music − volume_matched from one suite's records (csv rows) with the bootstrap: the
+    length of an item is its longer-answer reference's margin."""
+    items = sorted({r["item"] for r in records})
+    clusters = {r["item"]: r["cluster"] for r in records}
+    lengths = {r["item"]: float(r["margin"]) for r in records if r["variant"] == "longer_answer"}
+
+    def matrix(variant):
+        seeds = sorted({int(r["seed"]) for r in records if r["variant"] == variant})
+        by = {(r["item"], int(r["seed"])): outcome_of(r["margin"]) for r in records if r["variant"] == variant}
+        return np.array([[by[(i, s)] for i in items] for s in seeds])
+
+    grouping = None if all(clusters[i] == i for i in items) else [clusters[i] for i in items]
+    args = dict(clusters=grouping, resamples=resamples, seed=0)
+    return (seeded_bootstrap(matrix("music"), matrix("volume_matched"), **args),
+            seeded_bootstrap(matrix("music"), matrix("volume_matched"), strata=np.sign([lengths[i] for i in items]),
+                             **args))
+
+
+def shown(r: dict) -> str:
+    return f"{r['estimate']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+
 def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(study):
-    """The records beside the page, read with the csv module, give the page's music − volume_matched interval
-    through stats.seeded_bootstrap, on a held-out suite (4 seeds per arm) and on MT-Bench (clustered votes)."""
+    """The records beside the page, read with the csv module, give the page's music − volume_matched intervals,
+    plain and length-controlled, through stats.seeded_bootstrap, on a held-out suite (4 seeds per arm) and on
+    MT-Bench (clustered votes)."""
     page = (study / "results" / "toy.md").read_text()
-    lead = {tuple(line.split(" | ")[:2]): line.split(" | ")[2:4] for line in
-            section(page, "music − volume_matched").splitlines() if line.startswith("| ")}
+    rows = endpoint_rows(page)
     records = list(csv.DictReader(open(study / "results" / "toy-records.csv")))
     for source, suite, title in (("held_out", "music_k2", "Held-out pairs"),
                                  ("mt_bench/shared", "turn2", "MT-Bench human votes (shared)")):
         mine = [r for r in records if r["experiment"] == "toy-k2" and r["source"] == source
                 and r["suite"].rsplit("/", 1)[-1] == suite]
-        items = sorted({r["item"] for r in mine})
-        clusters = {r["item"]: r["cluster"] for r in mine}
-
-        def matrix(variant):
-            seeds = sorted({int(r["seed"]) for r in mine if r["variant"] == variant})
-            by = {(r["item"], int(r["seed"])): outcome_of(r["margin"]) for r in mine if r["variant"] == variant}
-            return np.array([[by[(i, s)] for i in items] for s in seeds])
-
-        music, matched = matrix("music"), matrix("volume_matched")
-        got = seeded_bootstrap(music, matched, clusters=[clusters[i] for i in items], resamples=300, seed=0)
-        assert got["estimate"] == pytest.approx(music.mean() - matched.mean(), abs=1e-6)
-        shown, detectable = lead[(f"| {title}: {suite}", "2")]
-        assert shown == f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
+        plain, controlled = recomputed(mine, 300)
+        measured, p, *_, detectable, items, seeds, plain_cell = rows[(f"{title}: {suite}", "music − volume_matched", "2")]
+        assert plain_cell == shown(plain) and measured == shown(controlled)
+        assert p == f"{controlled['p_value']:.3f}" or p == "< 0.001"
         # the minimum detectable difference: 2.8 standard errors, the standard error read from the 95% interval
-        assert detectable == f"{(1.96 + 0.84) * (got['ci_high'] - got['ci_low']) / 3.92:.3f}"
+        assert detectable == f"{(1.96 + 0.84) * (controlled['ci_high'] - controlled['ci_low']) / 3.92:.3f}"
     # MT-Bench's interval is over clusters: 12 questions, not 36 votes
-    assert "36 (12 clusters)" in section(page, "music − volume_matched")
+    assert rows[("MT-Bench human votes (shared): turn2", "music − volume_matched", "2")][-3] == "36 (12 clusters)"
 
 
 def test_the_committed_cpu_study_page_recomputes_from_its_committed_records():
-    """results/cpu-study.md's lead row on held-out MUSIC pairs at K = 3, from results/cpu-study-records.csv alone
-    (4 seeds per arm, 1000 resamples, seed 0: the study's eval params)."""
+    """results/cpu-study.md's primary endpoint and one secondary row, from results/cpu-study-records.csv alone (4 seeds
+    per arm, 1000 resamples, seed 0: the study's eval params), with the csv module and the bootstrap."""
     results = Path(__file__).resolve().parent.parent / "results"
     page = (results / "cpu-study.md").read_text(encoding="utf-8")
-    records = [r for r in csv.DictReader(open(results / "cpu-study-records.csv", encoding="utf-8"))
-               if r["source"] == "held_out" and r["suite"] == "music_k3"]
-    items = sorted({r["item"] for r in records})
+    rows = endpoint_rows(page)
+    records = list(csv.DictReader(open(results / "cpu-study-records.csv", encoding="utf-8")))
+    for suite in ("music_k2", "music_k3"):  # music_k2: the primary endpoint
+        plain, controlled = recomputed([r for r in records if r["source"] == "held_out" and r["suite"] == suite], 1000)
+        measured, p, *_, plain_cell = rows[(f"Held-out pairs: {suite}", "music − volume_matched", "2")]
+        assert (measured, plain_cell) == (shown(controlled), shown(plain)) and p == f"{controlled['p_value']:.3f}"
+    assert "the length-controlled accuracy of music − volume_matched on Held-out pairs: music_k2" in page
 
-    def matrix(variant):
-        by = {(r["item"], int(r["seed"])): outcome_of(r["margin"]) for r in records if r["variant"] == variant}
-        return np.array([[by[(i, s)] for i in items] for s in range(4)])
 
-    got = seeded_bootstrap(matrix("music"), matrix("volume_matched"), resamples=1000, seed=0)
-    shown = f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
-    detectable = f"{(1.96 + 0.84) * (got['ci_high'] - got['ci_low']) / 3.92:.3f}"
-    assert f"| Held-out pairs: music_k3 | 2 | {shown} | {detectable} | {len(items)} | 4 / 4 |" in page
+def test_the_committed_cpu_study_page_and_plots_are_what_its_committed_files_render(tmp_path):
+    """The whole page and both plots, byte for byte, from results/cpu-study-records.csv and
+    results/cpu-study-experiments.json: no number on the page comes from anywhere else."""
+    from tests.conftest import REPO
+
+    for name in ("cpu-study-records.csv", "cpu-study-experiments.json"):
+        (tmp_path / name).write_bytes((REPO / "results" / name).read_bytes())
+    done = run([sys.executable, "-m", "music_rm", "results", "cpu-study", "--from-files", "--out",
+                str(tmp_path / "cpu-study.md")], REPO)
+    assert "1 experiments (cpu-study-k2)" in done.stdout
+    for name in ("cpu-study.md", "cpu-study-accuracy-by-k.png", "cpu-study-differences.png"):
+        assert (tmp_path / name).read_bytes() == (REPO / "results" / name).read_bytes(), name
+    study = read_study(tmp_path / "cpu-study-records.csv", tmp_path / "cpu-study-experiments.json")
+    assert [e.name for e in study.experiments] == ["cpu-study-k2"] and study.experiments[0].trees_kept["train"] == 60
 
 
 def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_and_hardware(study):
@@ -284,7 +332,7 @@ def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_a
 
 
 def test_results_twice_gives_the_same_bytes_also_after_the_page_is_committed(study):
-    files = ["toy.md", "toy-records.csv", "toy-accuracy-by-k.png", "toy-differences.png"]
+    files = ["toy.md", "toy-records.csv", "toy-experiments.json", "toy-accuracy-by-k.png", "toy-differences.png"]
     first = {f: (study / "results" / f).read_bytes() for f in files}
     run(["music-rm", "results", "toy"], study)
     assert {f: (study / "results" / f).read_bytes() for f in files} == first
@@ -294,6 +342,8 @@ def test_results_twice_gives_the_same_bytes_also_after_the_page_is_committed(stu
     assert exp_revs(study) == {}
     out = run(["music-rm", "results", "toy"], study)
     assert "2 experiments (toy-k1, toy-k2)" in out.stdout
+    assert {f: (study / "results" / f).read_bytes() for f in files} == first
+    run(["music-rm", "results", "toy", "--from-files"], study)  # the page again from the two files alone
     assert {f: (study / "results" / f).read_bytes() for f in files} == first
 
 
@@ -320,13 +370,14 @@ def test_the_page_counts_the_train_trees_each_relatedness_threshold_keeps(study)
 
 
 def test_the_page_names_the_profiles_paths_from_repo_wherever_the_study_ran(tmp_path):
-    from music_rm.commands.results import checkout_roots
+    from types import SimpleNamespace
+
     profile = tmp_path / "study.yaml"
     profile.write_text('fetch:\n  path: "${REPO}/../shared/hh.jsonl"\n  limit: 5\n'
                        'mt_bench: {sources: {shared: {questions: "${REPO}/q.jsonl"}}}\n')
-    exps = [{"params": {"fetch": {"path": "/elsewhere/clone/../shared/hh.jsonl", "limit": 5},
-                        "mt_bench": {"sources": {"shared": {"questions": "/elsewhere/clone/q.jsonl"}}}}},
-            {"params": {"fetch": {"path": "/other/../shared/hh.jsonl"}, "mt_bench": {}}}]
+    exps = [SimpleNamespace(params={"fetch": {"path": "/elsewhere/clone/../shared/hh.jsonl", "limit": 5},
+                                    "mt_bench": {"sources": {"shared": {"questions": "/elsewhere/clone/q.jsonl"}}}}),
+            SimpleNamespace(params={"fetch": {"path": "/other/../shared/hh.jsonl"}, "mt_bench": {}})]
     assert checkout_roots(profile, exps) == {"/elsewhere/clone", "/other"}
 
 
@@ -359,15 +410,11 @@ def test_an_experiment_still_running_is_left_out():
     show = [{"rev": "workspace", "data": {"rev": "workspace"}},
             {"experiments": [{"name": "s-k2", "data": {"rev": "workspace", "metrics": {}}},
                              {"name": "s-k1", "data": {"rev": done, "metrics": {}}}]}]
-    files = {"params.yaml": "contrast: {turns: 1}\n", "dvc.lock": "schema: '2.0'\n"}
-    read = lambda rev, path: files.get(path) if rev == done else pytest.fail(f"read {path} at {rev}")  # noqa: E731
-    listed = lambda rev: list(files) if rev == done else pytest.fail(f"listed {rev}")  # noqa: E731
-    assert [(e["name"], e["k"]) for e in experiments(show, "s-", read, listed)] == [("s-k1", 1)]
+    assert experiment_revs(show, "s-") == {"s-k1": done}
 
 
 def test_the_cpu_study_profile_applies_and_its_page_shows_its_commands():
     from music_rm.commands.profile import expand
-    from music_rm.commands.results import commands_of
     from music_rm.core.params import apply_profile, read_yaml
     from tests.conftest import REPO
 

@@ -1,4 +1,4 @@
-"""A user's own preference files and mistakes, through real `dvc repro fetch` in a temporary clone (the check stage
+"""A user's own preference files and mistakes, through real `dvc repro fetch` in a temporary clone (check_params
 and fetch, no model): near-duplicate prompts, label-swapped twins, OpenAI-style content parts, HH with CRLF, a
 Hub-style folder of shards (every shard read, each a DVC dependency), a local folder given as `source: hf`, the
 Hub out of reach. A refusal is one line, exits non-zero and leaves fetch's earlier outputs as they were."""
@@ -24,7 +24,7 @@ OUTPUTS = ("data/fetch/train.jsonl", "data/fetch/test.jsonl", "data/fetch/summar
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
-    """A clone where check and fetch have run on the embedded seeds, committed."""
+    """A clone where check_params and fetch have run on the embedded seeds, committed."""
     root = tmp_path_factory.mktemp("user-data")
     copy_sources(root)
     run(["git", "init", "-q"], root)
@@ -192,7 +192,7 @@ def test_the_hub_out_of_reach_is_one_line_naming_the_dataset_and_the_way_out(clo
         line.endswith(f"use a local copy (fetch.source: path with fetch.path: <its folder>), or HF_HUB_OFFLINE=1 with "
                       f"it in the Hugging Face cache ({tmp_path / 'hf-home' / 'hub'})"), line
     assert "Retrying" not in result.stderr and outputs(clone) == before  # no retries (they slept 23 s)
-    report(f"test_user_data: dvc repro fetch with the Hub out of reach refused in {took:.1f} s (wall, check stage "
+    report(f"test_user_data: dvc repro fetch with the Hub out of reach refused in {took:.1f} s (wall, check_params "
            "included)")
 
 
@@ -206,8 +206,8 @@ HUB_LOADERS = {
                    "prepare(params_section('base', source='hub', model_id='google/gemma-2-9b-it'), __import__('pathlib').Path('m'))",
                    "base.model_id 'google/gemma-2-9b-it' (revision main): ", "use a local copy (base.source: embedded)"),
     "RewardBench": ("from music_rm.evaluation.reward_bench import load_hub; load_hub('allenai/reward-bench', 'main', "
-                    "'filtered')", "reward_bench.hub: hf_dataset 'allenai/reward-bench' (revision main, split filtered): ",
-                    "use a local copy (reward_bench.files)"),
+                    "'filtered', 'rb')", "reward_bench.sources.rb.hf_dataset 'allenai/reward-bench' (revision main, "
+                    "split filtered): ", "use a local copy (a source of kind file)"),
 }
 
 

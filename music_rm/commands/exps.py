@@ -1,6 +1,7 @@
 """What changed between the DVC experiments of this repo and what it did, one row per experiment.
 
-    music-rm exps              # the params that differ and every variant's held-out accuracies, 120 columns
+    music-rm exps                                  # the params that differ and every variant's held-out accuracies
+    music-rm exps --measure length_controlled      # or chosen_longer, chosen_shorter, spearman
 """
 import json
 import shutil
@@ -11,18 +12,23 @@ import click
 
 from ..core.cli import clean_errors
 from ..core.errors import InputError
-from ..evaluation.experiments import experiment_rows, experiment_table
+from ..core.tracking import reap_killed_runs
+from ..evaluation.experiments import MEASURES, experiment_rows, experiment_table
 
 
 @click.command("exps")
 @click.option("--width", type=int, default=None,
               help="Columns to fit (default: the terminal's width, at most 120).")
+@click.option("--measure", type=click.Choice(list(MEASURES)), default="accuracy", show_default=True,
+              help="What each column shows: " + "; ".join(f"{k}: {v}" for k, v in MEASURES.items()) + ".")
 @clean_errors
-def main(width):
+def main(width, measure):
     """Show the experiments side by side: the params that differ and the held-out accuracies."""
+    for line in reap_killed_runs():  # so the MLflow UI shows no dead run as running either
+        click.echo(line, err=True)
     # this Python's DVC, so the command works without the virtualenv on PATH
     shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if shown.returncode:
         raise InputError("dvc exp show", None, None, (shown.stderr.strip().splitlines() or ["failed"])[-1])
     rows = experiment_rows(json.loads(shown.stdout))
-    click.echo(experiment_table(rows, width or min(120, shutil.get_terminal_size((120, 24)).columns)))
+    click.echo(experiment_table(rows, width or min(120, shutil.get_terminal_size((120, 24)).columns), measure))

@@ -1,5 +1,5 @@
 """What every stage script and command shares: one-line errors instead of tracebacks for bad input, bad params,
-or a service that gave up; logging with timestamps and a verbosity flag; the --params option."""
+a service that gave up or a full disk; logging with timestamps and a verbosity flag; the --params option."""
 import functools
 import logging
 import time
@@ -8,17 +8,19 @@ from pathlib import Path
 import click
 
 from . import paths
+from .disk import disk_space
 from .errors import InputError, ParamsError, StageFailure
 from .outputs import restore_removed_outputs
 
 
 def clean_errors(fn):
-    """Bad input, bad params or a service that gave up as one line and exit 1; and, run by DVC, a stage that fails
-    in any way puts back the earlier outputs DVC removed before running it (core/outputs.py)."""
+    """Bad input, bad params, a service that gave up or a full disk as one line and exit 1; and, run by DVC, a stage
+    that fails in any way puts back the earlier outputs DVC removed before running it (core/outputs.py)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with disk_space(Path.cwd(), "free space there and rerun"):  # a full disk no writer named (the MLflow store)
+                return fn(*args, **kwargs)
         except (InputError, ParamsError, StageFailure) as e:
             restore_removed_outputs()
             raise click.ClickException(str(e)) from None
@@ -49,6 +51,8 @@ def logged(fn):
                             datefmt="%Y-%m-%d %H:%M:%S", force=True)
         for noisy in ("mlflow", "httpx", "urllib3", "filelock", "alembic"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        # logs each database error with its traceback before raising it; the stage says it once, in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         log = logging.getLogger(fn.__module__ if fn.__module__ != "__main__" else "music_rm.stage")
         start = time.perf_counter()
         log.debug("started")

@@ -252,6 +252,10 @@ def read_source(p: FetchParams) -> tuple[list[tuple[str, int, object]], str, str
     return [(origin, n, raw) for n, raw in rows], origin, p.format, revision
 
 
+# the summary numbers a pipeline run carries from fetch (tracking.log_results)
+HEADLINE = ("rows_kept", "train", "test")
+
+
 def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
     """(train rows, test rows, summary) for the source the params name."""
     raw_rows, origin, fmt, revision = read_source(p)

@@ -6,27 +6,36 @@ on every suite of eval's metrics.json (original, music_k1 … music_kK).
 """
 import textwrap
 
-from ..core.tracking import flatten
-from .study import METRICS
+from ..core.io import flatten
+from ..core import paths
 
 MISSING = "-"
-NOT_VARIANTS = {"longer_answer", "differences"}  # eval's baseline and paired differences, beside the variants
+METRICS = f"{paths.EVAL}/metrics.json"
+REFERENCES = {"longer_answer"}  # eval's reference beside the trained variants
+# what a column can show, as eval's metrics.json has it (estimates.py): the model's entry, or its length block's
+MEASURES = {"accuracy": "held-out pairwise accuracy",
+            "length_controlled": "length-controlled accuracy (the mean of the chosen-longer and chosen-shorter pairs')",
+            "chosen_longer": "accuracy on the pairs whose chosen answer is longer",
+            "chosen_shorter": "accuracy on the pairs whose chosen answer is shorter",
+            "spearman": "rank correlation of the margin with the length difference"}
+LENGTH_KEYS = {"length_controlled": "controlled", "chosen_longer": "chosen_longer", "chosen_shorter": "chosen_shorter",
+               "spearman": "spearman"}
 
 
 def experiment_rows(show: list) -> list[dict]:
-    """[{name, params, eval}] of every experiment `dvc exp show --json` lists, in its order. A queued or running
-    experiment has no metrics yet: its eval is empty."""
+    """[{name, rev, params, eval}] of every experiment `dvc exp show --json` lists, in its order. A queued or running
+    experiment has no metrics yet: its eval is empty, and no commit yet: its rev is "workspace" or a stash's."""
     rows = []
 
     def walk(node, name=None):
         if isinstance(node, dict):
             data = node.get("data")
-            if isinstance(data, dict) and "params" in data:
+            if isinstance(data, dict) and ("params" in data or "rev" in data):
                 rev = str(data.get("rev") or node.get("rev") or "")
                 label = node.get("name") or name or (rev if rev == "workspace" else rev[:7])
                 params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-                metrics = (data.get("metrics") or {}).get(METRICS["eval"], {}).get("data", {})
-                rows.append({"name": label, "params": params, "eval": metrics})
+                metrics = (data.get("metrics") or {}).get(METRICS, {}).get("data", {})
+                rows.append({"name": label, "rev": rev, "params": params, "eval": metrics})
             for key, value in node.items():
                 if key != "data":
                     walk(value, node.get("name") if key == "revs" else None)
@@ -64,12 +73,14 @@ def _suite_label(suite: str) -> str:
     return "orig" if suite == "original" else suite.replace("music_", "")
 
 
-def experiment_table(rows: list[dict], width: int = 120) -> str:
+def experiment_table(rows: list[dict], width: int = 120, measure: str = "accuracy") -> str:
     """Plain text: experiment, the changed params, then per variant the accuracy on each suite (two decimals).
     When the params do not fit beside the accuracies, they share one `changed` column of key=value, clipped."""
-    variants = list(dict.fromkeys(v for r in rows for v, suites in r["eval"].items()
-                                  if v not in NOT_VARIANTS and isinstance(suites, dict) and "original" in suites))
-    suites = {v: sorted({s for r in rows for s in r["eval"].get(v, {}) if s == "original" or s.startswith("music_k")},
+    held = [{s: r.get("models", {}) for s, r in row["eval"].get("suites", {}).items()
+             if s == "original" or s.startswith("music_k")} for row in rows]
+    variants = list(dict.fromkeys(v for suites in held for models in suites.values() for v in models
+                                  if v not in REFERENCES))
+    suites = {v: sorted({s for by_suite in held for s, models in by_suite.items() if v in models},
                         key=lambda s: (s != "original", len(s), s)) for v in variants}
     changed = changed_params(rows)
 
@@ -77,12 +88,17 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
         v = flatten(row["params"]).get(key, MISSING) if row["params"] else MISSING
         return "null" if v is None else str(v)
 
+    cell_w = 5 if measure == "spearman" else 4  # a correlation can be negative: -0.12
+
     def acc(row, v, s):
-        a = row["eval"].get(v, {}).get(s, {}).get("accuracy")
+        model = row["eval"].get("suites", {}).get(s, {}).get("models", {}).get(v, {})
+        if measure != "accuracy":
+            model = (model.get("length") or {}).get(LENGTH_KEYS[measure], {})
+        a = model.get("estimate")
         return MISSING if a is None else f"{a:.2f}"
 
     name_w = max([len("experiment"), *(len(r["name"]) for r in rows)])
-    groups = [max(len(v), sum(max(4, len(_suite_label(s))) + 1 for s in suites[v]) - 1) for v in variants]
+    groups = [max(len(v), sum(max(cell_w, len(_suite_label(s))) + 1 for s in suites[v]) - 1) for v in variants]
     acc_w = sum(g + 3 for g in groups)
     param_cols = [(k, max(len(k), *(len(value(r, k)) for r in rows))) for k in changed]
     if name_w + sum(w + 2 for _, w in param_cols) + acc_w > width:  # one column of key=value instead
@@ -100,13 +116,13 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
         return ("  ".join(parts) + "".join(f" | {a.ljust(g)}" for a, g in zip(accs, groups))).rstrip()
 
     def accs_of(row):
-        return [" ".join(acc(row, v, s).rjust(max(4, len(_suite_label(s)))) for s in suites[v]) for v in variants]
+        return [" ".join(acc(row, v, s).rjust(max(cell_w, len(_suite_label(s)))) for s in suites[v]) for v in variants]
 
     header1 = line("", ["" for _ in param_cols], variants)
     header2 = line("experiment", [k for k, _ in param_cols],
-                   [" ".join(_suite_label(s).rjust(max(4, len(_suite_label(s)))) for s in suites[v]) for v in variants])
+                   [" ".join(_suite_label(s).rjust(max(cell_w, len(_suite_label(s)))) for s in suites[v]) for v in variants])
     body = [line(r["name"], c, accs_of(r)) for r, c in zip(rows, cells)]
-    notes = [f"held-out pairwise accuracy ({METRICS['eval']}): orig = original pairs, kK = MUSIC pairs cut after K "
+    notes = [f"{MEASURES[measure]} ({METRICS}): orig = original pairs, kK = MUSIC pairs cut after K "
              f"turns; {MISSING}: no result yet"]
     if not changed:
         notes.append("no param differs between these experiments")

@@ -1,39 +1,8 @@
-"""Reports: a self-contained HTML page (tables and PNG plots inlined) that opens offline, and PNG plots that are
-byte-identical from run to run."""
+"""Reports: markdown tables with one cell format, and a self-contained HTML page (tables and PNG plots inlined)
+that opens offline."""
 import base64
-import hashlib
 import html
 from pathlib import Path
-
-# One colour per reward-model variant, the same in every plot and report (matplotlib's tab10): the paper's three
-# fixed, any other variant one of the rest, picked by a hash of its name.
-VARIANT_COLORS = {"baseline": "#1f77b4", "music": "#ff7f0e", "volume_matched": "#2ca02c"}
-OTHER_COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
-
-
-def variant_color(variant: str) -> str:
-    """The colour of `variant` in every plot; "music, trained at K=2" is music's."""
-    name = variant.split(",")[0].strip()
-    if name in VARIANT_COLORS:
-        return VARIANT_COLORS[name]
-    return OTHER_COLORS[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(OTHER_COLORS)]
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_png(fig, path) -> None:
-    """Save and close a figure; no software or date metadata, so the same plot gives the same bytes."""
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    pyplot().close(fig)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -61,3 +30,54 @@ def html_report(title: str, sections: list[tuple]) -> str:
             parts.append(f"<p>{html.escape(content)}</p>")
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def cell(value: float | None, low: float | None, high: float | None, note=None) -> str:
+    """A table cell: `0.917 [0.75, 1.00] (note)`, or `n/a (note)` without a value."""
+    suffix = "" if note is None else f" ({note})"
+    return "n/a" + suffix if value is None else f"{value:.3f} [{low:.2f}, {high:.2f}]{suffix}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+LENGTH_MEASURES = (("chosen_longer", "Accuracy where the chosen answer is longer"),
+                   ("chosen_shorter", "Accuracy where the chosen answer is shorter"),
+                   ("controlled", "Length-controlled accuracy (the mean of the two above)"),
+                   ("spearman", "Spearman's ρ of the margin with the length difference"))
+LENGTH_NOTE = ("Length control: the accuracy on the items whose chosen answer is longer and on those where it is "
+               "shorter, the length-controlled accuracy (their mean; items of equal length left out, counted in "
+               "the header as =), and Spearman's ρ of the margin (mean over seeds) with the length difference "
+               "(characters of the answer counted right minus the other's, after the shared part), each with its 95% "
+               "interval. A model that rewards length alone scores 1, 0, 0.5 and a ρ near 1.")
+
+
+def length_tables(suites: dict, name) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) per LENGTH_MEASURES: one row per model with lengths (`name(variant)` its label), one
+    column per suite ({suite label: estimates.SuiteResult}); [] when no model has lengths."""
+    shown = {s: {v: m.length for v, m in r.models.items() if m.length is not None} for s, r in suites.items()}
+    shown = {s: models for s, models in shown.items() if models}
+    if not shown:
+        return []
+    variants = list(dict.fromkeys(v for models in shown.values() for v in models))
+    out = []
+    for key, title in LENGTH_MEASURES:
+        def header(s):
+            first = next(iter(shown[s].values()))
+            if key == "controlled":
+                return f"{s} (n={first['controlled']['n']}, ={first['equal_length']['n']})"
+            return f"{s} (n={first[key]['n']})"
+        rows = [[name(v), *("—" if v not in shown[s] else cell(shown[s][v][key]["estimate"], shown[s][v][key]["ci_low"],
+                                                             shown[s][v][key]["ci_high"]) for s in shown)]
+                for v in variants]
+        out.append((title, ["reward model", *(header(s) for s in shown)], rows))
+    return out
+
+
+def length_markdown(suites: dict, name) -> str:
+    """LENGTH_NOTE and length_tables as markdown; empty without lengths."""
+    tables = length_tables(suites, name)
+    return "\n\n".join([LENGTH_NOTE, *(f"{title}:\n\n{markdown_table(h, rows)}" for title, h, rows in tables)]
+                       ) if tables else ""
