@@ -40,9 +40,9 @@ def commit(root: Path, message: str) -> None:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)
 
 
-def repro(root: Path, env=None, **fetch) -> subprocess.CompletedProcess:
-    """`dvc repro fetch` with params.yaml's fetch section updated by `fetch`."""
-    (root / "params.yaml").write_text(yaml.safe_dump(repo_params(fetch=fetch), sort_keys=False))
+def repro(root: Path, env=None, sections=None, **fetch) -> subprocess.CompletedProcess:
+    """`dvc repro fetch` with params.yaml's fetch section updated by `fetch` (and other sections by `sections`)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(repo_params(fetch=fetch, **(sections or {})), sort_keys=False))
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     environment.pop("DVC_ROOT", None)
     environment.pop("MLFLOW_TRACKING_URI", None)
@@ -171,6 +171,56 @@ def test_a_local_folder_as_source_hf_must_be_fetch_path_so_dvc_tracks_it(clone):
     write_jsonl(clone / "local-hf" / "train.jsonl", items[:35])
     result = repro(clone, source="hf", hf_dataset="local-hf", path="local-hf")
     assert "Running stage 'fetch'" in result.stdout and summary(clone)["rows_read"] == 35, result.stdout[-3000:]
+
+
+# Inputs params.yaml names that check_params refuses (music_rm/core/check.py), before DVC removes any output
+BAD_INPUTS = {
+    "a file that exists nowhere": (
+        {"fetch": {"source": "path", "path": "nowhere.jsonl"}},
+        "fetch.path: 'nowhere.jsonl': no such file or folder, and no stage writes it"),
+    "fetch.path missing while the source is embedded (fetch depends on it whatever the source)": (
+        {"fetch": {"path": "gone.jsonl"}},
+        "fetch.path: 'gone.jsonl': no such file or folder, and no stage writes it (fetch's DVC dependency whatever "
+        "fetch.source: name a file that exists)"),
+    "a pairs file of a variant": (
+        {"train": {"variants": {"mine": {"pairs": "data/mine.jsonl"}}}},
+        "train.variants.mine.pairs: 'data/mine.jsonl': no such file or folder, and no stage writes it"),
+    "an unset key variable": (
+        {"simulate": {"backend": "openai", "openai": {"api_key_env": "MUSIC_TEST_UNSET_KEY"}}},
+        "simulate.openai.api_key_env: the environment variable MUSIC_TEST_UNSET_KEY is not set"),
+    "a vLLM Python that does not exist": (
+        {"simulate": {"backend": "openai", "openai": {"start_vllm": True, "api_key_env": None}, "vllm": {"python": "nowhere/bin/python"}}},
+        "simulate.vllm.python: 'nowhere/bin/python': no such file (`make vllm` builds .venv-vllm)"),
+    "a global batch that does not divide over the processes": (
+        {"train": {"accelerate_config": "configs/accelerate/cpu_ddp.yaml", "config": {"global_batch_size": 24}}},
+        "train.config.global_batch_size: 24 is not a multiple of batch_size × processes = 8 × 2"),
+    "a RewardBench Hub source on a local folder DVC does not track": (
+        {"reward_bench": {"sources": {"mine": {"kind": "hf", "hf_dataset": "local-hf", "hf_revision": "main",
+                                               "hf_split": "train", "path": "stages/reward_bench.py"}}}},
+        "reward_bench.sources.mine.hf_dataset: 'local-hf' is a local folder, which DVC tracks only as "
+        "reward_bench.sources.mine.path (its stage's dependency): set reward_bench.sources.mine.path to the same "
+        "folder, so that editing its files reruns its stage"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_check_params_refuses_the_inputs_a_later_stage_would_fail_on_before_dvc_touches_an_output(clone, case):
+    """Each through `dvc repro fetch`: check_params refuses it in one line, DVC runs no other stage."""
+    sections, message = BAD_INPUTS[case]
+    (clone / "local-hf").mkdir(exist_ok=True)
+    before = outputs(clone)
+    assert "MUSIC_TEST_UNSET_KEY" not in os.environ
+    result = repro(clone, sections={k: v for k, v in sections.items() if k != "fetch"},
+                   **sections.get("fetch", {}))
+    assert refusal(result) == f"Error: params.yaml: {message}"
+    assert "failed to reproduce 'check_params'" in result.stderr and "Running stage 'fetch'" not in result.stdout
+    assert outputs(clone) == before
+
+
+def test_check_params_lets_through_an_input_a_stage_writes(clone):
+    """A judge pair set that contrast writes does not exist before the pipeline runs: no refusal."""
+    result = repro(clone, sections={"judge": {"pair_sets": {"music": "data/contrast/test.jsonl"}}})
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def closed_port() -> int:
