@@ -43,7 +43,7 @@ def main(source, params_path, models, out):
          stage_run(stage, params, inputs=[models] + ([s.path] if s.kind == "file" else []),
                    environment_file=out / name / "environment.json"):
         remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
-        items, skipped, resolved = bench.load(s, p.on_invalid)
+        items, skipped, resolved = bench.load(name, s, p.on_invalid)
         items = draw(items, p.limit, p.seed)
         items.sort(key=lambda item: (item.subset, item.source_id))  # the records' order: intervals recompute
         rewards = {}

@@ -36,7 +36,7 @@ def test_reward_bench_2_loads_the_same_items_from_a_file_and_a_dataset_folder(tm
     folder = benchmark_files.write_all(tmp_path)["reward_bench_2"]
     from_file, skipped = reward_bench_2.load_local(str(jsonl(tmp_path / "rb2.jsonl",
                                                              benchmark_files.reward_bench_2_rows())), "fail")
-    from_hub, _, resolved = reward_bench_2.load_hub(str(folder), "main", "test", "fail")
+    from_hub, _, resolved = reward_bench_2.load_hub(str(folder), "main", "test", "fail", "rb2")
     assert from_file == from_hub and not skipped and resolved == f"local:{folder}"
     ties = [i for i in from_file if i.subset == "Ties"]
     assert [(i.source_id, i.correct, len(i.answers), i.cluster) for i in ties] == [

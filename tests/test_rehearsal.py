@@ -20,7 +20,7 @@ from tests.vllm_env import tagged_processes, vllm_python
 SWAPPED = {
     "model ids": ["base.source", "base.model_id", "simulate.openai.model", "simulate.vllm.model",
                   "judge.openai.model"],
-    "data sources (local files for the Hub)": ["fetch.hf_dataset", "fetch.hf_split", "fetch.format",
+    "data sources (local files for the Hub)": ["fetch.hf_dataset", "fetch.path", "fetch.hf_split", "fetch.format",
                                                "best_of_n.prompt_sets", "mt_bench.sources",
                                                "reward_bench.sources"],
     "endpoints (local servers for remote APIs)": ["simulate.openai.base_url", "simulate.vllm.python",

@@ -62,7 +62,7 @@ def test_a_reward_bench_file_and_a_dataset_folder_load_the_same_pairs(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / "data" / "filtered-00000-of-00001.parquet")
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     from_file = load_local(str(tmp_path / "rows.jsonl"), "reward_bench")
-    from_hub, resolved = load_hub(str(tmp_path / "hub"), "main", "filtered")
+    from_hub, resolved = load_hub(str(tmp_path / "hub"), "main", "filtered", "hub")
     assert from_file == from_hub and resolved == "local:" + str(tmp_path / "hub")
     assert [p["subset"] for p in from_file] == ["llmbar-natural", "hep-go", "donotanswer"]
     assert from_file[0]["chosen"] == [{"role": "user", "content": "Question 0?"},

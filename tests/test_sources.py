@@ -136,8 +136,8 @@ def test_a_folder_that_is_no_dataset_is_refused_in_one_line_naming_what_it_holds
     (folder / "state.json").unlink()
     with pytest.raises(InputError) as e:
         fetch(params(source="path", path=str(folder)))
-    assert str(e.value) == (f"{folder}: is a folder (holds data-00000-of-00001.arrow); name a .jsonl, .json or "
-                            ".parquet file in it, or a folder written by datasets' save_to_disk")
+    assert str(e.value) == (f"{folder}: a folder with no .jsonl, .json or .parquet file, and no folder that datasets' "
+                            "save_to_disk wrote (holds data-00000-of-00001.arrow)")
 
 
 def test_a_split_that_leaves_train_or_test_empty_is_an_error(tmp_path):
@@ -149,3 +149,53 @@ def test_a_split_that_leaves_train_or_test_empty_is_an_error(tmp_path):
     assert str(e.value) == (f"{path}: the split by prompt leaves train empty (pairs kept: 1, distinct prompts: 1, "
                             "fetch.test_fraction: 0.3); fetch more pairs with distinct prompts, or change "
                             "fetch.test_fraction")
+
+
+def test_hh_transcripts_with_crlf_line_ends_read_as_with_lf(shared, tmp_path):
+    with gzip.open(shared / "hh_rlhf" / "helpful-base" / "test.jsonl.gz", "rt", encoding="utf-8") as f:
+        raw = [json.loads(next(f)) for _ in range(30)]
+    crlf = [{k: v.replace("\n", "\r\n") for k, v in r.items()} for r in raw]
+    assert all(r["chosen"].startswith("\r\n\r\nHuman: ") for r in crlf)
+    lf = fetch(params(source="path", path=str(write_jsonl(tmp_path / "lf.jsonl", raw)), format="hh", on_invalid="skip"))
+    got = fetch(params(source="path", path=str(write_jsonl(tmp_path / "crlf.jsonl", crlf)), format="hh",
+                       on_invalid="skip"))
+    assert got[:2] == lf[:2] and got[2]["rows_kept"] == lf[2]["rows_kept"] >= 25
+
+
+def test_a_folder_of_shards_is_read_whole_and_by_the_split_its_paths_name(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train, test, _ = fetch(params())
+    mixed = [r for i, r in enumerate(train) for r in [r] + test[i // 4: i // 4 + 1] * (i % 4 == 0)]
+    items = [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in mixed]  # each slice holds both splits
+
+    def layout(folder, files):
+        for name, part in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".parquet"):
+                pq.write_table(pa.Table.from_pylist(part), folder / name)
+            else:
+                write_jsonl(folder / name, part)
+        return folder
+
+    hub = layout(tmp_path / "hub", {"data/train-00000-of-00002.parquet": items[:20],
+                                    "data/train-00001-of-00002.parquet": items[20:40],
+                                    "data/test-00000-of-00001.parquet": items[40:]})
+    assert fetch(params(source="path", path=str(hub)))[2]["rows_read"] == 40
+    assert fetch(params(source="path", path=str(hub), hf_split="test"))[2]["rows_read"] == len(items) - 40
+    with pytest.raises(InputError, match=r"its files hold the splits \['test', 'train'\], not 'dev'"):
+        fetch(params(source="path", path=str(hub), hf_split="dev"))
+    folders = layout(tmp_path / "by-folder", {"train/0000.jsonl": items[:30], "test/0000.jsonl": items[30:]})
+    assert fetch(params(source="path", path=str(folders)))[2]["rows_read"] == 30
+    prefs = layout(tmp_path / "prefs", {"data/train_prefs-00000-of-00001.parquet": items[:50],
+                                        "data/test_prefs-00000-of-00001.parquet": items[50:]})
+    assert fetch(params(source="path", path=str(prefs), hf_split="train_prefs"))[2]["rows_read"] == 50
+    plain = layout(tmp_path / "parts", {"part-000.jsonl": items[:10], "part-001.jsonl": items[10:]})
+    _, _, summary = fetch(params(source="path", path=str(plain)))
+    assert summary["rows_read"] == len(items) and summary["origin"] == f"{plain} (2 files)"
+    bad = items[:12] + [{"chosen": items[0]["chosen"]}]
+    layout(plain, {"part-001.jsonl": bad})
+    with pytest.raises(InputError) as e:
+        fetch(params(source="path", path=str(plain)))
+    assert str(e.value) == f"{plain / 'part-001.jsonl'}: row 13: field 'rejected': missing"  # the shard and its row

@@ -13,6 +13,7 @@ import click
 from . import paths
 from .disk import disk_space
 from .errors import InputError, ParamsError, StageFailure
+from .outputs import restore_removed_outputs
 from .secrets import RedactingFormatter, redact
 
 
@@ -21,6 +22,8 @@ def _redacted_traceback(kind, value, tb):
 
 
 def clean_errors(fn):
+    """Bad input, bad params, a service that gave up or a full disk as one line and exit 1; and, run by DVC, a stage
+    that fails in any way puts back the earlier outputs DVC removed before running it (core/outputs.py)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         sys.excepthook = _redacted_traceback  # a bug's traceback, too, shows no secret
@@ -28,7 +31,11 @@ def clean_errors(fn):
             with disk_space(Path.cwd(), "free space there and rerun"):  # a full disk no writer named (the MLflow store)
                 return fn(*args, **kwargs)
         except (InputError, ParamsError, StageFailure) as e:
+            restore_removed_outputs()
             raise click.ClickException(str(e)) from None  # redacted as it was made (core/errors.py)
+        except BaseException:
+            restore_removed_outputs()
+            raise
 
     return wrapper
 

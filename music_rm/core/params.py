@@ -96,21 +96,28 @@ class FetchParams(Section):
         description="embedded: the seed set in music_rm/data/seeds | path: the file `path` | hf: `hf_dataset` from the"
                     " Hub")
     path: str = Field(
-        description="The data file read when source is path (.jsonl, .json or .parquet, each optionally .gz)")
+        description="The data read when source is path: a .jsonl, .json or .parquet file (each optionally .gz), or a "
+                    "folder of them (read whole, by split where the paths name splits); fetch's DVC dependency, so "
+                    "also a local folder read as source hf")
     format: Literal["auto", "schema", "hh", "trl_prompt", "trl_conversational", "ultrafeedback_binarized",
                     "sharegpt"] = Field(
         description="Row format (data/formats.py): auto (detected, named in summary.json) | schema | hh | trl_prompt |"
                     " trl_conversational | ultrafeedback_binarized | sharegpt")
-    hf_dataset: str = Field(description="Hub dataset id (read when source is hf)")
+    hf_dataset: str = Field(
+        description="Hub dataset id (read when source is hf), or a local folder datasets.load_dataset reads (then "
+                    "fetch.path names it too)")
     hf_revision: str = Field(
         description="Hub dataset revision; the commit the Hub resolved is recorded in data/fetch/summary.json")
     hf_split: str = Field(
-        description="Dataset split: of the Hub dataset, or of a DatasetDict folder written by save_to_disk (as path"
-                    " or hf_dataset)")
+        description="Dataset split: of the Hub dataset, of a DatasetDict folder written by save_to_disk, or of a "
+                    "folder whose file paths name splits (data/train-00000-of-00002.parquet)")
     limit: PositiveInt | None = Field(description="Keep only the first N rows; null: all")
-    test_fraction: Fraction = Field(description="Share of prompts (by hash) held out for eval")
+    test_fraction: Fraction = Field(
+        description="Share of prompts (by hash) held out for eval; prompts equal once normalised (whitespace, Unicode "
+                    "form, system message) share a split")
     on_invalid: Literal["fail", "skip"] = Field(
-        description="fail: stop at the first bad row | skip: count it and go on")
+        description="fail: stop at the first bad row (or label-swapped pair) | skip: count it and go on (both rows "
+                    "of a label-swapped pair)")
     max_message_chars: PositiveInt = Field(description="A row with a longer message is a bad row")
 
 

@@ -143,14 +143,34 @@ def prompt_hash(messages: list[dict]) -> str:
     return canonical_hash(prompt_of(messages))
 
 
+def normal_text(text: str) -> str:
+    """`text` in Unicode NFKC, without format characters (zero-width spaces, joiners, byte order marks: category
+    Cf), with each run of whitespace as one space and none at either end."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+    return " ".join(text.split())
+
+
+def normal_form(messages: list[dict]) -> list[dict]:
+    """A conversation as near-duplicates share it: system messages dropped, each content as `normal_text`."""
+    return [{"role": m["role"], "content": normal_text(m["content"])} for m in messages if m["role"] != "system"]
+
+
+def prompt_key(messages: list[dict]) -> str:
+    """What fetch's split keys on: a hash of the normalised prompt (`normal_form` of `prompt_of`), so that the same
+    prompt with other whitespace, another Unicode form or a system message added lands in the same split. A prompt
+    already in normal form without a system message has its `prompt_hash`."""
+    return canonical_hash(normal_form(prompt_of(messages)))
+
+
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 
 
 def from_hh(text: str, field: str) -> list[dict]:
-    """Anthropic HH-RLHF's "\\n\\nHuman: … \\n\\nAssistant: …" string as messages."""
+    """Anthropic HH-RLHF's "\\n\\nHuman: … \\n\\nAssistant: …" string as messages; Windows (CRLF) and old Mac (CR)
+    line ends read as \\n."""
     if not isinstance(text, str):
         raise SchemaError(field, f"expected an HH string, got {type(text).__name__}")
-    parts = _HH_TURN.split(text)
+    parts = _HH_TURN.split(text.replace("\r\n", "\n").replace("\r", "\n"))
     if parts[0].strip():
         raise SchemaError(field, "text before the first 'Human:' turn")
     roles = {"Human": "user", "Assistant": "assistant"}

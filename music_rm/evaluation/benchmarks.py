@@ -17,7 +17,7 @@ from .records import LONGER_ANSWER
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One format. `load(source, on_invalid)`: (items, rows skipped by reason, the Hub commit or None);
+    """One format. `load(name, source, on_invalid)`: (items, rows skipped by reason, the Hub commit or None);
     `evaluate(items, rewards, name, seed, variants, compare, resamples, bootstrap_seed)`: (records, metrics);
     `headline(metrics)`: what the pipeline run carries; `report(name, metrics)`: report.md."""
     title: str
@@ -37,9 +37,9 @@ def _item(pair: dict) -> Item:
                 (pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]), 1, pair["source_id"])
 
 
-def _load_reward_bench(source, on_invalid: str):
+def _load_reward_bench(name: str, source, on_invalid: str):
     """RewardBench's and LLMBar's rows (a bad row stops the stage: on_invalid is not read for them)."""
-    pairs, resolved = reward_bench.load_source(source)
+    pairs, resolved = reward_bench.load_source(name, source)
     return [_item(p) for p in pairs], Counter(), resolved
 
 
@@ -57,10 +57,10 @@ def _report_reward_bench(name: str, metrics: dict) -> str:
 
 
 def _candidates(module, title: str) -> Benchmark:
-    def load(source, on_invalid):
+    def load(name, source, on_invalid):
         if source.kind == "file":
             return (*module.load_local(source.path, on_invalid), None)
-        return module.load_hub(source.hf_dataset, source.hf_revision, source.hf_split, on_invalid)
+        return module.load_hub(source.hf_dataset, source.hf_revision, source.hf_split, on_invalid, name)
 
     def evaluate(items, rewards, name, seed, variants, compare, resamples, bootstrap_seed):
         rows = module.records(items, rewards, name, seed)

@@ -151,9 +151,12 @@ def load_files(path: str, parse, on_invalid: str, key, pattern: str = "*") -> tu
     return _loaded(items, skipped, path, key)
 
 
-def load_dataset(dataset: str, revision: str, split: str, parse, on_invalid: str, key) -> tuple[list[Item], Counter, str]:
-    """Items of a Hub dataset (or a local dataset folder) through `datasets`, the rows skipped, the commit resolved."""
-    rows, resolved = read_hf(dataset, revision, split, None)
+def load_dataset(dataset: str, revision: str, split: str, parse, on_invalid: str, key,
+                 source: str) -> tuple[list[Item], Counter, str]:
+    """Items of a Hub dataset (or a local dataset folder) through `datasets`, the rows skipped, the commit resolved;
+    `source`: its key in reward_bench.sources, as a Hub failure names it."""
+    rows, resolved = read_hf(dataset, revision, split, None, f"reward_bench.sources.{source}.hf_dataset",
+                             "a source of kind file")
     origin = f"{dataset}@{revision}:{split}"
     return (*_loaded(*parse_rows(rows, origin, parse, on_invalid), origin, key), resolved)
 

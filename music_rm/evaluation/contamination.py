@@ -77,7 +77,7 @@ def suite_items(params: Params, heldout: list[dict], trees: list[dict]) -> tuple
         by_question = {qid: messages for (_, qid), messages in conversations.items()}  # every model's: one question
         suites[f"mt_bench/{name}"] = [[user_texts(messages)] for _, messages in sorted(by_question.items())]
     for name, s in params.reward_bench.sources.items():
-        items = BENCHMARKS[s.format].load(s, params.reward_bench.on_invalid)[0]
+        items = BENCHMARKS[s.format].load(name, s, params.reward_bench.on_invalid)[0]
         suites[f"reward_bench/{name}"] = [[user_texts(*item.conversations())] for item in items]
     return suites, skipped
 

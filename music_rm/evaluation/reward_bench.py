@@ -117,18 +117,20 @@ def load_local(path: str, fmt: str) -> list[dict]:
     return [pair for f in files for pair in from_reward_bench(read_rows(f), f)]
 
 
-def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
-    """Pairs of the Hub dataset (or a local dataset folder `datasets` can load) and the commit it resolved."""
-    rows, resolved = read_hf(dataset, revision, split, None)
+def load_hub(dataset: str, revision: str, split: str, source: str) -> tuple[list[dict], str]:
+    """Pairs of the Hub dataset (or a local dataset folder `datasets` can load) and the commit it resolved; `source`:
+    its key in reward_bench.sources, as a Hub failure names it."""
+    rows, resolved = read_hf(dataset, revision, split, None, f"reward_bench.sources.{source}.hf_dataset",
+                             "a source of kind file")
     return from_reward_bench(rows, f"{dataset}@{revision}:{split}"), resolved
 
 
-def load_source(source) -> tuple[list[dict], str | None]:
+def load_source(name: str, source) -> tuple[list[dict], str | None]:
     """Pairs of one of reward_bench.sources, read as its `kind` says, and the commit a Hub dataset resolved (None
     for a local file): the RewardBench and LLMBar formats of benchmarks.BENCHMARKS."""
     if source.kind == "file":
         return load_local(source.path, source.format), None
-    return load_hub(source.hf_dataset, source.hf_revision, source.hf_split)
+    return load_hub(source.hf_dataset, source.hf_revision, source.hf_split, name)
 
 
 def scores(subsets: dict[str, Arm], resamples: int, seed: int) -> dict:

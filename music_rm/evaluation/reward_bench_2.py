@@ -98,9 +98,10 @@ def load_local(path: str, on_invalid: str) -> tuple[list[Item], Counter]:
     return load_files(path, parse, on_invalid, _key)
 
 
-def load_hub(dataset: str, revision: str, split: str, on_invalid: str) -> tuple[list[Item], Counter, str]:
+def load_hub(dataset: str, revision: str, split: str, on_invalid: str,
+             source: str) -> tuple[list[Item], Counter, str]:
     """Items of the Hub dataset (or a local dataset folder), and the commit it resolved."""
-    return load_dataset(dataset, revision, split, parse, on_invalid, _key)
+    return load_dataset(dataset, revision, split, parse, on_invalid, _key, source)
 
 
 def best_of_result(scores) -> float:

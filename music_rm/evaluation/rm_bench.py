@@ -69,8 +69,9 @@ def load_local(path: str, on_invalid: str) -> tuple[list[Item], Counter]:
     return load_files(path, parse, on_invalid, lambda item: item.source_id)
 
 
-def load_hub(dataset: str, revision: str, split: str, on_invalid: str) -> tuple[list[Item], Counter, str]:
-    return load_dataset(dataset, revision, split, parse, on_invalid, lambda item: item.source_id)
+def load_hub(dataset: str, revision: str, split: str, on_invalid: str,
+             source: str) -> tuple[list[Item], Counter, str]:
+    return load_dataset(dataset, revision, split, parse, on_invalid, lambda item: item.source_id, source)
 
 
 def matrix(rewards) -> np.ndarray:
