@@ -67,7 +67,11 @@ def built(tmp_path_factory, tiny_model):
     originals[0]["chosen"][0]["content"] = originals[0]["rejected"][0]["content"] = COPIED
     write_jsonl(root / "data/fetch/train.jsonl", originals)
     write_jsonl(root / "data/fetch/test.jsonl", [sided("h0", 1), sided("h1", -1)])
-    write_jsonl(root / "data/simulate/trees.jsonl", length_trees())  # MUSIC pairs: chosen longer in 3 of 4
+    trees = length_trees()  # MUSIC pairs: chosen longer in 3 of 4
+    for message in trees[-1]["chosen"] + trees[-1]["rejected"]:  # the held-out tree: words of its own
+        if message["role"] == "user":
+            message["content"] = f"held out {message['content']}"
+    write_jsonl(root / "data/simulate/trees.jsonl", trees)
     stand_in(root, "data/base_model/environment.json", "data/fetch/environment.json", "data/fetch/summary.json",
              "data/simulate/sample.md", "data/simulate/environment.json", "data/simulate/summary.json")
     run(["dvc", "repro", "check_params"], root)

@@ -196,7 +196,8 @@ BAD_INPUTS = {
         "train.config.global_batch_size: 24 is not a multiple of batch_size × processes = 8 × 2"),
     "a RewardBench Hub source on a local folder DVC does not track": (
         {"reward_bench": {"sources": {"mine": {"kind": "hf", "hf_dataset": "local-hf", "hf_revision": "main",
-                                               "hf_split": "train", "path": "stages/reward_bench.py"}}}},
+                                               "hf_split": "train", "format": "reward_bench",
+                                               "path": "stages/reward_bench.py"}}}},
         "reward_bench.sources.mine.hf_dataset: 'local-hf' is a local folder, which DVC tracks only as "
         "reward_bench.sources.mine.path (its stage's dependency): set reward_bench.sources.mine.path to the same "
         "folder, so that editing its files reruns its stage"),
