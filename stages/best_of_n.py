@@ -20,6 +20,7 @@ from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.method.simulate import TreeBuilder
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("best_of_n.prompt_sets.{set}", "best_of_n.turns", "best_of_n.n", "best_of_n.variants", "best_of_n.reference",
@@ -50,6 +51,7 @@ def main(set_name, params_path, model, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"best_of_n@{set_name}", params, inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code
         def reward_fn(variant):

@@ -1,12 +1,16 @@
-"""Stage check_params: params.yaml checked whole, before any other stage runs. DVC interpolates params into stage
-names, paths and the shell commands it runs (`--variant ${item.variant}`), so a bad name must be refused before
-DVC runs any command: every other stage depends on this stage's output, so DVC runs it first and stops when it
-fails. The output's text never changes, so a params change reruns only the stages that read the params changed."""
+"""Stage check_params: params.yaml checked whole, and the inputs it names, before any other stage runs. Every other
+stage depends on this stage's output, so DVC runs it first and stops when it fails, before it runs any other
+command or removes any other stage's outputs (DVC removes a stage's outputs before running it: docs/pipeline.md, A
+refusal leaves the outputs in place). That matters twice: DVC interpolates params into stage names, paths and the
+shell commands it runs (`--variant ${item.variant}`), so a bad name must be refused before any command; and a stage
+that refused its params itself would already have lost its earlier outputs. The output's text never changes, so a
+params change reruns only the stages that read the params changed."""
 from pathlib import Path
 
 import click
 
 from music_rm.core import paths
+from music_rm.core.check import check_inputs
 from music_rm.core.cli import HELP, clean_errors, params_option
 from music_rm.core.io import write_text
 from music_rm.core.params import load_params
@@ -21,10 +25,10 @@ PARAMS = ()
               help="The file that stands for a checked params.yaml (its text is always the same).")
 @clean_errors
 def main(params_path, out):
-    """Check params.yaml whole (types, ranges, names) before DVC runs any other stage's command."""
-    load_params(params_path, packages=False)
-    write_text(out, "checked whole by the params model (music_rm/core/params.py)\n")
-    click.echo(f"check_params: {params_path} is valid")
+    """Check params.yaml whole (types, ranges, names) and the inputs it names before DVC runs any other stage."""
+    check_inputs(load_params(params_path, packages=False), params_path)
+    write_text(out, "checked whole by the params model (music_rm/core/params.py) and music_rm/core/check.py\n")
+    click.echo(f"check_params: {params_path} and the inputs it names are valid")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
-from music_rm.core.io import read_jsonl, write_json, write_jsonl
+from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
@@ -23,13 +23,16 @@ PARAMS = ("contrast", "train.config.max_length", "train.config.truncation", "tra
               help="The original train pairs.")
 @click.option("--reserve", default=f"{paths.FETCH}/reserve.jsonl", show_default=True, type=click.Path(path_type=Path),
               help="Original pairs in reserve (fetch.reserve_fraction): the diversity-matched control's.")
+@click.option("--left-out", default=f"{paths.DECONTAMINATE}/dropped.json", show_default=True,
+              type=click.Path(path_type=Path),
+              help="The training items to leave out (decontaminate's: none unless decontaminate.drop).")
 @click.option("--model", default=paths.BASE_MODEL, show_default=True, type=click.Path(path_type=Path),
               help="The base model folder: its chat template counts the tokens of each pair, as training does.")
 @click.option("--out", default=paths.CONTRAST, show_default=True, type=click.Path(path_type=Path),
               help="Folder for the pair files and summary.json.")
 @clean_errors
 @logged
-def main(params_path, trees, original, reserve, model, out):
+def main(params_path, trees, original, reserve, left_out, model, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets, the control (one draw
     per training seed, volume_matched/seed-<seed>.jsonl) and the control arms (offtopic, style, diversity_matched,
     related)."""
@@ -38,10 +41,11 @@ def main(params_path, trees, original, reserve, model, out):
     cfg = params.train.config
     seeds = params.train.seeds
     with committed_outputs(out) as out, \
-         stage_run("contrast", params, inputs=[trees, original, reserve, model],
+         stage_run("contrast", params, inputs=[trees, original, reserve, left_out, model],
                    environment_file=out / "environment.json"):
         sets, draws, lengths, arms = contrast(read_jsonl(original), read_jsonl(trees), p.turns, seeds, str(model),
-                                              cfg.max_length, cfg.truncation, p.min_relatedness, read_jsonl(reserve),
+                                              cfg.max_length, cfg.truncation, p.min_relatedness, p.length_balance,
+                                              p.balance_seed, read_json(left_out), read_jsonl(reserve),
                                               p.related_only)
         for name, rows in sets.items():
             write_jsonl(out / f"{name}.jsonl", rows)
@@ -61,6 +65,22 @@ def main(params_path, trees, original, reserve, model, out):
                + ", ".join(f"{k}: {c['fit']}/{c['pairs']}" for k, c in lengths["music_by_k"].items())
                + f"; volume-matched control: {summary['pairs_train_volume_matched']} pairs, drawn once per training "
                  f"seed ({len(seeds)})")
+    shares, first = lengths["chosen_longer"], seeds[0]
+    click.echo("contrast: chosen answer longer (equal lengths ½), before -> after contrast.length_balance "
+               f"({str(p.length_balance).lower()}): " + "; ".join(
+                   f"{label} {shares[name]['before']['share']} of {shares[name]['before']['pairs']} -> "
+                   f"{shares[name]['after']['share']} of {shares[name]['after']['pairs']}" for name, label in
+                   (("original", "original pairs"), ("train", "MUSIC pairs"),
+                    ("train_with_original", "original + MUSIC")))
+               + f"; volume_matched seed {first}: {shares['volume_matched'][first]['share']} of "
+                 f"{shares['volume_matched'][first]['pairs']}")
+    left, reserve_left = lengths["decontaminated"], lengths["arms"]["diversity_matched"]["reserve_left_out"]
+    if any(left.values()):
+        click.echo(f"contrast: left out as overlapping an evaluation suite (decontaminate.drop): "
+                   f"{left['original_pairs']} original train pairs, {left['music_trees']} MUSIC train trees")
+    if reserve_left:
+        click.echo(f"contrast: left out of the reserve (the diversity-matched arm's) by decontaminate.drop: "
+                   f"{reserve_left} pairs")
     kept = lengths["relatedness"]
     click.echo(f"contrast: train trees whose hidden instructions have relatedness >= {kept['min']}: {kept['kept']} kept, "
                f"{kept['dropped']} dropped, of {kept['train_trees']}")

@@ -14,6 +14,7 @@ from music_rm.data.conversation import read_pairs
 from music_rm.data.lengths import pairs_truncated
 from music_rm.evaluation.heldout import PLOTS, evaluate, headline, music_suites, score_models, write_outputs
 from music_rm.reward.curve import read_curve
+from music_rm.reward.stale import remove_stale
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("eval", "train.variants", "train.seeds", "contrast.turns")
@@ -41,6 +42,7 @@ def main(params_path, models, original, music, curves, out):
     with committed_outputs(out) as out, \
          stage_run("eval", params, inputs=[models, original, music],
                    environment_file=out / "environment.json") as mlflow:
+        remove_stale(params.train, models, curves)  # what a removed variant or seed left: DVC hashes these folders
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         margins, rewards = score_models({m: str(paths.reward_model(models, *m)) for m in models_by}, suites,
                                         p.batch_size, p.max_length, p.cpu_dtype, p.cache)

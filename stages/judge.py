@@ -16,6 +16,7 @@ from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("judge.pair_sets.{set}", "judge.backend", "judge.dtype", "judge.batch_size", "judge.vllm", "judge.openai",
@@ -43,6 +44,7 @@ def main(set_name, params_path, judge_model, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"judge@{set_name}", params, inputs=[pairs_path, judge_model, models],
                    environment_file=out / set_name / "environment.json"):
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         pairs = read_pairs(pairs_path)[: p.limit]
         # A vLLM judge (or the vLLM server the stage started) gives its GPUs back before the reward models load.
         with Generator(make_backend(p, str(judge_model), params.base.trust_remote_code),

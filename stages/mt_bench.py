@@ -12,6 +12,7 @@ from music_rm.core.tracking import log_results, stage_run
 from music_rm.evaluation.mt_bench import headline, load, records, results, score_conversations, table, truncated_shares
 from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("mt_bench.batch_size", "mt_bench.max_length", "mt_bench.bootstrap_resamples", "mt_bench.seed",
@@ -36,6 +37,7 @@ def main(source, params_path, models, out):
     with committed_outputs(out) as out, \
          stage_run(f"mt_bench@{source}", params, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
                    environment_file=out / source / "environment.json"):
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4, p.limit, p.seed)
         rewards, truncated = {}, None
         for variant in params.train.variants:

@@ -1,4 +1,5 @@
-"""Stage reward_bench@<source>: every reward-model variant on a RewardBench source."""
+"""Stage reward_bench@<source>: every reward-model variant on a benchmark source (RewardBench, LLMBar, RewardBench 2,
+RM-Bench, RMB)."""
 from pathlib import Path
 
 import click
@@ -9,17 +10,18 @@ from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
+from music_rm.data.lengths import conversations_truncated
+from music_rm.data.prompts import draw
+from music_rm.evaluation.benchmarks import BENCHMARKS, subset_counts
+from music_rm.evaluation.candidates import score_items
 from music_rm.evaluation.records import write_records
 from music_rm.evaluation.report import truncated_line
-from music_rm.data.lengths import pairs_truncated
-from music_rm.data.prompts import draw
-from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_hub, load_local, records, results,
-                                              subset_counts, table)
 from music_rm.reward.model import load_reward_model
+from music_rm.reward.stale import remove_stale
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("reward_bench.batch_size", "reward_bench.max_length", "reward_bench.bootstrap_resamples", "reward_bench.seed",
-          "reward_bench.limit", "reward_bench.sources.{source}",
+          "reward_bench.limit", "reward_bench.on_invalid", "reward_bench.sources.{source}",
           "eval.cpu_dtype", "eval.cache", "eval.compare", "train.variants", "train.seeds")
 
 
@@ -32,39 +34,38 @@ PARAMS = ("reward_bench.batch_size", "reward_bench.max_length", "reward_bench.bo
 @clean_errors
 @logged
 def main(source, params_path, models, out):
-    """Section scores of every variant on a RewardBench source (a local copy or a Hugging Face dataset)."""
+    """Scores of every variant on a benchmark source (a local copy or a Hugging Face dataset), as its upstream
+    computes them, with the per-item records."""
     params = load_params(params_path).for_stage(PARAMS, source=source)
     seed = params.train.seeds[0]  # the one training seed scored here
     p = params.reward_bench
     s, name, stage = p.sources[source], source, f"reward_bench@{source}"
+    bench = BENCHMARKS[s.format]
     with committed_outputs(out) as out, \
          stage_run(stage, params, inputs=[models] + ([s.path] if s.kind == "file" else []),
                    environment_file=out / name / "environment.json"):
-        if s.kind == "file":
-            pairs, resolved = load_local(s.path, s.format), None
-        else:
-            pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
-        pairs = draw(pairs, p.limit, p.seed)
-        pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
-        margins, truncated = {}, None
+        remove_stale(params.train, models)  # what a removed variant or seed left: DVC hashes models/rm
+        items, skipped, resolved = bench.load(name, s, p.on_invalid)
+        items = draw(items, p.limit, p.seed)
+        items.sort(key=lambda item: (item.subset, item.source_id))  # the records' order: intervals recompute
+        rewards, truncated = {}, None
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)  # other suites: the first seed
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
-                margins[variant] = rm.margins(pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
-                truncated = truncated or pairs_truncated(rm.tokenizer, pairs, p.max_length)  # one base model
-        rows = records(pairs, margins, name, seed)
-        metrics = {"pairs": len(pairs), "subsets": subset_counts(pairs), "resolved_revision": resolved,
-                   "truncated": truncated,
-                   **results(rows, params.train.variants, params.eval.compare, p.bootstrap_resamples, p.seed)}
-        report = table({**metrics["reward_models"], "longer answer wins": metrics[LONGER_ANSWER]})
+                rewards[variant] = score_items(rm, items, p.batch_size, p.max_length, f"{variant}: {bench.title}")
+                truncated = truncated or conversations_truncated(  # one base model: every variant's tokenizer
+                    rm.tokenizer, [c for item in items for c in item.conversations()], p.max_length)
+        rows, results = bench.evaluate(items, rewards, name, seed, list(params.train.variants), params.eval.compare,
+                                       p.bootstrap_resamples, p.seed)
+        metrics = {"items": len(items), "subsets": subset_counts(items), "resolved_revision": resolved,
+                   "skipped": sum(skipped.values()), "skipped_by_reason": dict(sorted(skipped.items())),
+                   "truncated": truncated, **results}
+        report = f"{bench.report(name, metrics).rstrip()}\n\nItems: {truncated_line(truncated)}\n"
         write_json(out / name / "metrics.json", metrics)
         write_records(out / name / "records.csv", rows)
-        write_text(out / name / "report.md", f"# RewardBench: {name}\n\nSection scores: accuracy per subset, "
-                   "weighted by upstream's example counts; [95% bootstrap CI]; a reward tie (equal to 6 decimals) "
-                   "counts ½ (upstream: 0). Subsets: "
-                   f"{metrics['subsets']}; {truncated_line(truncated)}\n\n{report}\n")
-        log_results(metrics, headline(metrics))
-    click.echo(f"{stage}: {len(pairs)} pairs, {truncated_line(truncated)}\n{report}")
+        write_text(out / name / "report.md", report)
+        log_results(metrics, bench.headline(metrics))
+    click.echo(f"{stage}: {len(items)} items, {truncated_line(truncated)}\n{report}")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, wri
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
 from music_rm.core.tracking import log_results, stage_run
-from music_rm.generation.backends import make_backend
+from music_rm.generation.backends import generator_provenance, make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
-from music_rm.method.simulate import (HEADLINE, TreeBuilder, message_stats, relatedness_stats, sample_markdown,
-                                      sample_prompts, split_seed)
+from music_rm.method.simulate import (HEADLINE, TreeBuilder, check_trees, message_stats, relatedness_stats,
+                                      sample_markdown, sample_prompts, split_seed)
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
 PARAMS = ("simulate", "base.trust_remote_code")
@@ -51,7 +51,8 @@ def main(params_path, data, model, out):
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, split_seed(p, split))]
         cache = GenerationCache(default_path()) if p.cache else None
         with Generator(make_backend(p, str(model), params.base.trust_remote_code), cache) as generator:
-            builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
+            builder = TreeBuilder(generator, p, model=lambda: generator_provenance(
+                p, read_json(model / "provenance.json"), generator.served_models))
             try:
                 trees = builder.build_splits(seeds)
             except DiskFull:  # its line says what the cache keeps
@@ -59,8 +60,9 @@ def main(params_path, data, model, out):
             except StageFailure as e:
                 kept = (f"kept in {default_path()}; a rerun resumes from there" if cache
                         else "not kept (simulate.cache is off)")
-                raise StageFailure(f"{e}\n{generator.model_calls} generation units finished before the failure are "
+                raise StageFailure(f"{e}; {generator.model_calls} generation units finished before the failure are "
                                    f"{kept}")
+        check_trees(trees, len(seeds), builder.dropped)
 
         summary = {
             "seed_prompts": len(seeds),
@@ -73,6 +75,7 @@ def main(params_path, data, model, out):
             "simulation_seeds": {"train": split_seed(p, "train"), "test": split_seed(p, "test")},
             "resampled": sum("resampled" in t for t in trees),  # train trees with the style control's third branch
             "unresampled_by_reason": dict(sorted(builder.unresampled.items())),
+            "cut_replies": builder.cut_replies,  # kept though cut at max_new_tokens (simulate.cut_replies: keep)
             **message_stats(trees, token_counter(model)),
             "relatedness": relatedness_stats(trees),  # hidden instruction vs the user message it replaced
         }
@@ -85,7 +88,8 @@ def main(params_path, data, model, out):
         log_results({**summary, **calls}, {k: summary[k] for k in HEADLINE})
         mlflow.log_artifact(str(out / "sample.md"))
     click.echo(f"simulate: {len(trees)} trees of {p.turns} turns from {len(seeds)} prompts "
-               f"({summary['dropped']} dropped {summary['dropped_by_reason']}), "
+               f"({summary['dropped']} dropped {summary['dropped_by_reason']}; {builder.cut_replies} replies kept "
+               f"though cut at max_new_tokens), "
                + (f"{summary['resampled']} train trees resampled, " if p.resample else "")
                + f"simulation seeds {summary['simulation_seeds']}, "
                f"{generator.model_calls} model calls ({generator.cache_hits} answered from the cache), "

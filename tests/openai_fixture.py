@@ -1,9 +1,12 @@
 """A hand-written OpenAI-compatible server on 127.0.0.1 for fault injection in tests.
 
 `faults` is consumed one entry per request: "429", "500", "400", "404", "context" (vLLM's HTTP 400 for a prompt
-over the context), "timeout", "malformed", "drop" (close the connection without a response) or "ok". When it runs out, every request is answered normally: by
+over the context), "echo" (an HTTP 400 whose body quotes the request's headers, its API key included), "timeout",
+"malformed", "drop" (close the connection without a response), "truncated" (a reply whose body stops short of its
+Content-Length), "trickle" (a whole reply sent one byte every `trickle_s`), "length" (a reply with finish_reason
+"length": cut at max_tokens) or "ok". When it runs out, every request is answered normally: by
 `reply(request body)` when given, else with a completion that names the request's last message and seed
-so tests can check what was sent.
+so tests can check what was sent. Replies report `served_model` as their model (the request's model if None).
 """
 import json
 import threading
@@ -19,10 +22,13 @@ CONTEXT_400 = (b'{"error":{"message":"This model\'s maximum context length is 20
 
 
 class FixtureServer:
-    def __init__(self, faults=(), timeout_sleep_s: float = 2.0, port: int = 0, reply=None):
+    def __init__(self, faults=(), timeout_sleep_s: float = 2.0, port: int = 0, reply=None, trickle_s: float = 1.5,
+                 served_model: str | None = None):
         self.faults = list(faults)
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.started: list[float] = []  # time.monotonic() as each request came in
+        self.trickle_s = trickle_s
         self.lock = threading.Lock()
         self.timeout_sleep_s = timeout_sleep_s
         server = self
@@ -32,8 +38,12 @@ class FixtureServer:
                 pass
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                except (ValueError, OSError, TypeError):  # a client that hung up before its request was read
+                    return
                 with server.lock:
+                    server.started.append(time.monotonic())
                     server.requests.append(body)
                     server.headers.append(dict(self.headers))
                     fault = server.faults.pop(0) if server.faults else "ok"
@@ -42,22 +52,38 @@ class FixtureServer:
                 if fault == "drop":
                     self.close_connection = True
                     return
-                if fault in ("429", "500", "400", "404", "context"):
-                    self.send_response(400 if fault == "context" else int(fault))
+                if fault in ("429", "500", "400", "404", "context", "echo"):
+                    self.send_response(400 if fault in ("context", "echo") else int(fault))
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
-                    self.wfile.write(CONTEXT_400 if fault == "context" else b'{"error": {"message": "injected"}}')
+                    self.wfile.write(CONTEXT_400 if fault == "context" else json.dumps(
+                        {"error": {"message": "bad request", "headers": dict(self.headers)}}).encode()
+                        if fault == "echo" else b'{"error": {"message": "injected"}}')
                     return
                 last = body["messages"][-1]["content"]
                 text = reply(body) if reply else f"re: {last[-30:]} #{body['seed']}"
                 payload = (b'{"choices": [' if fault == "malformed" else json.dumps({
-                    "choices": [{"message": {"role": "assistant", "content": text}}],
+                    "model": served_model or body["model"],
+                    "choices": [{"message": {"role": "assistant", "content": text},
+                                 "finish_reason": "length" if fault == "length" else "stop"}],
                     "usage": {"completion_tokens": 5}}).encode())
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if fault == "truncated":
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.close_connection = True
+                elif fault == "trickle":
+                    for i in range(len(payload)):
+                        try:
+                            self.wfile.write(payload[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client hung up
+                            return
+                        time.sleep(server.trickle_s)
+                else:
+                    self.wfile.write(payload)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

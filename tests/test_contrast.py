@@ -23,6 +23,11 @@ def tree(tid, split, turns=3):
             "rejected": rejected, "hidden": []}
 
 
+def original_pair(pid, chosen="hello", rejected="go away"):
+    return {"id": pid, "source": "x", "chosen": [m("user", f"hi {pid}"), m("assistant", chosen)],
+            "rejected": [m("user", f"hi {pid}"), m("assistant", rejected)]}
+
+
 def test_k1_is_the_classic_last_turn_contrast():
     [pair] = pairs_from_trees([tree("t", "train")], 1)
     assert pair["chosen"][:-1] == pair["rejected"][:-1]
@@ -51,7 +56,7 @@ def test_cut_counts_only_simulated_assistant_turns():
 
 
 def test_assemble_keeps_splits_apart_and_adds_originals():
-    original = [{"id": "o1"}, {"id": "o2"}]
+    original = [original_pair("o1"), original_pair("o2")]
     sets, _, _ = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2, [0], fits, 0.0)
     assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
     assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
@@ -62,7 +67,7 @@ def test_assemble_keeps_splits_apart_and_adds_originals():
 
 
 def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs():
-    originals = [{"id": f"o{i}"} for i in range(5)]
+    originals = [original_pair(f"o{i}") for i in range(5)]
     trees = [tree(f"t{i}", "train") for i in range(3)] + [tree("x", "test")]
     sets, draws, _ = assemble(originals, trees, 2, [0, 1], fits, 0.0)
     control = draws[0]
@@ -70,6 +75,9 @@ def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs()
     assert control[:5] == originals and all(p in originals for p in control)
     assert assemble(originals, trees, 2, [3, 0], fits, 0.0)[1][0] == control  # a seed's draw does not depend on the others
     assert [p["id"] for p in draws[1]] != [p["id"] for p in control]  # one draw per training seed
+
+
+NOTHING_LEFT_OUT = {"original_pairs": [], "music_trees": []}  # decontaminate's dropped.json with drop off
 
 
 def fits(pair):
@@ -93,7 +101,7 @@ def test_lengths_are_counted_per_k_and_the_control_matches_the_music_pairs_that_
     assert [outcome(p) for p in pairs_from_trees(trees, 3)] == ["dropped", "dropped", "truncated", "fit", "fit"]
     assert [outcome(p) for p in short] == ["fit"] * 3 and outcome(too_long) == "dropped"
     sets, draws, counts, _ = contrast(short + [too_long], trees, 3, [0], str(tiny_model), 80, "truncate_oldest", 0.0,
-                                      [], 0.0)
+                                      False, 0, NOTHING_LEFT_OUT, [], 0.0)
     sets["train_volume_matched"] = draws[0]
     assert counts["music_by_k"][3] == {"pairs": 4, "fit": 2, "truncated": 1, "dropped": 2}
     assert counts["music_by_k"][1] == {"pairs": 4, "fit": 4, "truncated": 1, "dropped": 0}
@@ -119,7 +127,7 @@ def test_min_relatedness_keeps_the_train_trees_whose_hidden_instructions_stay_re
     from music_rm.method.simulate import content_words
 
     trees = read_jsonl(REAL_TREES)
-    original = [{"id": f"o{i}"} for i in range(3)]
+    original = [original_pair(f"o{i}") for i in range(3)]
     first = trees[0]["hidden"][0]  # by hand: the Jaccard share of content words
     a, b = content_words(first["original"]), content_words(first["rewritten"])
     assert tree_relatedness({"hidden": [first]}, 1) == round(len(a & b) / len(a | b), 6) > 0
@@ -144,14 +152,16 @@ def test_the_contrast_stage_counts_the_trees_the_relatedness_filter_keeps(tiny_m
 
     from tests.conftest import repo_params, run_stage
 
-    original = [{"id": f"o{i}", "source": "x", "chosen": [m("user", f"hi {i}"), m("assistant", "hello")],
-                 "rejected": [m("user", f"hi {i}"), m("assistant", "go away")]} for i in range(3)]
+    original = [original_pair(f"o{i}") for i in range(3)]
     (tmp_path / "original.jsonl").write_text("".join(json.dumps(p) + "\n" for p in original))
-    (tmp_path / "reserve.jsonl").write_text("")
+    # the reserve's one pair is on decontaminate's list: the diversity-matched arm has no reserve left
+    (tmp_path / "dropped.json").write_text(json.dumps({**NOTHING_LEFT_OUT, "original_pairs": ["r0"]}))
+    (tmp_path / "reserve.jsonl").write_text(json.dumps(original_pair("r0")) + "\n")
     params = repo_params(contrast={"min_relatedness": 0.25})
     result = run_stage("contrast.py", "--trees", str(REAL_TREES), "--original", str(tmp_path / "original.jsonl"),
-                       "--reserve", str(tmp_path / "reserve.jsonl"),
-                       "--model", str(tiny_model), "--out", str(tmp_path / "out"), tmp_path=tmp_path, params=params)
+                       "--reserve", str(tmp_path / "reserve.jsonl"), "--left-out", str(tmp_path / "dropped.json"),
+                       "--model", str(tiny_model),
+                       "--out", str(tmp_path / "out"), tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     kept = summary["relatedness"]
@@ -170,6 +180,9 @@ def test_the_contrast_stage_counts_the_trees_the_relatedness_filter_keeps(tiny_m
     assert f"contrast: arm style: 3 train pairs, 3 fit (0 resampled; {kept['kept']} trees left out" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines() if line.startswith("contrast: arm")) <= 120
     assert "repeats: the reserve is short" in result.stdout
+    assert arms["diversity_matched"]["reserve"] == 0 and arms["diversity_matched"]["reserve_left_out"] == 1
+    assert "contrast: left out of the reserve (the diversity-matched arm's) by decontaminate.drop: 1 pairs" \
+        in result.stdout and "left out as overlapping" not in result.stdout
 
 
 def arm_trees():
@@ -197,8 +210,8 @@ def test_control_arms_offtopic_style_diversity_matched_and_related():
     from music_rm.method.contrast import control_arms
 
     trees, originals = arm_trees()
-    reserve = [{"id": f"r{i}"} for i in range(3)]
-    arms, counts = control_arms(originals, reserve, trees, 2, [0, 1], fits, 0.0, 0.4)
+    reserve = [original_pair(f"r{i}") for i in range(3)]
+    arms, counts = control_arms(originals, originals, reserve, trees, 2, [0, 1], fits, 0.4, None)
     music = pairs_from_trees(trees[:4], 2)
     by_id = {t["id"]: t for t in trees}
     # off-topic: the MUSIC pair, its rejected side answered by another train tree's chosen branch, turn by turn
@@ -218,19 +231,23 @@ def test_control_arms_offtopic_style_diversity_matched_and_related():
     assert answers(style[0]["chosen"]) == ["good t0", "a2 of t0"]
     assert answers(style[0]["rejected"]) == ["bad t0", "a2 of t0 again"]
     assert style[0]["chosen"][4] == style[0]["rejected"][4] == m("user", "u2")
-    assert counts["style"] == {"pairs": 7, "added": 3, "fit": 7, "trees_left_out": 1}
+    # chosen longer: the 4 originals ("good tN" against "bad tN"), not the 3 style pairs (the resampled answers
+    # are longer)
+    assert counts["style"] == {"pairs": 7, "added": 3, "fit": 7, "chosen_longer": round(4 / 7, 6),
+                               "trees_left_out": 1}
     # diversity-matched: distinct reserve pairs first; the reserve holds 3 of the 4 needed, a repeat fills the rest
     rows = arms["diversity_matched"][0]
     assert rows[:4] == originals and len(rows) == 8
     assert sorted(p["id"] for p in rows[4:7]) == ["r0", "r1", "r2"] and rows[7] in originals + reserve
     assert counts["diversity_matched"] == {"pairs": 8, "added": 4, "fit": 8, "reserve": 3, "reserve_fit": 3,
-                                           "repeats": 1}
-    many = [{"id": f"r{i}"} for i in range(10)]
-    _, enough = control_arms(originals, many, trees, 2, [0], fits, 0.0, 0.4)
+                                           "repeats": 1, "chosen_longer": (4 + (rows[7] in originals)) / 8}
+    many = [original_pair(f"r{i}") for i in range(10)]
+    _, enough = control_arms(originals, originals, many, trees, 2, [0], fits, 0.4, None)
     assert enough["diversity_matched"]["repeats"] == 0
     # related-only: the MUSIC pairs of the trees whose hidden instructions keep relatedness >= 0.4
     assert [p["id"] for p in arms["related"][4:]] == ["t0-k2"]
-    assert counts["related"] == {"pairs": 5, "added": 1, "fit": 5, "min_relatedness": 0.4, "trees": 1, "of": 4}
+    assert counts["related"] == {"pairs": 5, "added": 1, "fit": 5, "chosen_longer": 1.0, "min_relatedness": 0.4,
+                                 "trees": 1, "of": 4}
 
 
 def test_the_arms_run_from_params_through_simulate_and_contrast(tiny_model, tmp_path):
@@ -255,7 +272,9 @@ def test_the_arms_run_from_params_through_simulate_and_contrast(tiny_model, tmp_
         write_jsonl(data / f"{name}.jsonl", rows)
     steps = [("simulate.py", "--data", str(data), "--model", str(tiny_model), "--out", str(trees)),
              ("contrast.py", "--trees", str(trees / "trees.jsonl"), "--original", str(data / "train.jsonl"),
-              "--reserve", str(data / "reserve.jsonl"), "--model", str(tiny_model), "--out", str(out))]
+              "--reserve", str(data / "reserve.jsonl"), "--left-out", str(tmp_path / "dropped.json"),
+              "--model", str(tiny_model), "--out", str(out))]
+    (tmp_path / "dropped.json").write_text(json.dumps(NOTHING_LEFT_OUT))
     printed = ""
     for step in steps:
         result = run_stage(*step, tmp_path=tmp_path, params=params)

@@ -120,6 +120,7 @@ def test_a_changed_limit_reruns_mt_bench_and_reward_bench_under_real_dvc(shared,
     copy_sources(root)
     (root / "params.yaml").write_text(yaml.safe_dump(mt_bench_params(shared, tmp_path), sort_keys=False))
     shutil.copytree(tiny_reward_model, root / "models" / "rm" / "tiny" / "seed-0")  # as train@tiny-0 leaves it
+    (root / "unused.jsonl").touch()  # the variant's pairs: check_params refuses a path that exists nowhere
     run(["git", "init", "-q"], root)
     run(["dvc", "init", "-q"], root)
     out = run(["dvc", "repro", "--single-item", "check_params", "mt_bench@shared", "reward_bench@llmbar"], root, timeout=900)

@@ -140,11 +140,14 @@ def test_a_byte_order_mark_is_not_a_bad_row(tmp_path):
      "p.jsonl: holds a JSON array, not JSON lines (one object per line): name it .json"),
     (lambda d: (d / "p.parquet").write_text("not a parquet file\n"), "p.parquet: not a Parquet file"),
     (lambda d: (d / "p.jsonl.gz").write_text("plain text, not gzip\n"), "p.jsonl.gz: cannot be read as jsonl.gz"),
-    (lambda d: (d / "p").mkdir(), "p: is a folder (empty); name a .jsonl, .json or .parquet file in it, or a "
-                                  "folder written by datasets' save_to_disk"),
+    (lambda d: (d / "p").mkdir(), "p: a folder with no .jsonl, .json or .parquet file, and no folder that datasets' "
+                                  "save_to_disk wrote (empty)"),
     (lambda d: (d / "p.jsonl").write_text(json.dumps({"question": "Hi", "answer": "Yo"}) + "\n"),
      "p.jsonl: row 1: matches no known preference format (tried schema, hh, trl_prompt, trl_conversational, "
      "ultrafeedback_binarized, sharegpt); its first row looks like {'question': str, 'answer': str}"),
+    (lambda d: (d / "p.jsonl").write_text(json.dumps(conversational(0)) + "\n", encoding="utf-16"),
+     "p.jsonl: is UTF-16 text (it starts with a UTF-16 byte order mark, as Windows PowerShell writes files): save "
+     "it as UTF-8"),
     (lambda d: (d / "p.jsonl").write_text(json.dumps(conversational(0, chosen="Blue\u0000")) + "\n"),
      "p.jsonl: row 1: field 'chosen[1].content': contains a NUL character"),
 ])

@@ -1,9 +1,12 @@
 import json
+import re
+import threading
+import time
 
 import pytest
 
 from music_rm.generation.cache import GenerationCache
-from music_rm.generation.generator import TOO_LONG, Generator
+from music_rm.generation.generator import CUT, TOO_LONG, Generator
 from music_rm.generation.request import Request, derive_seed
 from music_rm.generation.openai_backend import APIError, OpenAIBackend
 from music_rm.core.params import Sampling
@@ -63,7 +66,7 @@ def test_a_prompt_over_the_served_context_is_counted_not_retried_not_cached_and_
     cache = GenerationCache(tmp_path / "cache.sqlite")
     with FixtureServer(["context"]) as server:
         generator = Generator(backend(server, concurrency=1), cache)
-        outputs, reasons, retried = generator.generate_checked(requests(3), lambda i, t: (t, None), ("s",), retries=2)
+        outputs, reasons, retried, _ = generator.generate_checked(requests(3), lambda i, t: (t, None), ("s",), retries=2)
         assert outputs[0] is None and all(outputs[1:]) and reasons == [TOO_LONG, None, None] and not retried
         assert generator.too_long == 1 and len(server.requests) == 3  # one call for it, no retry
         again = Generator(backend(server), cache)  # e.g. the server restarted with a longer context
@@ -150,3 +153,66 @@ def test_requests_spread_over_workers_give_the_trees_of_one_worker():
         one = TreeBuilder(Generator(backend(server, concurrency=1)), sim_params(turns=2)).build(seeds)
         many = TreeBuilder(Generator(backend(server, concurrency=8)), sim_params(turns=2)).build(seeds)
     assert len(one) == 4 and json.dumps(one, sort_keys=True) == json.dumps(many, sort_keys=True)
+
+
+def test_timeout_s_is_a_deadline_on_the_whole_call():
+    """A server that sends its reply one byte every 0.2 s (each byte well inside the timeout, the whole reply ~30 s)
+    is given up after timeout_s per attempt, not after the whole body."""
+    with FixtureServer(["trickle"] * 2, trickle_s=0.2) as server:
+        start = time.monotonic()
+        with pytest.raises(APIError) as e:
+            Generator(backend(server, concurrency=1, max_attempts=2)).generate(requests(1), seed=1)
+        elapsed = time.monotonic() - start
+    assert "gave up after 2 attempts; last error: no whole reply within timeout_s = 0.5 s" in str(e.value)
+    assert elapsed < 2 * 0.5 + 0.05 + 1.0  # two deadlines, the backoff (at most max_backoff_s), slack
+    assert len(server.requests) == 2
+
+
+def test_a_failure_stops_every_worker_at_once():
+    """One request fails for good while three others are in flight on a trickling server: the error comes out at
+    once and no worker is left running (none would retry later, none keeps the process alive)."""
+    with FixtureServer(["400"] + ["trickle"] * 20, trickle_s=0.2) as server:
+        api = backend(server, concurrency=4, timeout_s=30, max_attempts=5)
+        start = time.monotonic()
+        with pytest.raises(APIError, match=r"HTTP 400 \(not retried\)"):
+            Generator(api).generate(requests(8), seed=1)
+        elapsed = time.monotonic() - start
+        workers = [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+        time.sleep(1.0)  # time for any request sent late to arrive
+    assert elapsed < 3 and workers == []
+    assert len(server.requests) <= 4  # of the first four at most: no queued request started after it, none retried
+
+
+def test_a_reply_cut_short_is_retried_and_then_one_error_line():
+    with FixtureServer(["truncated"]) as server:
+        api = backend(server, concurrency=1)
+        [text] = Generator(api).generate(requests(1), seed=1)
+    assert text.startswith("re: question number 0") and api.retries == 1
+    with FixtureServer(["truncated"] * 2) as server, pytest.raises(APIError) as e:
+        Generator(backend(server, concurrency=1, max_attempts=2)).generate(requests(1), seed=1)
+    assert re.search(r"gave up after 2 attempts; last error: reply cut off after \d+ bytes$", str(e.value))
+
+
+def test_cut_replies_and_the_served_model_come_back_and_are_cached(tmp_path):
+    cache = GenerationCache(tmp_path / "cache.sqlite")
+    with FixtureServer(["length"], served_model="served-model-2025-06-01") as server:
+        first = Generator(backend(server, concurrency=1), cache)
+        texts, cut = first.generate_with_cuts(requests(2), seed=3)
+        again = Generator(backend(server), cache)
+        assert again.generate_with_cuts(requests(2), seed=3) == (texts, cut) and again.model_calls == 0
+    assert cut == [True, False]
+    assert first.served_models == again.served_models == {"served-model-2025-06-01"}
+    with FixtureServer(["length", "ok", "length"]) as server:  # not kept: retried with a new seed, then a failure
+        outputs, reasons, retried, kept_cut = Generator(backend(server, concurrency=1)).generate_checked(
+            requests(2), lambda i, t: (t, None), ("s",), retries=1, keep_cut=False)
+    assert reasons == [CUT, None] and outputs[0] is None and outputs[1] and retried == {CUT: 1}
+    assert kept_cut == [False, False] and len(server.requests) == 3
+
+
+def test_a_key_the_server_echoes_stays_out_of_the_error_and_the_text():
+    with FixtureServer(["echo"]) as server, pytest.raises(APIError) as e:
+        Generator(backend(server, concurrency=1)).generate(requests(1), seed=1)
+    assert "HTTP 400 (not retried)" in str(e.value) and "[redacted]" in str(e.value) and KEY not in str(e.value)
+    with FixtureServer(reply=lambda body: f"your header was Bearer {KEY}") as server:
+        [text] = Generator(backend(server)).generate(requests(1), seed=1)
+    assert text == "your header was Bearer [redacted]"

@@ -90,7 +90,7 @@ def test_prompts_over_the_context_are_counted_drops_not_a_failed_batch(tiny_mode
     outputs = generator.generate([short, long, short], seed=0)
     assert outputs[1] is None and outputs[0] is not None and outputs[0] == outputs[2]
     assert generator.too_long == 1 and generator.model_calls == 2
-    texts, reasons, retried = generator.generate_checked([long], lambda i, t: (t, None), ("s",), retries=3)
+    texts, reasons, retried, _ = generator.generate_checked([long], lambda i, t: (t, None), ("s",), retries=3)
     assert texts == [None] and reasons == [TOO_LONG] and not retried  # no retry: it would not fit either
     rows, _, _ = fetch(fetch_params())
     builder = TreeBuilder(generator, sim_params(turns=1))
@@ -100,16 +100,18 @@ def test_prompts_over_the_context_are_counted_drops_not_a_failed_batch(tiny_mode
 
 
 def test_a_judge_prompt_over_the_context_is_its_own_verdict(tiny_model):
-    from music_rm.evaluation.judge import agreement, judge_pairs
+    from music_rm.evaluation.judge import agreement, judge_pairs, records
 
     backend = TransformersBackend(str(tiny_model), "float32", 8)
     backend.context_tokens = 600  # the judge template alone is a few hundred of the tiny tokenizer's tokens
     pair = lambda words: {"id": str(words), "chosen": [{"role": "user", "content": "q " * words},  # noqa: E731
                                                        {"role": "assistant", "content": "a"}],
                           "rejected": [{"role": "user", "content": "q " * words}, {"role": "assistant", "content": "b"}]}
-    verdicts = judge_pairs(Generator(backend), [pair(1), pair(400)], GREEDY, seed=0)
+    pairs = [pair(1), pair(400)]
+    verdicts = judge_pairs(Generator(backend), pairs, GREEDY, seed=0)
     assert verdicts[1]["verdict"] == TOO_LONG and verdicts[0]["verdict"] != TOO_LONG
-    assert agreement(verdicts, {}, 10, 0)[f"verdicts_{TOO_LONG}"] == 1
+    result = agreement(verdicts, records(pairs, verdicts, {}, "s", 0), [], [], 10, 0)
+    assert result[f"verdicts_{TOO_LONG}"] == 1
 
 
 def test_a_model_is_scored_with_the_attention_it_was_trained_with(tiny_model, tiny_gemma2, tmp_path):

@@ -251,10 +251,13 @@ def test_a_stage_reads_the_keys_it_declares_and_no_other():
 @pytest.mark.parametrize("source, message", [
     ({"kind": "zip", "path": "x"}, "reward_bench.sources.rb.kind: one of file, hf (got 'zip')"),
     ({"path": "x", "format": "llmbar"}, "reward_bench.sources.rb.kind: one of file, hf (missing)"),
-    ({"kind": "hf", "hf_dataset": "allenai/reward-bench", "hf_revision": "main", "hf_split": "filtered"},
+    ({"kind": "hf", "hf_dataset": "allenai/reward-bench", "hf_revision": "main", "hf_split": "filtered",
+      "format": "reward_bench"},
      "reward_bench.sources.rb.path: missing (params.yaml sets every key; see docs/params.md)"),
     ({"kind": "file", "path": "x", "format": "llmbar", "hf_split": "filtered"},
      "reward_bench.sources.rb.hf_split: unknown key"),
+    ({"kind": "hf", "hf_dataset": "d", "hf_revision": "main", "hf_split": "test", "format": "llmbar", "path": "d"},
+     "reward_bench.sources.rb.format: input should be 'reward_bench', 'reward_bench_2', 'rm_bench' or 'rmb' (got 'llmbar')"),
 ])
 def test_a_reward_bench_source_is_checked_by_its_kind(source, message):
     with pytest.raises(ParamsError) as e:

@@ -211,7 +211,8 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     out = run(["dvc", "exp", "run", "-S", "contrast.turns=1"], root)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     # the control's draw is the same at K = 1 (as many MUSIC pairs fit): neither it nor baseline retrains
-    assert ran == {"contrast", "pairs@music", "train@music-0", "eval", "judge@music", "best_of_n@heldout"}
+    assert ran - {"check_params"} == {"contrast", "pairs@music", "train@music-0", "eval", "judge@music",
+                                     "best_of_n@heldout"}
     assert read(root, "data/contrast/summary.json")["k"] == 1
     shown = run(["dvc", "exp", "show", "--json"], root)
     rows = [node["data"] for node in walk_experiments(json.loads(shown))]
@@ -313,3 +314,94 @@ def test_a_sentinel_api_key_reaches_the_server_and_nothing_else(repo, monkeypatc
     assert server.requests and all(h["Authorization"] == f"Bearer {sentinel}" for h in server.headers)
     hits = [str(path) for path in root.rglob("*") if path.is_file() and sentinel.encode() in path.read_bytes()]
     assert hits == [] and sentinel not in out
+
+
+# A bad value, per stage, for a key that stage reads, and the line that refuses it.
+REFUSED = {
+    "base_model": ("base.source", "nowhere", "base.source: input should be 'embedded' or 'hub' (got 'nowhere')"),
+    "fetch": ("fetch.test_fraction", 1.5, "fetch.test_fraction: input should be less than 1 (got 1.5)"),
+    "simulate": ("simulate.context_chars", 0, "simulate.context_chars: input should be greater than or equal to 1 "
+                                              "(got 0)"),
+    "contrast": ("contrast.min_relatedness", 2, "contrast.min_relatedness: input should be less than or equal to 1 "
+                                                "(got 2)"),
+    "pairs@baseline": ("train.seeds", [-1], "train.seeds.0: input should be greater than or equal to 0 (got -1)"),
+    "train@music-0": ("train.config.lora_dropout", 1.0, "train.config.lora_dropout: input should be less than 1 "
+                                                        "(got 1.0)"),
+    "eval": ("eval.bootstrap_resamples", 0, "eval.bootstrap_resamples: input should be greater than or equal to 1 "
+                                            "(got 0)"),
+    "judge@music": ("judge.sampling.top_p", 0, "judge.sampling.top_p: input should be greater than 0 (got 0)"),
+    "best_of_n@heldout": ("best_of_n.policy.temperature", 0.0, "best_of_n.policy.temperature: must be > 0, or the N "
+                                                               "candidates would all be the same"),
+    "mt_bench@shared": ("mt_bench.limit", 0, "mt_bench.limit: input should be greater than or equal to 1 (got 0)"),
+    "reward_bench@mine": ("reward_bench.seed", "0", "reward_bench.seed: input should be a valid integer (got '0')"),
+}
+
+
+def set_key(params: dict, dotted: str, value) -> dict:
+    node = params
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return params
+
+
+def snapshot(root: Path) -> dict:
+    """Every file of every stage's outputs (stage logs aside: they record each run) and dvc.lock, by content."""
+    import hashlib
+
+    files = [p for folder in ("data", "models") for p in (root / folder).rglob("*")
+             if p.is_file() and p.name != "stage.log"]
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in files + [root / "dvc.lock"]}
+
+
+def failed(cmd, root):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DVC_ROOT", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return [line for line in result.stderr.splitlines() if line.startswith("Error: ")], result
+
+
+def test_a_refused_param_leaves_every_earlier_output_of_every_stage_in_place(repo, shared, tmp_path, report):
+    """For each stage, a bad value of a key it reads. `dvc repro`: check_params refuses it before DVC removes
+    anything. `dvc repro -s <stage>` (the check skipped): the stage refuses it itself, after DVC removed its outputs,
+    and puts them back from DVC's cache (its cache: false ones included)."""
+    import time
+
+    root, _, _ = repo
+    run(["git", "checkout", "--", "."], root)
+    run(["dvc", "checkout", "-q"], root)
+    mine = tmp_path / "mine.jsonl"  # a RewardBench-schema file of the user's
+    mine.write_text("".join(json.dumps({"id": i, "subset": "llmbar-natural", "prompt": f"Say {i}.", "chosen": f"{i}.",
+                                        "rejected": "No."}) + "\n" for i in range(4)))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["mt_bench"].update(limit=1, max_length=128, bootstrap_resamples=50, sources={"shared": {
+        "questions": str(shared / "mt_bench/question.jsonl"), "answers": str(shared / "mt_bench/model_answer"),
+        "human": str(shared / "mt_bench_human_judgments/human.jsonl"),
+        "gpt4": str(shared / "mt_bench_human_judgments/gpt4_pair.jsonl")}})
+    params["reward_bench"].update(bootstrap_resamples=50, sources={"mine": {"kind": "file", "path": str(mine),
+                                                                        "format": "reward_bench"}})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], root)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran - {"check_params"} == {"mt_bench@shared", "reward_bench@mine"}, out  # the check's mark is unchanged
+    good, before, took = (root / "params.yaml").read_text(), snapshot(root), {}
+    for stage, (key, value, message) in REFUSED.items():
+        (root / "params.yaml").write_text(yaml.safe_dump(set_key(yaml.safe_load(good), key, value), sort_keys=False))
+        start = time.perf_counter()
+        lines, result = failed(["dvc", "repro"], root)
+        took[stage] = time.perf_counter() - start
+        assert lines == [f"Error: params.yaml: {message}"], result.stderr[-3000:]
+        assert snapshot(root) == before, stage
+        assert "failed to reproduce 'check_params'" in result.stderr and "Running stage" not in result.stdout.replace(
+            "Running stage 'check_params'", "")
+        lines, result = failed(["dvc", "repro", "-s", stage], root)
+        assert lines == [f"Error: params.yaml: {message}"] and f"failed to reproduce '{stage}'" in result.stderr
+        assert snapshot(root) == before, stage
+    assert set(REFUSED) | {"check_params"} <= {line.split()[0] for line in run(["dvc", "stage", "list"], root).splitlines()}
+    (root / "params.yaml").write_text(good)
+    assert "changed" not in run(["dvc", "status"], root)
+    report("refused params through dvc repro, seconds per stage (check_params refusing): "
+           + ", ".join(f"{s} {t:.1f}" for s, t in took.items()))

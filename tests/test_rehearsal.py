@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from music_rm.core.params import apply_profile, validate
+from tests import benchmark_files
 from tests.conftest import REPO, SHARED
 from tests.test_pipeline import copy_sources, run
 from tests.vllm_env import tagged_processes, vllm_python
@@ -19,7 +20,7 @@ from tests.vllm_env import tagged_processes, vllm_python
 SWAPPED = {
     "model ids": ["base.source", "base.model_id", "simulate.openai.model", "simulate.vllm.model",
                   "judge.openai.model"],
-    "data sources (local files for the Hub)": ["fetch.hf_dataset", "fetch.hf_split", "fetch.format",
+    "data sources (local files for the Hub)": ["fetch.hf_dataset", "fetch.path", "fetch.hf_split", "fetch.format",
                                                "best_of_n.prompt_sets", "mt_bench.sources",
                                                "reward_bench.sources"],
     "endpoints (local servers for remote APIs)": ["simulate.openai.base_url", "simulate.vllm.python",
@@ -38,7 +39,8 @@ SWAPPED = {
 STAGES = {"check_params", "base_model", "fetch", "simulate", "contrast",
           "pairs@baseline", "pairs@music", "pairs@volume_matched",
           "train@baseline-0", "train@music-0", "train@volume_matched-0", "eval",
-          "judge@music", "best_of_n@hh", "mt_bench@shared", "reward_bench@llmbar"}
+          "judge@music", "best_of_n@hh", "mt_bench@shared", "reward_bench@llmbar", "reward_bench@reward_bench_2",
+          "reward_bench@rm_bench", "reward_bench@rmb"}
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
@@ -80,6 +82,7 @@ def test_dvc_repro_of_the_rehearsal_in_a_clean_clone_runs_every_stage(tmp_path, 
     root = tmp_path / "music-rm"
     root.mkdir()
     (tmp_path / "shared").symlink_to(SHARED)  # ${REPO}/../shared, as beside the real checkout
+    benchmark_files.write_all(tmp_path / "benchmarks")  # ${REPO}/../benchmarks: RewardBench 2, RM-Bench, RMB
     copy_sources(root)
     (root / ".venv-vllm").symlink_to(Path(python).parent.parent)  # what `make vllm` makes in the checkout
     run(["git", "init", "-q"], root)

@@ -62,7 +62,7 @@ def test_a_reward_bench_file_and_a_dataset_folder_load_the_same_pairs(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / "data" / "filtered-00000-of-00001.parquet")
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     from_file = load_local(str(tmp_path / "rows.jsonl"), "reward_bench")
-    from_hub, resolved = load_hub(str(tmp_path / "hub"), "main", "filtered")
+    from_hub, resolved = load_hub(str(tmp_path / "hub"), "main", "filtered", "hub")
     assert from_file == from_hub and resolved == "local:" + str(tmp_path / "hub")
     assert [p["subset"] for p in from_file] == ["llmbar-natural", "hep-go", "donotanswer"]
     assert from_file[0]["chosen"] == [{"role": "user", "content": "Question 0?"},
@@ -105,7 +105,7 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "llmbar" / "metrics.json").read_text())
     tiny = metrics["reward_models"]["tiny"]
-    assert metrics["pairs"] == 419 and tiny["sections"]["Chat Hard"]["n"] == 419 and "score" not in tiny
+    assert metrics["items"] == 419 and tiny["sections"]["Chat Hard"]["n"] == 419 and "score" not in tiny
     subset_acc = {s: r["estimate"] for s, r in tiny["subsets"].items()}
     weights = {s: EXAMPLE_COUNTS[s] for s in subset_acc}
     expected = sum(subset_acc[s] * weights[s] for s in subset_acc) / sum(weights.values())
@@ -113,7 +113,7 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     assert "| tiny |" in result.stdout
     cut = metrics["truncated"]
     assert cut["max_length"] == 256 and 0 < cut["share"] < 1
-    assert f"419 pairs, {cut['share']:.0%} of their conversations over max_length 256 (scored shortened)" \
+    assert f"419 items, {cut['share']:.0%} of their conversations over max_length 256 (scored shortened)" \
         in result.stdout
     # the records: every pair once per model, named by its LLMBar file and row; every number recomputed from them
     from music_rm.evaluation.estimates import by_suite, suite_result
@@ -143,13 +143,14 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     params["train"]["variants"] = {"a": {"pairs": "x"}, "b": {"pairs": "x"}}
     params["reward_bench"].update(bootstrap_resamples=100, sources={"rb": {
         "kind": "hf", "hf_dataset": str(tmp_path / "hub"), "hf_revision": "main", "hf_split": "filtered",
+        "format": "reward_bench",
         "path": str(tmp_path / "hub")}})
     models = models_folder(tmp_path, tiny_reward_model, ["a", "b"])
     result = run_stage("reward_bench.py", "--source", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "rb" / "metrics.json").read_text())
-    assert metrics["resolved_revision"] == "local:" + str(tmp_path / "hub") and metrics["pairs"] == 15
+    assert metrics["resolved_revision"] == "local:" + str(tmp_path / "hub") and metrics["items"] == 15
     for variant in ("a", "b"):
         r = metrics["reward_models"][variant]
         assert set(r["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}

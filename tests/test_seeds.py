@@ -69,6 +69,7 @@ def built(tmp_path_factory, tiny_model):
                 [{"id": f"o{i}", "source": "seed", "chosen": [m("user", "hi"), m("assistant", f"hello {i}")],
                   "rejected": [m("user", "hi"), m("assistant", "go away")]} for i in range(6)])
     write_jsonl(root / "data/fetch/test.jsonl", [])
+    write_jsonl(root / "data/fetch/reserve.jsonl", [])  # fetch.reserve_fraction 0
     trees = [tree(f"t{i}", "train") for i in range(4)] + [tree("x", "test")]
     for t in trees[:2]:
         t["chosen"][-1]["content"] = t["rejected"][-1]["content"] = "a long answer that goes on " * 12

@@ -25,10 +25,10 @@ class Recording(Generator):
         super().__init__(*args, **kwargs)
         self.log: list[tuple[Request, str]] = []
 
-    def generate(self, requests, seed, desc="generate"):
-        outputs = super().generate(requests, seed, desc)
+    def generate_with_cuts(self, requests, seed, desc="generate"):
+        outputs, cut = super().generate_with_cuts(requests, seed, desc)
         self.log += list(zip(requests, outputs))
-        return outputs
+        return outputs, cut
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,10 @@ def test_checks_and_cleaning(built):
 
 def test_a_rewriter_that_only_repeats_drops_the_tree_with_its_reason(tiny_model, seeds):
     class Parrot(Generator):
-        def generate(self, requests, seed, desc="generate"):
-            outputs = super().generate(requests, seed, desc)
+        def generate_with_cuts(self, requests, seed, desc="generate"):
+            outputs, cut = super().generate_with_cuts(requests, seed, desc)
             return [r.prompt.split("\n")[0] if r.raw and "Different instruction:" in r.prompt else o
-                    for r, o in zip(requests, outputs)]
+                    for r, o in zip(requests, outputs)], cut
 
     builder = TreeBuilder(Parrot(TransformersBackend(str(tiny_model), "float32", 4)), sim_params(max_retries=1))
     assert builder.build(seeds[:2]) == []
@@ -156,3 +156,20 @@ def test_a_train_simulation_seed_redraws_the_train_trees_only_and_resample_adds_
         assert len(t["resampled"]) == len(t["chosen"]) and t["resampled"][-1]["role"] == "assistant"
         assert t["resampled"][n + 1:] != t["chosen"][n + 1:]  # answered again, with other seeds
     assert any("resampled" in t for t in train)
+
+
+def test_cut_replies_add_up_over_the_splits_and_count_the_resampled_branch(tiny_model, seeds):
+    """simulate.cut_replies' count (replies kept though cut at max_new_tokens) of build_splits: the train and the
+    held-out trees' counts added, and with simulate.resample the resampled answers' too."""
+    generator = Generator(TransformersBackend(str(tiny_model), "float32", batch_size=4))
+    apart = []
+    for split in ("train", "test"):
+        builder = TreeBuilder(generator, sim_params(turns=2))
+        builder.build([(row, s) for row, s in seeds if s == split])
+        apart.append(builder.cut_replies)
+    whole = TreeBuilder(generator, sim_params(turns=2))
+    whole.build_splits(seeds)
+    assert whole.cut_replies == sum(apart) and all(apart)  # 8 new tokens: the tiny model's replies run on
+    resampled = TreeBuilder(generator, sim_params(turns=2, resample=True))
+    trees = resampled.build_splits(seeds)
+    assert any("resampled" in t for t in trees) and resampled.cut_replies > whole.cut_replies

@@ -136,8 +136,8 @@ def test_a_folder_that_is_no_dataset_is_refused_in_one_line_naming_what_it_holds
     (folder / "state.json").unlink()
     with pytest.raises(InputError) as e:
         fetch(params(source="path", path=str(folder)))
-    assert str(e.value) == (f"{folder}: is a folder (holds data-00000-of-00001.arrow); name a .jsonl, .json or "
-                            ".parquet file in it, or a folder written by datasets' save_to_disk")
+    assert str(e.value) == (f"{folder}: a folder with no .jsonl, .json or .parquet file, and no folder that datasets' "
+                            "save_to_disk wrote (holds data-00000-of-00001.arrow)")
 
 
 def test_a_split_that_leaves_train_or_test_empty_is_an_error(tmp_path):
@@ -162,3 +162,67 @@ def test_the_reserve_is_a_share_of_the_train_prompts_kept_out_of_train():
     assert (summary["train"], summary["reserve"]) == (len(kept), len(reserve))
     assert 0.15 < len(reserve) / len(train) < 0.45
     assert fetch_with_reserve(params())[1] == []
+
+
+def test_prompts_equal_once_normalised_go_to_the_reserve_together(tmp_path):
+    from music_rm.data.sources import fetch_with_reserve
+
+    rows = [{"chosen": [{"role": "user", "content": f"question{gap}{i}"}, {"role": "assistant", "content": "good"}],
+             "rejected": [{"role": "user", "content": f"question{gap}{i}"}, {"role": "assistant", "content": "bad"}]}
+            for i in range(60) for gap in (" ", "  \t ")]
+    train, reserve, test, summary = fetch_with_reserve(
+        params(source="path", path=str(write_jsonl(tmp_path / "p.jsonl", rows)), reserve_fraction=0.5))
+    assert summary["near_duplicate_prompts"] == 60 and reserve and train
+    for split in (train, reserve, test):
+        numbers = [r["chosen"][0]["content"].split()[-1] for r in split]
+        assert all(numbers.count(n) == 2 for n in numbers)  # both spellings of a prompt on one side
+
+
+def test_hh_transcripts_with_crlf_line_ends_read_as_with_lf(shared, tmp_path):
+    with gzip.open(shared / "hh_rlhf" / "helpful-base" / "test.jsonl.gz", "rt", encoding="utf-8") as f:
+        raw = [json.loads(next(f)) for _ in range(30)]
+    crlf = [{k: v.replace("\n", "\r\n") for k, v in r.items()} for r in raw]
+    assert all(r["chosen"].startswith("\r\n\r\nHuman: ") for r in crlf)
+    lf = fetch(params(source="path", path=str(write_jsonl(tmp_path / "lf.jsonl", raw)), format="hh", on_invalid="skip"))
+    got = fetch(params(source="path", path=str(write_jsonl(tmp_path / "crlf.jsonl", crlf)), format="hh",
+                       on_invalid="skip"))
+    assert got[:2] == lf[:2] and got[2]["rows_kept"] == lf[2]["rows_kept"] >= 25
+
+
+def test_a_folder_of_shards_is_read_whole_and_by_the_split_its_paths_name(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train, test, _ = fetch(params())
+    mixed = [r for i, r in enumerate(train) for r in [r] + test[i // 4: i // 4 + 1] * (i % 4 == 0)]
+    items = [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in mixed]  # each slice holds both splits
+
+    def layout(folder, files):
+        for name, part in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".parquet"):
+                pq.write_table(pa.Table.from_pylist(part), folder / name)
+            else:
+                write_jsonl(folder / name, part)
+        return folder
+
+    hub = layout(tmp_path / "hub", {"data/train-00000-of-00002.parquet": items[:20],
+                                    "data/train-00001-of-00002.parquet": items[20:40],
+                                    "data/test-00000-of-00001.parquet": items[40:]})
+    assert fetch(params(source="path", path=str(hub)))[2]["rows_read"] == 40
+    assert fetch(params(source="path", path=str(hub), hf_split="test"))[2]["rows_read"] == len(items) - 40
+    with pytest.raises(InputError, match=r"its files hold the splits \['test', 'train'\], not 'dev'"):
+        fetch(params(source="path", path=str(hub), hf_split="dev"))
+    folders = layout(tmp_path / "by-folder", {"train/0000.jsonl": items[:30], "test/0000.jsonl": items[30:]})
+    assert fetch(params(source="path", path=str(folders)))[2]["rows_read"] == 30
+    prefs = layout(tmp_path / "prefs", {"data/train_prefs-00000-of-00001.parquet": items[:50],
+                                        "data/test_prefs-00000-of-00001.parquet": items[50:]})
+    assert fetch(params(source="path", path=str(prefs), hf_split="train_prefs"))[2]["rows_read"] == 50
+    plain = layout(tmp_path / "parts", {"part-000.jsonl": items[:10], "part-001.jsonl": items[10:]})
+    _, _, summary = fetch(params(source="path", path=str(plain)))
+    assert summary["rows_read"] == len(items) and summary["origin"] == f"{plain} (2 files)"
+    bad = items[:12] + [{"chosen": items[0]["chosen"]}]
+    layout(plain, {"part-001.jsonl": bad})
+    with pytest.raises(InputError) as e:
+        fetch(params(source="path", path=str(plain)))
+    assert str(e.value) == f"{plain / 'part-001.jsonl'}: row 13: field 'rejected': missing"  # the shard and its row

@@ -65,3 +65,7 @@ def test_a_prompt_over_the_context_is_never_sent_and_counted(offline):
 def test_the_same_seed_gives_the_same_text_and_another_seed_another(offline):
     assert offline["first"] == offline["again"]
     assert offline["other"][:-1] != offline["first"][:-1]
+
+
+def test_a_reply_stopped_at_max_new_tokens_is_flagged_cut(offline):
+    assert offline["cut"] == [True, True, True]

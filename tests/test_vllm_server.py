@@ -105,7 +105,7 @@ def test_a_template_without_a_system_role_gets_the_system_message_folded(server)
 def test_a_prompt_over_the_context_is_counted_and_the_others_are_answered(server):
     generator = Generator(backend(server))
     requests = [chat("Short question one."), chat(LONG), chat("Short question two.")]
-    outputs, reasons, retried = generator.generate_checked(requests, lambda i, t: (t, None), ("x",), retries=2)
+    outputs, reasons, retried, _ = generator.generate_checked(requests, lambda i, t: (t, None), ("x",), retries=2)
     assert outputs[0] and outputs[2] and outputs[1] is None
     assert reasons == [None, TOO_LONG, None] and not retried
     assert generator.too_long == 1  # by the server's HTTP 400: the openai backend has no tokenizer to measure with

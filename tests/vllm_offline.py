@@ -9,6 +9,7 @@ from music_rm.generation.request import Request
 from music_rm.generation.vllm_backend import VLLMBackend
 
 SAMPLING = Sampling(max_new_tokens=12, temperature=1.0, top_p=1.0)
+ONE_TOKEN = Sampling(max_new_tokens=1, temperature=1.0, top_p=1.0)
 
 
 def chat(text, system=None):
@@ -39,7 +40,10 @@ def main(args):
             "long_prompt_tokens": backend.prompt_tokens(requests[-1]),
             "first": first, "again": Generator(backend).generate(requests, seed=1),
             "other": Generator(backend).generate(requests, seed=2),
-            "too_long": generator.too_long, "context_tokens": backend.context_tokens}
+            "too_long": generator.too_long, "context_tokens": backend.context_tokens,
+            # one new token: the engine stops at max_tokens (finish_reason "length"), a chat answer and a raw line cut
+            "cut": Generator(backend).generate_with_cuts(
+                [Request(r.prompt, ONE_TOKEN, prefix=r.prefix) for r in short], seed=1)[1]}
     backend.close()
     print(json.dumps(seen))
 

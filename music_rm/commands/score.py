@@ -7,6 +7,10 @@ The input is any file fetch reads (.jsonl, .json, .parquet, each optionally .gz)
 (data/formats.py; detected from the file's first pair). Each output row keeps the input's `id` (or its row
 number) and adds `reward`, or `reward_chosen`, `reward_rejected` and `margin`. Without --out, rows go to
 stdout. A folder that is not a trained reward model is refused before anything is written.
+
+A conversation over --max-length tokens is shortened by the rule eval follows (docs/evaluation.md); the default is
+the length the model was trained with (its reward_model.json), and the closing line on stderr says how many were.
+--batch-size and --max-length take what eval.batch_size and eval.max_length take.
 """
 import json
 import sys
@@ -14,8 +18,11 @@ from pathlib import Path
 
 import click
 
+from pydantic import TypeAdapter, ValidationError
+
 from ..core.cli import clean_errors
-from ..core.errors import InputError
+from ..core.errors import InputError, ParamsError
+from ..core.params import EvalParams
 from ..core.io import write_jsonl
 from ..data.conversation import SchemaError, validate_conversation
 from ..data.formats import convert, drop_nulls
@@ -61,23 +68,46 @@ def score_rows(rm, rows: list[tuple[int, dict]], batch_size: int, max_length: in
     return out
 
 
+def as_eval_takes(value, option: str, field: str):
+    """`value`, if eval.<field> would take it; else a ParamsError naming the option."""
+    try:
+        return TypeAdapter(EvalParams.model_fields[field].rebuild_annotation()).validate_python(value, strict=True)
+    except ValidationError as e:
+        raise ParamsError(f"{option} {value}: {e.errors()[0]['msg'].removeprefix('Input ')} (as eval.{field})") from None
+
+
 @click.command("score")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output .jsonl (default: stdout).")
 @click.option("--batch-size", default=8, show_default=True, help="Conversations per forward pass.")
-@click.option("--max-length", type=int, default=None, help="Keep the last N tokens of longer conversations.")
+@click.option("--max-length", type=int, default=None,
+              help="A longer conversation loses its oldest whole exchanges (eval's rule); default: the length the "
+                   "model was trained with (its reward_model.json), else its context length.")
 @clean_errors
 def main(model_dir, input_path, out, batch_size, max_length):
     """Score the conversations or pairs of INPUT_PATH with the reward model in MODEL_DIR."""
     from ..reward.model import load_reward_model
 
+    batch_size = as_eval_takes(batch_size, "--batch-size", "batch_size")
+    if max_length is not None:
+        max_length = as_eval_takes(max_length, "--max-length", "max_length")
     rows = read_scoring_rows(input_path)
     with load_reward_model(str(model_dir)) as rm:
+        if max_length is None:
+            context = getattr(rm.model.config, "max_position_embeddings", None)
+            max_length, source = ((rm.trained_length, "the model was trained with") if rm.trained_length else
+                                  (context, "of the model's context: it has no reward_model.json"))
+        else:
+            source = "asked for"
+        rm.check_max_length(max_length, "--max-length")
         scored = score_rows(rm, rows, batch_size, max_length)
+        truncated, conversations = rm.truncated, sum(1 if "messages" in row else 2 for _, row in rows)
     if out:
         write_jsonl(out, scored)
-        click.echo(f"score: {len(scored)} rows → {out}", err=True)
     else:
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in scored))
+    limit = (f"{truncated} of {conversations} conversations were over {max_length} tokens (the length {source}) and "
+             "were shortened by eval's length rule" if max_length else "no length limit")
+    click.echo(f"score: {len(scored)} rows → {out or 'stdout'}; {limit}", err=True)
 

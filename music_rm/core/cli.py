@@ -1,8 +1,11 @@
 """What every stage script and command shares: one-line errors instead of tracebacks for bad input, bad params,
-a service that gave up or a full disk; logging with timestamps and a verbosity flag; the --params option."""
+a service that gave up or a full disk; logging with timestamps and a verbosity flag; the --params option. Every
+line that leaves through these (a log line, the error line, a traceback) has its secrets redacted (core/secrets.py)."""
 import functools
 import logging
+import sys
 import time
+import traceback
 from pathlib import Path
 
 import click
@@ -10,16 +13,29 @@ import click
 from . import paths
 from .disk import disk_space
 from .errors import InputError, ParamsError, StageFailure
+from .outputs import restore_removed_outputs
+from .secrets import RedactingFormatter, redact
+
+
+def _redacted_traceback(kind, value, tb):
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, value, tb))))
 
 
 def clean_errors(fn):
+    """Bad input, bad params, a service that gave up or a full disk as one line and exit 1; and, run by DVC, a stage
+    that fails in any way puts back the earlier outputs DVC removed before running it (core/outputs.py)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        sys.excepthook = _redacted_traceback  # a bug's traceback, too, shows no secret
         try:
             with disk_space(Path.cwd(), "free space there and rerun"):  # a full disk no writer named (the MLflow store)
                 return fn(*args, **kwargs)
         except (InputError, ParamsError, StageFailure) as e:
-            raise click.ClickException(str(e)) from None
+            restore_removed_outputs()
+            raise click.ClickException(str(e)) from None  # redacted as it was made (core/errors.py)
+        except BaseException:
+            restore_removed_outputs()
+            raise
 
     return wrapper
 
@@ -40,8 +56,9 @@ def logged(fn):
     @functools.wraps(fn)
     def wrapper(*args, verbose=False, quiet=False, **kwargs):
         level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            datefmt="%Y-%m-%d %H:%M:%S", force=True)
+        console = logging.StreamHandler()
+        console.setFormatter(RedactingFormatter())
+        logging.basicConfig(level=level, handlers=[console], force=True)
         for noisy in ("mlflow", "httpx", "urllib3", "filelock", "alembic"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
         # logs each database error with its traceback before raising it; the stage says it once, in one line

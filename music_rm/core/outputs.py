@@ -9,10 +9,18 @@ point leaves the old outputs untouched; one killed while entries move is rolled 
 starts there, so the outputs are never half old, half new. At start, staging folders whose process is gone
 (same host, pid not alive) are rolled forward if committed, otherwise removed. A full disk before the commit point
 removes the staging folder and is one line (core/disk.py): the outputs are as they were.
+
+Under DVC (which names the stage it runs in DVC_STAGE), DVC removes a stage's outputs before it runs the command.
+So that a run that fails leaves the earlier outputs in place: each committed run also puts the stage's `cache:
+false` outputs into DVC's local cache (as DVC's run cache does for the metrics of the stages it caches), and a
+stage that fails puts back, with `restore_removed_outputs`, every output of its dvc.lock entry that DVC removed
+and its cache holds (core/cli.py calls it for every stage script). Params are refused before DVC removes
+anything: by the check_params stage, which every stage depends on (docs/pipeline.md).
 """
 import contextlib
 import functools
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,6 +32,7 @@ from .disk import disk_space, folder_size, shown
 
 PREFIX = ".music-rm-outputs."
 COMMITTED = "COMMITTED"
+log = logging.getLogger(__name__)
 
 
 def process_alive(host: str, pid: int) -> bool:
@@ -111,3 +120,91 @@ def committed_outputs(*folders: str | os.PathLike) -> Iterator[Path | tuple[Path
         discard()
         raise
     _move_in(staging, relative)
+    keep_uncached_outputs()
+
+
+def _dvc_stage_name() -> str | None:
+    """The DVC stage this process runs (DVC_STAGE), in the process that speaks for it (rank 0 of a launch)."""
+    return os.environ.get("DVC_STAGE") if os.environ.get("RANK", "0") == "0" else None
+
+
+@contextlib.contextmanager
+def _copy_links(repo):
+    """DVC's checkouts and commits as plain copies (an uncached output stays an ordinary, writable file), as DVC's
+    run cache does (dvc/stage/cache.py, StageCache._cache_type_copy)."""
+    caches = (repo.cache.local, repo.cache.legacy)
+    saved = [c.cache_types for c in caches]
+    for c in caches:
+        c.cache_types = ["copy"]
+    try:
+        yield
+    finally:
+        for c, types in zip(caches, saved):
+            c.cache_types = types
+
+
+def _stage_with_outs(repo, cmd: str, outs: list[str]):
+    """A stand-in for a stage with these outputs, each cached (DVC commits and checks out only cached outputs)."""
+    from dvc.stage import PipelineStage, create_stage
+
+    return create_stage(PipelineStage, repo=repo, path="dvc.yaml", cmd=cmd, outs=outs)
+
+
+def keep_uncached_outputs() -> None:
+    """Under DVC: the running stage's `cache: false` outputs, copied into DVC's local cache (no-op elsewhere)."""
+    name = _dvc_stage_name()
+    if not name:
+        return
+    from dvc.repo import Repo
+
+    try:
+        with Repo(".") as repo:
+            stage = next(iter(repo.stage.collect(name)))
+            uncached = [out.def_path for out in stage.outs if not out.use_cache and out.exists]
+            with _copy_links(repo):
+                for out in _stage_with_outs(repo, stage.cmd, uncached).outs if uncached else []:
+                    out.save()
+                    out.commit(relink=False)
+    except Exception as e:  # a safety net only: the stage's outputs are committed whatever happens here
+        log.warning("%s: its cache: false outputs could not be copied into DVC's cache (%s: %s); a later failed run "
+                    "cannot put them back", name, type(e).__name__, e)
+
+
+def restore_removed_outputs() -> list[str]:
+    """Under DVC, after the stage failed: every output its dvc.lock entry records that is missing (DVC removed it
+    before running the stage) and that DVC's cache holds, checked out again; returns their paths. Those it cannot
+    put back are logged."""
+    import yaml
+
+    name = _dvc_stage_name()
+    try:
+        lock = (yaml.safe_load(Path("dvc.lock").read_text(encoding="utf-8")) or {})["stages"][name] if name else None
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return []
+    missing = [out["path"] for out in (lock or {}).get("outs", []) if not os.path.lexists(out["path"])]
+    if not missing:
+        return []
+    from dvc.repo import Repo
+    from dvc.stage.loader import StageLoader
+
+    restored, lost = [], []
+    try:
+        with Repo(".") as repo:
+            declared = {out.def_path: out.use_cache for out in next(iter(repo.stage.collect(name))).outs}
+            stage = _stage_with_outs(repo, lock["cmd"], missing)
+            StageLoader.fill_from_lock(stage, lock)
+            for out in stage.outs:
+                if not out.hash_info or out.changed_cache():
+                    lost.append(out.def_path)
+                    continue
+                with _copy_links(repo) if not declared.get(out.def_path, True) else contextlib.nullcontext():
+                    out.checkout()
+                restored.append(out.def_path)
+    except Exception as e:  # never in the way of the stage's own error, which follows
+        log.warning("%s: the earlier outputs DVC removed could not be put back (%s: %s)", name, type(e).__name__, e)
+    if restored:
+        log.debug("%s: put back the earlier outputs DVC removed before this run: %s", name, ", ".join(restored))
+    if lost:
+        log.warning("%s: DVC removed these earlier outputs before this run and its cache does not hold them: %s",
+                    name, ", ".join(lost))
+    return restored

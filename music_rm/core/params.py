@@ -28,7 +28,7 @@ Backend = Literal["transformers", "vllm", "openai"]
 # The names that DVC makes into stage names (train@<variant>-<seed>, judge@<set>, …), puts into output paths and
 # params lookups (`train.variants.<name>`), and interpolates unquoted into a stage's shell command (`--variant
 # <name>`): the keys of train.variants, judge.pair_sets, best_of_n.prompt_sets, mt_bench.sources and
-# reward_bench.files and .hub. Only characters that no shell, path or dotted lookup reads specially.
+# reward_bench.sources. Only characters that no shell, path or dotted lookup reads specially.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 # A path DVC interpolates into a stage's command (train.accelerate_config): characters a shell takes as they are.
@@ -97,25 +97,32 @@ class FetchParams(Section):
         description="embedded: the seed set in music_rm/data/seeds | path: the file `path` | hf: `hf_dataset` from the"
                     " Hub")
     path: str = Field(
-        description="The data file read when source is path (.jsonl, .json or .parquet, each optionally .gz)")
+        description="The data read when source is path: a .jsonl, .json or .parquet file (each optionally .gz), or a "
+                    "folder of them (read whole, by split where the paths name splits); fetch's DVC dependency, so "
+                    "also a local folder read as source hf")
     format: Literal["auto", "schema", "hh", "trl_prompt", "trl_conversational", "ultrafeedback_binarized",
                     "sharegpt"] = Field(
         description="Row format (data/formats.py): auto (detected, named in summary.json) | schema | hh | trl_prompt |"
                     " trl_conversational | ultrafeedback_binarized | sharegpt")
-    hf_dataset: str = Field(description="Hub dataset id (read when source is hf)")
+    hf_dataset: str = Field(
+        description="Hub dataset id (read when source is hf), or a local folder datasets.load_dataset reads (then "
+                    "fetch.path names it too)")
     hf_revision: str = Field(
         description="Hub dataset revision; the commit the Hub resolved is recorded in data/fetch/summary.json")
     hf_split: str = Field(
-        description="Dataset split: of the Hub dataset, or of a DatasetDict folder written by save_to_disk (as path"
-                    " or hf_dataset)")
+        description="Dataset split: of the Hub dataset, of a DatasetDict folder written by save_to_disk, or of a "
+                    "folder whose file paths name splits (data/train-00000-of-00002.parquet)")
     limit: PositiveInt | None = Field(description="Keep only the first N rows; null: all")
-    test_fraction: Fraction = Field(description="Share of prompts (by hash) held out for eval")
+    test_fraction: Fraction = Field(
+        description="Share of prompts (by hash) held out for eval; prompts equal once normalised (whitespace, Unicode "
+                    "form, system message) share a split")
     reserve_fraction: Annotated[float, Field(ge=0, lt=1)] = Field(
         description="Share of the train prompts (by another hash) kept out of train.jsonl in reserve.jsonl: distinct "
                     "original pairs that only the diversity-matched control trains on (contrast's "
                     "diversity_matched); 0: none")
     on_invalid: Literal["fail", "skip"] = Field(
-        description="fail: stop at the first bad row | skip: count it and go on")
+        description="fail: stop at the first bad row (or label-swapped pair) | skip: count it and go on (both rows "
+                    "of a label-swapped pair)")
     max_message_chars: PositiveInt = Field(description="A row with a longer message is a bad row")
 
 
@@ -194,11 +201,25 @@ class SimulateParams(GenerationParams):
     resample: bool = Field(
         description="Grow a third branch on every train tree: the chosen branch's user messages, the assistant's "
                     "answers sampled again with other seeds (the style control's pairs, contrast's style.jsonl)")
+    cut_replies: Literal["keep", "drop"] = Field(
+        description="A reply that reached its max_new_tokens before it ended (finish_reason length): keep (counted, "
+                    "cut_replies in summary.json) | drop (a failure, reason cut_at_token_limit: retried with a new "
+                    "seed, then its tree dropped)")
     context_messages: PositiveInt = Field(description="The user simulator sees the last N messages of its branch")
     context_chars: PositiveInt = Field(description="Each of those messages clipped to its last N characters")
     assistant: Sampling = Field(description="Sampling of the assistant simulator")
     user: Sampling = Field(description="Sampling of the user simulator")
     rewriter: Sampling = Field(description="Sampling of the instruction rewriter (the rejected branch)")
+
+
+class DecontaminateParams(Section):
+    ngram: PositiveInt = Field(
+        description="A training prompt overlaps a suite's prompt when they share a run of this many words after "
+                    "normalisation (docs/pipeline.md, Decontamination); a prompt of fewer words overlaps only one "
+                    "with exactly its words")
+    drop: bool = Field(
+        description="Leave the training items that overlap any suite's prompts out of training: the original train "
+                    "pairs (of every variant) and the MUSIC train trees; false: count them only")
 
 
 class ContrastParams(Section):
@@ -211,6 +232,12 @@ class ContrastParams(Section):
     related_only: Annotated[float, Field(ge=0, le=1)] = Field(
         description="The related-only arm (related.jsonl): the original pairs plus the MUSIC pairs of the train trees "
                     "that min_relatedness at this level keeps, beside the unfiltered music arm")
+    length_balance: bool = Field(
+        description="Subsample the MUSIC train pairs and, apart, the original train pairs (every variant's) so that "
+                    "the chosen answer is longer in as many of the pairs that will train as it is shorter "
+                    "(conversation.length_difference; equal lengths are all kept); the volume-matched control "
+                    "matches the balanced MUSIC count and draws as many chosen-longer as chosen-shorter pairs")
+    balance_seed: int = Field(description="Seed of the length-balanced subsample (length_balance)")
 
 
 class TrainConfig(Section):
@@ -363,21 +390,30 @@ class BestOfNParams(Section):
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every win-rate interval")
 
 
+# The benchmarks a source can hold (evaluation/benchmarks.py reads each), by the schema of its rows
+BenchmarkFormat = Literal["reward_bench", "llmbar", "reward_bench_2", "rm_bench", "rmb"]
+FORMATS_HELP = ("reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder of "
+                "subset files (kind file) | reward_bench_2: RewardBench 2's (prompt, chosen and rejected lists, "
+                "num_correct, total_completions, subset, id) | rm_bench: RM-Bench's (prompt, 3 chosen and 3 rejected "
+                "answers from concise to markdown, domain, id) | rmb: RMB's (conversation_input with chosen and "
+                "reject, or bon_best and loser_list; category_path)")
+
+
 class RewardBenchFile(Section):
-    """A local copy of a RewardBench source (a DVC dependency: editing it reruns its stage)."""
+    """A local copy of a benchmark (a DVC dependency: editing it reruns its stage)."""
     kind: Literal["file"] = Field(description="A local file or folder")
-    path: str = Field(description="A RewardBench-schema file or folder, or LLMBar's folder")
-    format: Literal["reward_bench", "llmbar"] = Field(
-        description="reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder"
-                    " of subset files")
+    path: str = Field(description="A file or folder of the benchmark's files (.parquet, .jsonl or .json; RMB: its "
+                                  "RMB_dataset folder or part of it), or LLMBar's folder")
+    format: BenchmarkFormat = Field(description=FORMATS_HELP)
 
 
 class RewardBenchHub(Section):
-    """A dataset in RewardBench's schema that `datasets` loads: from the Hub, or a local dataset folder."""
+    """A dataset that `datasets` loads, from the Hub or a local dataset folder, in the schema `format` names."""
     kind: Literal["hf"] = Field(description="A Hugging Face dataset")
     hf_dataset: str = Field(description="Hub dataset id, e.g. allenai/reward-bench, or a local dataset folder")
     hf_revision: str = Field(description="Hub revision; the commit the Hub resolved is recorded in metrics.json")
     hf_split: str = Field(description="Hub split, e.g. filtered")
+    format: Literal["reward_bench", "reward_bench_2", "rm_bench", "rmb"] = Field(description=FORMATS_HELP)
     path: str = Field(
         description="What DVC tracks for this source (every source names one, as dvc.yaml's foreach needs): the "
                     "dataset folder when hf_dataset is local; for a Hub dataset, pinned by hf_revision, nothing local"
@@ -398,8 +434,12 @@ class RewardBenchParams(Section):
         description="Name: a source, by kind; one reward_bench@<name> stage each; none by default, e.g. {llmbar: "
                     "{kind: file, path: /abs/shared/data/llmbar, format: llmbar}}")
     limit: PositiveInt | None = Field(
-        description="N pairs of each source drawn at random with `seed` (a quick run; a section score needs all four"
-                    " sections); null: all")
+        description="N items (pairs; RewardBench 2, RM-Bench and RMB rows) of each source drawn at random with `seed` "
+                    "(a quick run; an overall score needs every section); null: all")
+    on_invalid: Literal["fail", "skip"] = Field(
+        description="A RewardBench 2, RM-Bench or RMB row that breaks its benchmark's schema: fail: stop, naming "
+                    "file, row and field | skip: count it by field and reason in metrics.json and go on (a bad "
+                    "RewardBench or LLMBar row always stops)")
 
 
 class StudyEndpoint(Section):
@@ -429,13 +469,16 @@ class Params(Section):
     base: BaseParams = Field(description="The base model")
     fetch: FetchParams = Field(description="Preference data in: stage fetch")
     simulate: SimulateParams = Field(description="MUSIC trees: stage simulate")
+    decontaminate: DecontaminateParams = Field(
+        description="Training prompts against every suite's prompts: stage decontaminate")
     contrast: ContrastParams = Field(description="Pairs cut from the trees: stage contrast")
     train: TrainParams = Field(description="Reward models: stages pairs@<variant> and train@<variant>-<seed>")
     eval: EvalParams = Field(description="Held-out evaluation: stage eval")
     judge: JudgeParams = Field(description="The LLM judge: stages judge@<set>; also best_of_n's judge")
     mt_bench: MTBenchParams = Field(description="Agreement with MT-Bench human experts: stages mt_bench@<source>")
     best_of_n: BestOfNParams = Field(description="Multi-turn Best-of-N (paper Fig. 2): stages best_of_n@<set>")
-    reward_bench: RewardBenchParams = Field(description="RewardBench section scores: stages reward_bench@<name>")
+    reward_bench: RewardBenchParams = Field(
+        description="RewardBench, RewardBench 2, RM-Bench and RMB scores: stages reward_bench@<name>")
     study: StudyParams = Field(description="A study's design (`music-rm results`); no stage reads it")
     # On a stage's view: the params it was cut from and the keys it declares (for_stage)
     _whole: "Params | None" = PrivateAttr(None)

@@ -22,6 +22,7 @@ REWARD_MODELS = "models/rm"            # <variant>/seed-<seed>: one folder per v
 BASE_MODEL_REPORTS = "data/base_model"
 FETCH = "data/fetch"
 SIMULATE = "data/simulate"
+DECONTAMINATE = "data/decontaminate"
 CONTRAST = "data/contrast"
 TRAIN_REPORTS = "data/train"           # <variant>/seed-<seed>: metrics.json, curve.csv; <variant>/pairs: see below
 EVAL = "data/eval"                     # and the judge, best_of_n, mt_bench, reward_bench folders in it

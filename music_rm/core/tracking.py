@@ -28,6 +28,7 @@ from .io import file_digest, flatten, write_json
 from .outputs import PREFIX, process_alive
 from .params import Params
 from .paths import repo_root
+from .secrets import RedactingFormatter
 
 EXPERIMENT = "music"
 PIPELINE_KEY_TAG = "music.pipeline_key"
@@ -342,7 +343,7 @@ def _logging_to(log_file, stage: str):
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(RedactingFormatter())  # the file, and so its MLflow artifact, shows no secret
     root, log = logging.getLogger(), logging.getLogger(__name__)
     root.addHandler(handler)  # at the console's level: -v and -q apply to the file too
     run = mlflow.active_run()

@@ -11,6 +11,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..core.hub import hub_access, resolved_revision
 from ..core.io import file_digest, folder_digest
 from ..core.params import BaseParams
 
@@ -49,11 +50,12 @@ def prepare_embedded(p: BaseParams, out_dir: Path) -> dict:
 
 
 def prepare_hub(p: BaseParams, out_dir: Path) -> dict:
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    commit = HfApi().model_info(p.model_id, revision=p.revision).sha
-    snapshot_download(p.model_id, revision=commit, local_dir=out_dir,
-                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"])
+    with hub_access(f"base.model_id {p.model_id!r} (revision {p.revision})", "base.source: embedded"):
+        commit = resolved_revision(p.model_id, p.revision, "model")
+        snapshot_download(p.model_id, revision=commit, local_dir=out_dir,
+                          allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"])
     return {"source": "hub", "model_id": p.model_id, "revision": p.revision, "resolved_revision": commit}
 
 

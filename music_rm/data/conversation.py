@@ -35,6 +35,18 @@ def is_blank(text: str) -> bool:
     return all(c.isspace() or c in BLANK or unicodedata.category(c) == "Cf" for c in text)
 
 
+def validate_content(content, field: str, max_chars: int | None = None) -> None:
+    """A message's text: a string that shows something, without NUL, at most `max_chars` long."""
+    if not isinstance(content, str):
+        raise SchemaError(field, f"expected a string, got {type(content).__name__}")
+    if is_blank(content):
+        raise SchemaError(field, "empty content")
+    if "\x00" in content:
+        raise SchemaError(field, "contains a NUL character")
+    if max_chars and len(content) > max_chars:
+        raise SchemaError(field, f"longer than the limit of {max_chars} characters")
+
+
 def validate_conversation(messages, field: str, max_chars: int | None = None) -> None:
     if not isinstance(messages, list):
         raise SchemaError(field, f"expected a list of messages, got {type(messages).__name__}")
@@ -54,14 +66,7 @@ def validate_conversation(messages, field: str, max_chars: int | None = None) ->
         role, content = message["role"], message["content"]
         if role not in ROLES:
             raise SchemaError(f"{where}.role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
-        if not isinstance(content, str):
-            raise SchemaError(f"{where}.content", f"expected a string, got {type(content).__name__}")
-        if is_blank(content):
-            raise SchemaError(f"{where}.content", "empty content")
-        if "\x00" in content:
-            raise SchemaError(f"{where}.content", "contains a NUL character")
-        if max_chars and len(content) > max_chars:
-            raise SchemaError(f"{where}.content", f"longer than the limit of {max_chars} characters")
+        validate_content(content, f"{where}.content", max_chars)
         if role == "system":
             if i != 0:
                 raise SchemaError(f"{where}.role", "a system message is allowed only as the first message")
@@ -138,14 +143,34 @@ def prompt_hash(messages: list[dict]) -> str:
     return canonical_hash(prompt_of(messages))
 
 
+def normal_text(text: str) -> str:
+    """`text` in Unicode NFKC, without format characters (zero-width spaces, joiners, byte order marks: category
+    Cf), with each run of whitespace as one space and none at either end."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+    return " ".join(text.split())
+
+
+def normal_form(messages: list[dict]) -> list[dict]:
+    """A conversation as near-duplicates share it: system messages dropped, each content as `normal_text`."""
+    return [{"role": m["role"], "content": normal_text(m["content"])} for m in messages if m["role"] != "system"]
+
+
+def prompt_key(messages: list[dict]) -> str:
+    """What fetch's split keys on: a hash of the normalised prompt (`normal_form` of `prompt_of`), so that the same
+    prompt with other whitespace, another Unicode form or a system message added lands in the same split. A prompt
+    already in normal form without a system message has its `prompt_hash`."""
+    return canonical_hash(normal_form(prompt_of(messages)))
+
+
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 
 
 def from_hh(text: str, field: str) -> list[dict]:
-    """Anthropic HH-RLHF's "\\n\\nHuman: … \\n\\nAssistant: …" string as messages."""
+    """Anthropic HH-RLHF's "\\n\\nHuman: … \\n\\nAssistant: …" string as messages; Windows (CRLF) and old Mac (CR)
+    line ends read as \\n."""
     if not isinstance(text, str):
         raise SchemaError(field, f"expected an HH string, got {type(text).__name__}")
-    parts = _HH_TURN.split(text)
+    parts = _HH_TURN.split(text.replace("\r\n", "\n").replace("\r", "\n"))
     if parts[0].strip():
         raise SchemaError(field, "text before the first 'Human:' turn")
     roles = {"Human": "user", "Assistant": "assistant"}

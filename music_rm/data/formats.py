@@ -14,12 +14,17 @@ TRL's standard format with an implicit prompt (`chosen`, `rejected` as plain str
 to split on, except as HH transcripts: such a row is read as `hh`. `auto` detects the format from a file's
 first row that is an object, and names it in fetch's summary.
 
+A message's content given as OpenAI-style parts (`[{"type": "text", "text": …}, …]`, the Responses API's
+`input_text` and `output_text` too) is flattened to one string, the parts' texts joined by "\\n" as vLLM joins
+them (vllm/renderers/chat_utils.py); a part of any other type (an image, audio, a file) is refused by name.
+
 Keys whose value is null are dropped first: a Parquet writer fills every optional key of every row with
 null, and that is no content. A key that holds content where the schema has none (a message's `name` or
 `tool_calls`) stays and is reported on the row that has it.
 """
 from .conversation import SchemaError, from_hh
 
+TEXT_PARTS = ("text", "input_text", "output_text")
 FORMATS = ("schema", "hh", "trl_prompt", "trl_conversational", "ultrafeedback_binarized", "sharegpt")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
@@ -61,7 +66,25 @@ def describe(raw, width: int = 160) -> str:
 def _messages(value, field: str) -> list:
     if not isinstance(value, list):
         raise SchemaError(field, f"expected a list of messages, got {type(value).__name__}")
-    return value
+    return [flatten_parts(m, f"{field}[{i}]") for i, m in enumerate(value)]
+
+
+def flatten_parts(message, field: str):
+    """`message` with content given as a list of text parts joined into one string (the module docstring); any
+    other message as it is (the schema check reports what is wrong with it)."""
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        return message
+    texts = []
+    for j, part in enumerate(message["content"]):
+        where = f"{field}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in TEXT_PARTS:
+            got = f"a part of type {kind!r}" if isinstance(kind, str) else f"a {type(part).__name__} without a type"
+            raise SchemaError(where, f"{got}: only text parts ({', '.join(TEXT_PARTS)}) can be read")
+        if not isinstance(part.get("text"), str):
+            raise SchemaError(f"{where}.text", f"expected a string, got {type(part.get('text')).__name__}")
+        texts.append(part["text"])
+    return {**message, "content": "\n".join(texts)}
 
 
 def _text(value, field: str) -> str:

@@ -76,10 +76,14 @@ def truncated_share(tokenizer, conversations: list[list[dict]], max_length: int 
         if conversations else 0.0
 
 
+def conversations_truncated(tokenizer, conversations: list[list[dict]], max_length: int | None) -> dict:
+    """{max_length, share}: the share of `conversations` scored shortened (`truncated_share`)."""
+    return {"max_length": max_length, "share": truncated_share(tokenizer, conversations, max_length)}
+
+
 def pairs_truncated(tokenizer, pairs: list[dict], max_length: int | None) -> dict:
     """{max_length, share}: the share of the pairs' conversations (both sides) scored shortened."""
-    return {"max_length": max_length,
-            "share": truncated_share(tokenizer, [p[side] for p in pairs for side in ("chosen", "rejected")], max_length)}
+    return conversations_truncated(tokenizer, [p[side] for p in pairs for side in ("chosen", "rejected")], max_length)
 
 
 def conversation_ids(tokenizer, messages: list[dict], max_length: int | None) -> tuple[list[int], bool]:

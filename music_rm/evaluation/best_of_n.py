@@ -32,12 +32,8 @@ from ..method.simulate import check_assistant, check_user, clean_line
 from .judge import judge_pairs
 from .estimates import accuracy, arm_of, by_suite
 from .plots import pyplot, save_png
-from .records import Record, rounded
+from .records import LENGTH_PICKERS, Record, rounded
 from .report import cell, markdown_table
-
-
-# the length references: pickers that reward a candidate answer by its characters (or their negative)
-LENGTH_PICKERS = {"longest_answer": 1, "shortest_answer": -1}
 
 
 def pickers(p: BestOfNParams) -> list[str]:
@@ -118,8 +114,8 @@ def _next_user_messages(rollouts, generator, builder, seed: int, turn: int, retr
         text = clean_line(text)
         return text, check_user(text, builder.user_examples)
 
-    texts, reasons, _ = generator.generate_checked([builder.user_request(r.messages) for r in rollouts], check,
-                                                   (seed, "best_of_n", turn, "user"), retries, f"turn {turn}: users")
+    texts, reasons, _, _ = generator.generate_checked([builder.user_request(r.messages) for r in rollouts], check,
+                                                      (seed, "best_of_n", turn, "user"), retries, f"turn {turn}: users")
     for r, text, reason in zip(rollouts, texts, reasons):
         if reason is None:
             r.messages.append({"role": "user", "content": text})

@@ -20,6 +20,9 @@ from ..core.io import write_text
 
 COLUMNS = ("suite", "item", "cluster", "variant", "seed", "margin", "length")
 LONGER_ANSWER = "longer_answer"  # the reference every suite with answers writes: its margin is the length
+# the length references of a choice among several answers (Best-of-N): pickers that reward an answer by its characters
+# (or their negative)
+LENGTH_PICKERS = {"longest_answer": 1, "shortest_answer": -1}
 DECIMALS = 6
 
 

@@ -19,7 +19,6 @@ source (`id` of RewardBench's schema; `<file>:<row>` for LLMBar's files, or a Re
 cluster the item (rows are independent), margin reward(chosen) - reward(rejected), length the chosen answer's
 characters minus the rejected one's (also the margin of `longer_answer`).
 """
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +117,20 @@ def load_local(path: str, fmt: str) -> list[dict]:
     return [pair for f in files for pair in from_reward_bench(read_rows(f), f)]
 
 
-def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
-    """Pairs of the Hub dataset (or a local dataset folder `datasets` can load) and the commit it resolved."""
-    rows, resolved = read_hf(dataset, revision, split, None)
+def load_hub(dataset: str, revision: str, split: str, source: str) -> tuple[list[dict], str]:
+    """Pairs of the Hub dataset (or a local dataset folder `datasets` can load) and the commit it resolved; `source`:
+    its key in reward_bench.sources, as a Hub failure names it."""
+    rows, resolved = read_hf(dataset, revision, split, None, f"reward_bench.sources.{source}.hf_dataset",
+                             "a source of kind file")
     return from_reward_bench(rows, f"{dataset}@{revision}:{split}"), resolved
+
+
+def load_source(name: str, source) -> tuple[list[dict], str | None]:
+    """Pairs of one of reward_bench.sources, read as its `kind` says, and the commit a Hub dataset resolved (None
+    for a local file): the RewardBench and LLMBar formats of benchmarks.BENCHMARKS."""
+    if source.kind == "file":
+        return load_local(source.path, source.format), None
+    return load_hub(source.hf_dataset, source.hf_revision, source.hf_split, name)
 
 
 def scores(subsets: dict[str, Arm], resamples: int, seed: int) -> dict:
@@ -190,10 +199,6 @@ def headline(metrics: dict) -> dict[str, float]:
         if "score" in r:
             out[f"{variant}.score"] = r["score"]["estimate"]
     return out
-
-
-def subset_counts(pairs: list[dict]) -> dict:
-    return dict(sorted(Counter(p["subset"] for p in pairs).items()))
 
 
 def table(results: dict) -> str:

@@ -37,3 +37,17 @@ def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool):
     if p.vllm.model is None:
         backend.identity["model"] = model_fingerprint(model_dir)  # not the served name: the weights it serves
     return backend
+
+
+def generator_provenance(p: GenerationParams, base: dict, served_models: set[str]) -> dict:
+    """What generated a stage's text, for its records' provenance: the base model (`base`, its provenance.json)
+    when the backend runs it, else the model the vllm section names, or the model ids an OpenAI-compatible
+    server reported (`served_models`) with the name asked for (and the base model when the stage's own vLLM
+    server serves it)."""
+    if p.backend == "transformers" or (p.backend == "vllm" and p.vllm.model is None):
+        return base
+    if p.backend == "vllm":
+        return {"backend": "vllm", "model": p.vllm.model, "revision": p.vllm.revision}
+    served = {"backend": "openai", "base_url": p.openai.base_url.rstrip("/"), "requested_model": p.openai.model,
+              "served_models": sorted(served_models)}
+    return {**served, "weights": base} if p.openai.start_vllm and p.vllm.model is None else served

@@ -5,6 +5,7 @@ import torch
 
 from ..data.base_model import model_fingerprint
 from ..data.chat_template import for_template
+from .generator import Completions
 from .request import Request
 
 
@@ -25,6 +26,9 @@ class TransformersBackend:
                          "batch_size": batch_size, "transformers": __version__, "torch": torch.__version__}
         self._prefix_cache: dict[str, tuple[torch.Tensor, object]] = {}
         self.context_tokens = getattr(self.model.config, "max_position_embeddings", None)
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [self.tokenizer.eos_token_id if eos is None else eos]
+        self._eos = torch.tensor(eos)  # any of them ends a completion: a row without one was cut at max_new_tokens
 
     def _ids(self, request: Request) -> list[int]:
         text = request.prompt if request.raw else self.tokenizer.apply_chat_template(
@@ -60,8 +64,8 @@ class TransformersBackend:
         return self._prefix_cache[prefix]
 
     @torch.inference_mode()
-    def run(self, requests: list[Request], seed: int) -> tuple[list[str], int]:
-        """(completions, new tokens) for one batch: requests sharing sampling and prefix."""
+    def run(self, requests: list[Request], seed: int) -> Completions:
+        """The completions of one batch: requests sharing sampling and prefix."""
         sampling, prefix = requests[0].sampling, requests[0].prefix
         enc = self.tokenizer.pad({"input_ids": [self._ids(r) for r in requests]}, return_tensors="pt").to(self.model.device)
         input_ids, attention_mask, cache = enc.input_ids, enc.attention_mask, None
@@ -83,5 +87,7 @@ class TransformersBackend:
             top_k=None, pad_token_id=self.tokenizer.pad_token_id,
         )
         new = out[:, input_ids.shape[1]:]
-        return (self.tokenizer.batch_decode(new, skip_special_tokens=True),
-                int((new != self.tokenizer.pad_token_id).sum()))
+        ended = torch.isin(new, self._eos.to(new.device)).any(dim=1).tolist()
+        return Completions(self.tokenizer.batch_decode(new, skip_special_tokens=True),
+                           int((new != self.tokenizer.pad_token_id).sum()),
+                           [not e and new.shape[1] == sampling.max_new_tokens for e in ended])

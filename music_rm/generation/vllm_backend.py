@@ -8,6 +8,7 @@ on vLLM's CPU build in its own virtualenv (tests/test_vllm_backend.py).
 import gc
 
 from ..data.chat_template import for_template
+from .generator import Completions
 from .request import derive_seed
 
 
@@ -59,22 +60,22 @@ class VLLMBackend:
         s = request.sampling
         return SamplingParams(max_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, seed=seed)
 
-    def run(self, requests, seed: int) -> tuple[list[str], int]:
+    def run(self, requests, seed: int) -> Completions:
         params = [self.sampling_params(r, derive_seed(seed, i)) for i, r in enumerate(requests)]
         chat = [i for i, r in enumerate(requests) if not r.raw]
         raw = [i for i, r in enumerate(requests) if r.raw]
-        texts, tokens = [""] * len(requests), 0
+        texts, cut, tokens = [""] * len(requests), [False] * len(requests), 0
+        done = []
         if chat:
-            outputs = self.llm.chat([self._messages(requests[i]) for i in chat], sampling_params=[params[i] for i in chat],
-                                    use_tqdm=False)
-            for i, out in zip(chat, outputs):
-                texts[i], tokens = out.outputs[0].text, tokens + len(out.outputs[0].token_ids)
+            done += zip(chat, self.llm.chat([self._messages(requests[i]) for i in chat],
+                                            sampling_params=[params[i] for i in chat], use_tqdm=False))
         if raw:
-            outputs = self.llm.generate([requests[i].prefix + requests[i].prompt for i in raw],
-                                        sampling_params=[params[i] for i in raw], use_tqdm=False)
-            for i, out in zip(raw, outputs):
-                texts[i], tokens = out.outputs[0].text, tokens + len(out.outputs[0].token_ids)
-        return texts, tokens
+            done += zip(raw, self.llm.generate([requests[i].prefix + requests[i].prompt for i in raw],
+                                               sampling_params=[params[i] for i in raw], use_tqdm=False))
+        for i, out in done:
+            texts[i], cut[i] = out.outputs[0].text, out.outputs[0].finish_reason == "length"
+            tokens += len(out.outputs[0].token_ids)
+        return Completions(texts, tokens, cut)
 
     def run_many(self, jobs):
         for j, (requests, seed) in enumerate(jobs):

@@ -27,6 +27,19 @@ original pairs plus as many pairs as the MUSIC variant adds, from the same kept 
   seed from fetch's reserve (reserve.jsonl); where the reserve is short, repeats fill the rest, and the summary says
   how many;
 - related-only: the MUSIC pairs of the trees `min_relatedness` at the level `contrast.related_only` keeps.
+
+Decontamination (decontaminate.drop): the original train pairs, reserve pairs and MUSIC train trees that the
+decontaminate stage lists (their prompts share an n-gram with an evaluation suite's) are left out first, of every
+variant and every control arm.
+
+Length balance (`contrast.length_balance`, balance.py): among the pairs that will train, the MUSIC train pairs and,
+apart, the original train pairs are subsampled so that the chosen answer is longer in as many as it is shorter;
+the balanced originals are every variant's (`original`, the baseline's pairs; the MUSIC variant's and the
+control's first pairs), the control draws its extra pairs from them as many as the balanced MUSIC pairs, as
+many chosen-longer as chosen-shorter. The summary gives each set's chosen-longer share before and after
+(`chosen_longer`), with or without balancing. The control arms start from the balanced originals and balance the
+pairs each adds apart, as the MUSIC pairs are (the diversity-matched arm draws its distinct pairs from the
+balanced reserve: balanced in expectation, not exactly); each arm's share is in its counts (`chosen_longer`).
 """
 import random
 from collections.abc import Callable
@@ -34,6 +47,7 @@ from collections.abc import Callable
 from ..core.errors import ParamsError
 from ..data.chat_template import load_tokenizer
 from ..data.lengths import pair_ids
+from .balance import balance, balanced_draw, length_share
 from .simulate import relatedness
 
 # the summary numbers a pipeline run carries from contrast (tracking.log_results)
@@ -85,11 +99,14 @@ def related_enough(tree: dict, k: int, level: float) -> bool:
     return tree_relatedness(tree, k) >= level
 
 
-def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict]) -> list[dict]:
+def volume_matched(original_train: list[dict], extra: int, seed: int, pool: list[dict],
+                   balanced: bool = False) -> list[dict]:
     """The original pairs plus `extra` pairs drawn again at random from `pool` (the original pairs that will
     train): as many training pairs as original + MUSIC, so a comparison with the MUSIC variant is not a
-    comparison of data volumes."""
+    comparison of data volumes; `balanced`: as many chosen-longer as chosen-shorter (balance.balanced_draw)."""
     rng = random.Random(seed)
+    if balanced:
+        return original_train + balanced_draw(pool, extra, rng)
     return original_train + [rng.choice(pool) for _ in range(extra)] if pool else list(original_train)
 
 
@@ -108,17 +125,37 @@ def length_outcome(tokenizer, max_length: int, truncation: str) -> Callable[[dic
     return outcome
 
 
-def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], outcome: Callable[[dict], str],
-             min_relatedness: float) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
-    """(sets, volume-matched draws, length counts). Sets: the MUSIC train and test pairs at K = `k`, the train set
-    that adds them to the original pairs, and the held-out pairs at every K the trees allow
-    (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts, by `outcome` (a pair's fate in
-    training): the MUSIC train pairs at every K the train trees allow (`music_by_k`) and the original pairs. Draws:
-    {seed: the volume-matched control drawn with that seed} for each training seed. Counts also the train trees
-    kept and dropped by `min_relatedness` (`relatedness`)."""
-    pairs_from_trees(trees, k)  # K checked against every tree, the dropped ones too
+def training_inputs(original_train: list[dict], trees: list[dict], k: int, min_relatedness: float,
+                    left_out: dict[str, list[str]] | None) -> tuple[list[dict], list[dict], dict]:
+    """(the original train pairs, the trees, counts of what was taken out): without the training items `left_out`
+    ({"original_pairs": ids, "music_trees": ids}, decontaminate's) lists (`decontaminated`) and the train trees
+    `min_relatedness` drops at K (`relatedness`); the held-out trees are all kept."""
+    left_out = {kind: set(ids) for kind, ids in (left_out or {}).items()}
+    unfiltered = len(original_train), sum(t["split"] == "train" for t in trees)
+    original_train = [p for p in original_train if p["id"] not in left_out.get("original_pairs", ())]
+    trees = [t for t in trees if t["split"] != "train" or t["id"] not in left_out.get("music_trees", ())]
     train_all = sum(t["split"] == "train" for t in trees)
     trees = [t for t in trees if t["split"] != "train" or related_enough(t, k, min_relatedness)]
+    kept = sum(t["split"] == "train" for t in trees)
+    return original_train, trees, {
+        "relatedness": {"min": min_relatedness, "train_trees": train_all, "kept": kept, "dropped": train_all - kept},
+        "decontaminated": {"original_pairs": unfiltered[0] - len(original_train),
+                           "music_trees": unfiltered[1] - train_all}}
+
+
+def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], outcome: Callable[[dict], str],
+             min_relatedness: float, length_balance: bool = False, balance_seed: int = 0,
+             left_out: dict[str, list[str]] | None = None) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
+    """(sets, volume-matched draws, counts). Sets: the original train pairs every variant trains on (`original`),
+    the MUSIC train and test pairs at K = `k`, the train set that adds them to the original pairs, and the held-out
+    pairs at every K the trees allow (`test_by_k`, each with its `k`), which evaluation reads as they are. Counts,
+    by `outcome` (a pair's fate in training): the MUSIC train pairs at every K the train trees allow (`music_by_k`)
+    and the original pairs. Draws: {seed: the volume-matched control drawn with that seed} for each training seed.
+    Counts also the train trees kept and dropped by `min_relatedness` (`relatedness`), the training items
+    `left_out` ({"original_pairs": ids, "music_trees": ids}, decontaminate's) took out (`decontaminated`), and
+    each set's chosen-longer share before and after `length_balance` (`chosen_longer`)."""
+    pairs_from_trees(trees, k)  # K checked against every tree, the dropped ones too
+    original_train, trees, counts = training_inputs(original_train, trees, k, min_relatedness, left_out)
     pairs = pairs_from_trees(trees, k)
     music_train = [p for p in pairs if p["split"] == "train"]
     music_test = [p for p in pairs if p["split"] == "test"]
@@ -130,24 +167,45 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[
                   for kk in range(1, train_turns + 1)}
     original = [outcome(p) for p in original_train]
     counts = {"music_by_k": {kk: fit_counts(o) for kk, o in music_by_k.items()}, "original": fit_counts(original),
-              "relatedness": {"min": min_relatedness, "train_trees": train_all, "kept": len(train_trees),
-                              "dropped": train_all - len(train_trees)}}
-    trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
+              **counts}
     pool = [p for p, fate in zip(original_train, original) if fate != "dropped"]
-    sets = {"train": music_train, "test": music_test, "train_with_original": original_train + music_train,
+    if length_balance:  # among the pairs that will train
+        rng = random.Random(balance_seed)
+        originals = balance(pool, rng)
+        music = balance([p for p, fate in zip(music_train, music_by_k.get(k, [])) if fate != "dropped"], rng)
+        trained_music, pool = len(music), originals
+    else:
+        originals, music = original_train, music_train
+        trained_music = counts["music_by_k"][k]["fit"] if music_train else 0
+    sets = {"original": originals, "train": music, "train_with_original": originals + music, "test": music_test,
             "test_by_k": [p for kk in range(1, turns + 1) for p in pairs_from_trees(test_trees, kk)]}
-    return sets, {seed: volume_matched(original_train, trained_music, seed, pool) for seed in seeds}, counts
+    draws = {seed: volume_matched(originals, trained_music, seed, pool, length_balance) for seed in seeds}
+    counts["chosen_longer"] = {
+        "balanced": length_balance, "seed": balance_seed,
+        **{name: {"before": length_share(before), "after": length_share(sets[name])}
+           for name, before in (("original", original_train), ("train", music_train),
+                                ("train_with_original", original_train + music_train))},
+        "volume_matched": {seed: length_share(rows) for seed, rows in draws.items()}}
+    return sets, draws, counts
 
 
 def contrast(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], base_model: str,
-             max_length: int, truncation: str, min_relatedness: float, reserve: list[dict],
-             related_only: float) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict, dict]:
+             max_length: int, truncation: str, min_relatedness: float, length_balance: bool, balance_seed: int,
+             left_out: dict[str, list[str]] | None, reserve: list[dict], related_only: float
+             ) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict, dict]:
     """(`assemble`'s sets, draws and counts, `control_arms`' arms and counts in `counts["arms"]`) with the lengths
     counted through the base model's chat template, as training will count them (train.config.max_length and
-    truncation)."""
+    truncation). The arms start from the original pairs every variant trains on and grow from the train trees the
+    MUSIC variant's pairs come from; `left_out` takes its pairs out of the reserve too."""
     outcome = length_outcome(load_tokenizer(base_model), max_length, truncation)
-    sets, draws, counts = assemble(original_train, trees, k, seeds, outcome, min_relatedness)
-    arms, arm_counts = control_arms(original_train, reserve, trees, k, seeds, outcome, min_relatedness, related_only)
+    sets, draws, counts = assemble(original_train, trees, k, seeds, outcome, min_relatedness, length_balance,
+                                   balance_seed, left_out)
+    seed_pairs, kept, _ = training_inputs(original_train, trees, k, min_relatedness, left_out)
+    listed = set((left_out or {}).get("original_pairs", ()))
+    clean_reserve = [p for p in reserve if p["id"] not in listed]
+    arms, arm_counts = control_arms(sets["original"], seed_pairs, clean_reserve, kept, k, seeds, outcome, related_only,
+                                    balance_seed if length_balance else None)
+    arm_counts["diversity_matched"]["reserve_left_out"] = len(reserve) - len(clean_reserve)
     return sets, draws, {**counts, "arms": arm_counts}, arms
 
 
@@ -216,32 +274,45 @@ def diversity_matched(original_train: list[dict], extra: int, seed: int, reserve
     return original_train + distinct + ([rng.choice(repeat_pool) for _ in range(short)] if repeat_pool else []), short
 
 
-def control_arms(original_train: list[dict], reserve: list[dict], trees: list[dict], k: int, seeds: list[int],
-                 outcome: Callable[[dict], str], min_relatedness: float, related_only: float
+def control_arms(base: list[dict], seed_pairs: list[dict], reserve: list[dict], trees: list[dict], k: int,
+                 seeds: list[int], outcome: Callable[[dict], str], related_only: float, balance_seed: int | None
                  ) -> tuple[dict, dict]:
     """({arm: its train pairs, or {seed: its train pairs} for the arms drawn per training seed}, {arm: counts}) of
-    the four control arms (module docstring), from the train trees `min_relatedness` keeps, as the MUSIC variant's.
-    Counts per arm: `pairs` (in its file; the first seed's for a drawn arm), `added` (beyond the original pairs),
-    `fit` (that will train, by `outcome`); and what each arm lacks: trees left out (style), reserve pairs short
-    (diversity_matched), trees kept (related)."""
-    kept = [t for t in trees if t["split"] == "train" and related_enough(t, k, min_relatedness)]
+    the four control arms (module docstring): `base` (the original pairs every variant trains on) plus the pairs
+    each arm adds, from the train trees of `trees` (those the MUSIC variant's pairs come from); `seed_pairs`: the
+    original pairs the trees grew from (the style arm's turn-1 answers). With `balance_seed` (contrast.length_balance)
+    the pairs each arm adds are those that will train, balanced for which side is longer as the MUSIC pairs are,
+    and the diversity-matched arm draws from the balanced reserve. Counts per arm: `pairs` (in its file; the first
+    seed's for a drawn arm), `added` (beyond `base`), `fit` (that will train, by `outcome`), `chosen_longer` (the
+    share with the chosen answer longer, equal lengths ½); and what each arm lacks: trees left out (style), reserve
+    pairs short (diversity_matched), trees kept (related)."""
+    fates = {}
+
+    def fate(pair: dict) -> str:
+        if pair["id"] not in fates:
+            fates[pair["id"]] = outcome(pair)
+        return fates[pair["id"]]
+
+    def balanced(added: list[dict]) -> list[dict]:
+        if balance_seed is None:
+            return added
+        return balance([p for p in added if fate(p) != "dropped"], random.Random(balance_seed))
+
+    kept = [t for t in trees if t["split"] == "train"]
     music = pairs_from_trees(kept, k)
-    original = [outcome(p) for p in original_train]
-    trained_music = sum(outcome(p) != "dropped" for p in music)
-    fitting_reserve = [p for p in reserve if outcome(p) != "dropped"]
-    repeat_pool = [p for p, fate in zip(original_train, original) if fate != "dropped"] + fitting_reserve
-    style, left_out = style_pairs(kept, k, {p["id"]: p for p in original_train})
+    trained_music = len(balanced([p for p in music if fate(p) != "dropped"]))
+    fitting_reserve = balanced([p for p in reserve if fate(p) != "dropped"])
+    repeat_pool = [p for p in base if fate(p) != "dropped"] + fitting_reserve
+    style, left_out = style_pairs(kept, k, {p["id"]: p for p in seed_pairs})
     related = [t for t in kept if related_enough(t, k, related_only)]
-    drawn = {seed: diversity_matched(original_train, trained_music, seed, fitting_reserve, repeat_pool)
-             for seed in seeds}
-    arms = {"offtopic": {seed: original_train + offtopic_pairs(music, kept, seed) for seed in seeds},
-            "style": original_train + style, "diversity_matched": {seed: rows for seed, (rows, _) in drawn.items()},
-            "related": original_train + pairs_from_trees(related, k)}
+    drawn = {seed: diversity_matched(base, trained_music, seed, fitting_reserve, repeat_pool) for seed in seeds}
+    arms = {"offtopic": {seed: base + balanced(offtopic_pairs(music, kept, seed)) for seed in seeds},
+            "style": base + balanced(style), "diversity_matched": {seed: rows for seed, (rows, _) in drawn.items()},
+            "related": base + balanced(pairs_from_trees(related, k))}
 
     def counted(rows: list[dict]) -> dict:
-        added = rows[len(original_train):]
-        return {"pairs": len(rows), "added": len(added),
-                "fit": sum(o != "dropped" for o in original) + sum(outcome(p) != "dropped" for p in added)}
+        return {"pairs": len(rows), "added": len(rows) - len(base), "fit": sum(fate(p) != "dropped" for p in rows),
+                "chosen_longer": length_share(rows)["share"]}
 
     first = seeds[0]
     counts = {"offtopic": counted(arms["offtopic"][first]),

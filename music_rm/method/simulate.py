@@ -4,7 +4,8 @@ Chosen: the assistant answers each real user message; the user simulator reads t
 Rejected: each user message is first rewritten into a related-but-different hidden instruction; the
 assistant answers the hidden one and its answer follows the real (visible) user message; the user
 simulator reads the rejected history. Every generation is checked; a failed check is retried with a
-new seed up to `max_retries` times, then the tree is dropped and the reason counted.
+new seed up to `max_retries` times, then the tree is dropped and the reason counted. A reply cut at its
+max_new_tokens is kept and counted (`cut_replies`), or with `cut_replies: drop` fails like a check.
 
 Resampled (train trees, `simulate.resample`): the chosen branch's user messages with every assistant answer
 sampled again under other seeds, for the style control (contrast.py). The train and held-out trees grow apart,
@@ -19,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ..core.errors import StageFailure
 from ..core.params import SimulateParams
 from ..data.conversation import prompt_hash, prompt_of, render
 from ..generation.request import Request
@@ -121,12 +123,15 @@ class _Growing:
     hidden: list = field(default_factory=list)
     dropped: str | None = None
     simulation_seed: int = 0
+    cut: int = 0  # replies kept though cut at their max_new_tokens
 
 
 class TreeBuilder:
     """Grows MUSIC trees from seed rows through a Generator: `build([(row, split), ...])` -> tree records."""
 
-    def __init__(self, generator, p: SimulateParams, model: dict | None = None):
+    def __init__(self, generator, p: SimulateParams, model=None):
+        """`model`: what generates, for each tree's provenance: a dict, or a function that gives it once the trees
+        are built (a server reports its model id as it answers)."""
         self.generator, self.p, self.model = generator, p, model or {}
         *self.user_template, user_hash = load_template("user_simulator", "{conversation}")
         *self.rewrite_template, rewrite_hash = load_template("rewriter", "{instruction}")
@@ -138,6 +143,7 @@ class TreeBuilder:
         self.dropped = Counter()
         self.retries = Counter()
         self.unresampled = Counter()
+        self.cut_replies = 0  # in the trees built
 
     def assistant_request(self, history: list, sampling=None, sample: int = 0) -> Request:
         """The assistant simulator's next message; `sampling` other than simulate.assistant (Best-of-N's policy)."""
@@ -162,12 +168,14 @@ class TreeBuilder:
                 text = clean_line(text)
             return text, check_text(text, extra)
 
-        texts, reasons, retried = self.generator.generate_checked(
-            [j[1] for j in jobs], check, (seed, turn, phase), self.p.max_retries, desc)
+        texts, reasons, retried, cut = self.generator.generate_checked(
+            [j[1] for j in jobs], check, (seed, turn, phase), self.p.max_retries, desc,
+            keep_cut=self.p.cut_replies == "keep")
         self.retries.update(retried)
-        for (tree, _, _, _, on_success), text, reason in zip(jobs, texts, reasons):
+        for (tree, _, _, _, on_success), text, reason, was_cut in zip(jobs, texts, reasons, cut):
             if reason is None:
                 on_success(text)
+                tree.cut += was_cut
             else:
                 tree.dropped = reason
 
@@ -224,9 +232,11 @@ class TreeBuilder:
                     t.chosen.append({"role": "user", "content": next_chosen[id(t)]})
 
         self.dropped = Counter(t.dropped for t in trees if t.dropped)
-        return [self._record(t) for t in trees if not t.dropped]
+        self.cut_replies = sum(t.cut for t in trees if not t.dropped)
+        model = self.model() if callable(self.model) else self.model
+        return [self._record(t, model) for t in trees if not t.dropped]
 
-    def _record(self, t: _Growing) -> dict:
+    def _record(self, t: _Growing, model: dict) -> dict:
         return {
             "id": prompt_hash(t.seed["chosen"])[:16],
             "seed_id": t.seed["id"],
@@ -236,15 +246,15 @@ class TreeBuilder:
             "chosen": t.chosen,
             "rejected": t.rejected,
             "hidden": t.hidden,
-            "provenance": {"model": self.model, "templates": self.template_hashes, "seed": t.simulation_seed,
+            "provenance": {"model": model, "templates": self.template_hashes, "seed": t.simulation_seed,
                            "sampling": {role: getattr(self.p, role).model_dump() for role in ("assistant", "user", "rewriter")}},
         }
 
     def build_splits(self, seeds: list[tuple[dict, str]]) -> list[dict]:
         """`build` for each split apart, with its own simulation seed (`split_seed`), the train trees first; with
-        simulate.resample, each train tree gets its resampled branch (`resample`). The counts of dropped trees and
-        retries add up over the splits."""
-        trees, dropped, retries = [], Counter(), Counter()
+        simulate.resample, each train tree gets its resampled branch (`resample`). The counts of dropped trees,
+        retries and cut replies add up over the splits."""
+        trees, dropped, retries, cut = [], Counter(), Counter(), 0
         for split in ("train", "test"):
             grown = self.build([(row, s) for row, s in seeds if s == split], split_seed(self.p, split))
             if split == "train" and self.p.resample:
@@ -252,15 +262,17 @@ class TreeBuilder:
             trees += grown
             dropped += self.dropped
             retries += self.retries
+            cut += self.cut_replies
             self.retries = Counter()
-        self.dropped, self.retries = dropped, retries
+        self.dropped, self.retries, self.cut_replies = dropped, retries, cut
         return trees
 
     def resample(self, trees: list[dict], seed: int) -> list[dict]:
         """The trees with a third branch, `resampled`: the shared context, then the chosen branch's user messages,
         each answered by the assistant simulator again (phase "resample": other seeds than the chosen answers'),
         reading the resampled history. A tree whose resampled answer fails its checks keeps its two branches
-        without a third (counted in `unresampled`, by reason)."""
+        without a third (counted in `unresampled`, by reason); its replies cut at max_new_tokens and kept add to
+        `cut_replies`."""
         growing = [_Resampled(t, list(t["chosen"][:len(t["context"]) + 1])) for t in trees]
         for turn in range(1, self.p.turns + 1):
             alive = [g for g in growing if not g.dropped]
@@ -271,6 +283,7 @@ class TreeBuilder:
                 if not g.dropped and turn < self.p.turns:
                     g.history.append(g.tree["chosen"][len(g.history)])  # the chosen branch's next user message
         self.unresampled = Counter(g.dropped for g in growing if g.dropped)
+        self.cut_replies += sum(g.cut for g in growing if not g.dropped)
         return [{**g.tree, "resampled": g.history} if not g.dropped else g.tree for g in growing]
 
 
@@ -279,12 +292,21 @@ class _Resampled:
     tree: dict
     history: list  # the resampled branch so far
     dropped: str | None = None
+    cut: int = 0  # replies kept though cut at their max_new_tokens
 
 
 def split_seed(p: SimulateParams, split: str) -> int:
     """The simulation seed of a split's trees (their prompt draw and every generation): simulate.train_seed for the
     train trees when set, simulate.seed otherwise."""
     return p.train_seed if split == "train" and p.train_seed is not None else p.seed
+
+
+def check_trees(trees: list[dict], seeds: int, dropped: Counter) -> None:
+    """Stop with one line naming the reasons when every one of `seeds` prompts lost its tree: 0 trees is no
+    success."""
+    if seeds and not trees:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common())
+        raise StageFailure(f"simulate: every tree of the {seeds} prompts was dropped ({reasons}); nothing to write")
 
 
 STOP_WORDS = frozenset("""a an the and or but if then so of to in on at by for with from about as into is are was were be

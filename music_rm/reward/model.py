@@ -13,16 +13,18 @@ import gc
 import hashlib
 import json
 import math
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
-from ..core.errors import InputError, StageFailure
+from ..core.errors import InputError, ParamsError, StageFailure
 from ..core.paths import cache_root
 from ..core.store import Store
-from ..data.chat_template import load_tokenizer
+from ..data.chat_template import load_tokenizer, token_ids
 from ..data.lengths import conversation_ids
 
 # Written into every trained reward-model folder: how it was trained, so it is loaded the same way.
@@ -33,7 +35,19 @@ HEADROOM = 1.25  # a GPU takes a replica when its free memory is over the bf16 w
 def read_card(model_dir: str) -> dict | None:
     """The reward_model.json of a trained reward-model folder, or None."""
     path = Path(model_dir) / CARD_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return _model_json(path)
+
+
+REMEDY = "copy the whole model folder again, or rerun the train stage that wrote it"
+
+
+def _model_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(path, None, None, f"not valid JSON ({e}); {REMEDY}") from None
 
 
 class RewardModel:
@@ -45,6 +59,21 @@ class RewardModel:
         self.replicas, self.tokenizer, self.card = replicas, tokenizer, card
         self.cache = cache if card.get("weights_sha256") else None
         self.identity = [card.get("weights_sha256"), str(self.model.dtype), self.model.device.type]
+        self.truncated = 0  # conversations scored so far that were over max_length and shortened
+
+    @property
+    def trained_length(self) -> int | None:
+        """The max_length the model was trained with (reward_model.json), None for a folder without one."""
+        return self.card.get("max_length")
+
+    def check_max_length(self, max_length: int | None, name: str = "max_length") -> None:
+        """Refuse a length under which every conversation, even a one-word exchange, would be cut: its reward
+        would be read off a fragment of the template. `name`: the param or option, for the error line."""
+        shortest = len(token_ids(self.tokenizer, [{"role": "user", "content": "A"},
+                                                  {"role": "assistant", "content": "B"}]))
+        if max_length is not None and max_length < shortest:
+            raise ParamsError(f"{name} {max_length}: shorter than the {shortest} tokens a one-word exchange takes "
+                              "through this model's chat template; every conversation would be scored on a fragment")
 
     @property
     def model(self):
@@ -54,8 +83,10 @@ class RewardModel:
               desc: str = "score") -> list[float]:
         """One reward per conversation (lists of {"role", "content"}), in input order. Notebook defaults: batches
         of 8 and no length limit (the stages pass their section's batch_size and max_length)."""
-        return score_conversations(self.replicas, self.tokenizer, conversations, batch_size, desc, max_length,
-                                   self.cache, self.identity)
+        self.check_max_length(max_length)
+        ids, truncated = length_ruled_ids(self.tokenizer, conversations, max_length)
+        self.truncated += truncated
+        return score_ids(self.replicas, self.tokenizer.pad_token_id, ids, batch_size, desc, self.cache, self.identity)
 
     def score_pairs(self, pairs: list[dict], batch_size: int = 8, max_length: int | None = None,
                     desc: str = "score") -> tuple[list[float], list[float]]:
@@ -116,7 +147,7 @@ def check_reward_model(model_dir: str) -> None:
     if not config_path.is_file():
         raise InputError(model_dir, None, None, "not a model folder (no config.json); name one model's folder, "
                                                 "e.g. models/rm/music/seed-0")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = _model_json(config_path)
     if not any(next(Path(model_dir).glob(pattern), None) for pattern in WEIGHTS):
         raise InputError(model_dir, None, None, f"no weights beside config.json (none of {', '.join(WEIGHTS)}); "
                                                 "copy the whole model folder, or rerun the train stage that wrote it")
@@ -141,10 +172,16 @@ def load_reward_model(model_dir: str, devices: list[str] | None = None, cpu_dtyp
 
     check_reward_model(model_dir)
     card = read_card(model_dir) or {}
-    devices = devices or scoring_devices(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, dtype=getattr(torch, cpu_dtype) if devices[0] == "cpu" else torch.bfloat16,
-        attn_implementation=card.get("attn_implementation")).to(devices[0]).eval()
+    try:
+        devices = devices or scoring_devices(model_dir)  # reads the weights' headers on a GPU machine
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, dtype=getattr(torch, cpu_dtype) if devices[0] == "cpu" else torch.bfloat16,
+            attn_implementation=card.get("attn_implementation"))
+    except (SafetensorError, OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        # a weights file cut short (a copy or download that stopped), or a config.json transformers cannot read
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(model_dir, None, None, f"cannot load the model ({reason}); {REMEDY}") from None
+    model = model.to(devices[0]).eval()
     replicas = [model] + [copy.deepcopy(model).to(device) for device in devices[1:]]
     return RewardModel(replicas, load_tokenizer(model_dir), card, default_cache() if cache else None)
 
@@ -200,11 +237,18 @@ def score_ids(models, pad_token_id: int, ids: list[list[int]], batch_size: int, 
     return scores
 
 
+def length_ruled_ids(tokenizer, conversations: list[list[dict]], max_length: int | None) -> tuple[list, int]:
+    """(the token ids scored per conversation, a conversation over `max_length` tokens shortened by the length
+    rule of data/lengths.py; how many were shortened)."""
+    ruled = [conversation_ids(tokenizer, c, max_length) for c in conversations]
+    return [ids for ids, _ in ruled], sum(shortened for _, shortened in ruled)
+
+
 def score_conversations(models, tokenizer, conversations: list[list[dict]], batch_size: int, desc: str,
                         max_length: int | None, cache=None, identity=None) -> list[float]:
     """One scalar reward per conversation, in input order; a conversation over `max_length` tokens is shortened
     by the length rule of data/lengths.py."""
-    ids = [conversation_ids(tokenizer, c, max_length)[0] for c in conversations]
+    ids, _ = length_ruled_ids(tokenizer, conversations, max_length)
     return score_ids(models, tokenizer.pad_token_id, ids, batch_size, desc, cache, identity)
 
 

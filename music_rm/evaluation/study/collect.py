@@ -23,7 +23,7 @@ from ..experiments import experiment_rows
 from ..records import COLUMNS, Record, from_row, parse_records, records_csv, with_lengths
 
 SUMMARIES = {"fetch": "data/fetch/summary.json", "simulate": "data/simulate/summary.json",
-             "contrast": "data/contrast/summary.json"}
+             "decontaminate": "data/decontaminate/summary.json", "contrast": "data/contrast/summary.json"}
 # record files: (path pattern, the source's label, its title on the page), in page order
 SOURCES = ((re.compile(r"data/eval/records\.csv"), "held_out", "Held-out pairs"),
            (re.compile(r"data/eval/mt_bench/([^/]+)/records\.csv"), "mt_bench/{}", "MT-Bench human votes ({})"),

@@ -188,6 +188,15 @@ def data_lines(exps: list[Experiment]) -> list[str]:
         lines.append(f"Simulated: {sim.get('trees')} trees ({sim.get('trees_train')} train, {sim.get('trees_test')} "
                      f"held out) of {first.params['simulate']['turns']} turns from {sim.get('seed_prompts')} sampled "
                      f"prompts; {sim.get('dropped')} dropped {sim.get('dropped_by_reason')}.")
+    if dec := first.summaries.get("decontaminate"):
+        lines.append(f"Training prompts against each suite's ({dec['ngram']}-grams of user messages, docs/pipeline.md):"
+                     " " + "; ".join(f"{name}: not counted" if "not_counted" in c else
+                                     f"{name}: {c['items_overlapping']} of {c['items']} items share one with "
+                                     f"{c['original_pairs_overlapping']} original train pairs and "
+                                     f"{c['music_trees_overlapping']} MUSIC train trees"
+                                     for name, c in dec["suites"].items())
+                     + f"; left out of training (decontaminate.drop): {dec['dropped']['original_pairs']} pairs, "
+                       f"{dec['dropped']['music_trees']} trees.")
     lines.append("MUSIC pairs per trained K: " + ", ".join(
         f"K={e.k}: {e.summaries['contrast'].get('pairs_train')} train / "
         f"{e.summaries['contrast'].get('pairs_test')} held out" for e in exps) + ".")
