@@ -106,7 +106,7 @@ def length_outcome(tokenizer, max_length: int, truncation: str) -> Callable[[dic
 
 
 def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], outcome: Callable[[dict], str],
-             min_relatedness: float, length_balance: bool = False, balance_seed: int = 0,
+             min_relatedness: float, length_balance: bool, balance_seed: int,
              left_out: dict[str, list[str]] | None = None) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
     """(sets, volume-matched draws, counts). Sets: the original train pairs every variant trains on (`original`),
     the MUSIC train and test pairs at K = `k`, the train set that adds them to the original pairs, and the held-out
@@ -160,8 +160,8 @@ def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[
 
 
 def contrast(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], base_model: str,
-             max_length: int, truncation: str, min_relatedness: float, length_balance: bool = False,
-             balance_seed: int = 0, left_out: dict[str, list[str]] | None = None
+             max_length: int, truncation: str, min_relatedness: float, length_balance: bool,
+             balance_seed: int, left_out: dict[str, list[str]] | None = None
              ) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
     """`assemble` with the lengths counted through the base model's chat template, as training will count them
     (train.config.max_length and truncation)."""
