@@ -84,14 +84,6 @@ def built(tmp_path_factory, tiny_model):
     return root
 
 
-@pytest.fixture
-def repo(built, tmp_path):
-    """A fresh copy of the built repo for each test (DVC's cache inside it; the state it keeps is per copy)."""
-    root = tmp_path / "repo"
-    shutil.copytree(built, root, symlinks=True)
-    return root
-
-
 def test_train_stages_are_variant_by_seed(repo):
     names = {line.split()[0] for line in run(["dvc", "stage", "list"], repo).splitlines()}
     assert {f"pairs@{v}" for v in VARIANTS} | train_stages([0]) <= names
