@@ -15,8 +15,8 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 VARIANTS = ("baseline", "music", "volume_matched")
-STAGES = {"check_params", "base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
-          *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@heldout"}
+STAGES = {"check_params", "base_model", "fetch", "simulate", "decontaminate", "contrast",
+          *(f"pairs@{v}" for v in VARIANTS), *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@heldout"}
 SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
 SOURCES = [".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "pyproject.toml", "stages", "music_rm", "configs", "profiles"]

@@ -36,7 +36,7 @@ SWAPPED = {
               "reward_bench.max_length"],
     "the hardware": ["train.accelerate_config", "eval.cpu_dtype"],
 }
-STAGES = {"check_params", "base_model", "fetch", "simulate", "contrast",
+STAGES = {"check_params", "base_model", "fetch", "simulate", "decontaminate", "contrast",
           "pairs@baseline", "pairs@music", "pairs@volume_matched",
           "train@baseline-0", "train@music-0", "train@volume_matched-0", "eval",
           "judge@music", "best_of_n@hh", "mt_bench@shared", "reward_bench@llmbar", "reward_bench@reward_bench_2",
