@@ -244,9 +244,10 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
     run(["dvc", "init", "-q"], root)
     run([sys.executable, "-m", "music_rm", "profile", "profiles/paper.yaml"], root)
     out = run(["dvc", "repro", "--dry", "--force"], root)
-    paper = {"check_params", "base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
-             *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@hh", "best_of_n@ultrainteract",
-             "reward_bench@reward_bench"}
+    paper = {"check_params", "base_model", "fetch", "simulate", "decontaminate", "contrast",
+             *(f"pairs@{v}" for v in VARIANTS), *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music",
+             "best_of_n@hh", "best_of_n@ultrainteract",
+             *(f"reward_bench@{s}" for s in ("reward_bench", "reward_bench_2", "rm_bench", "rmb"))}
     assert {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} == paper, out
     assert ("accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --main_process_port 0 stages/train.py "
             "--variant music --seed 0") in out
