@@ -196,8 +196,10 @@ def outputs(folder: Path) -> dict:
 @pytest.mark.parametrize("name", ["fetch", "contrast"])
 def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_finishes(workdir, trees, name, report):
     root, model = workdir
+    left_out = root / "dropped.json"  # decontaminate's output with nothing to leave out, as by default
+    left_out.write_text(json.dumps({"original_pairs": [], "music_trees": []}))
     args = {"fetch": [], "contrast": ["--trees", str(trees), "--original", str(root / "data" / "train.jsonl"),
-                                      "--model", str(model)]}[name]
+                                      "--left-out", str(left_out), "--model", str(model)]}[name]
     cmd = {tag: stage(f"{name}.py", root, *args, "--out", str(root / f"{name}-{tag}")) for tag in ("a", "b")}
     log = root / f"{name}-replaces.json"
     start = time.perf_counter()
