@@ -206,9 +206,10 @@ class TrainParams(Section):
         description="Name: its training pairs; one train@<name>-<seed> stage and reward model "
                     "(models/rm/<name>/seed-<seed>) per training seed")
     main_process_port: Annotated[int, Field(ge=0, le=65535)] = Field(
-        description="accelerate's main process port for multi-process training; 0: a free one, picked when the training"
-                    " starts, so two trainings on one node do not collide; multi-node: a fixed port, the same on every"
-                    " node")
+        description="accelerate's main process port, on node 0; 0: a free one, picked when the training starts, so two"
+                    " trainings on one node do not collide (refused on more than one node: each would pick its own);"
+                    " several nodes (a SLURM allocation, docs/cluster.md): a fixed port. Not in the train stage's"
+                    " command or params: changing it retrains nothing")
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(
         description="Training seeds: each seeds initialisation, shuffling and dropout of one model per variant "
                     "(train@<variant>-<seed>), and the volume-matched control's draw; eval reports the mean over "
