@@ -90,6 +90,7 @@ exps: setup
 # trace rollups), which `mlflow ui` otherwise starts as eight more processes (docs/mlflow.md).
 PORT ?= 5000
 ui: setup
-	@. $(BIN)/activate && python -c "from music_rm.core.tracking import ui_url; print('runs:', ui_url($(PORT)))"
+	@. $(BIN)/activate && python -c "from music_rm.core.tracking import reap_killed_runs, ui_url; \
+		print(*reap_killed_runs(), 'runs: ' + ui_url($(PORT)), sep='\n')"
 	. $(BIN)/activate && MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 --port $(PORT) \
 		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"

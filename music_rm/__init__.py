@@ -31,9 +31,9 @@ _API = {
     "pairs_from_trees": "music_rm.method.contrast",
     "score_models": "music_rm.evaluation.heldout",  # every (variant, seed) model's margins on held-out suites
     "evaluate": "music_rm.evaluation.heldout",      # their records, accuracies over seeds and differences
+    "read_records": "music_rm.evaluation.records",  # a suite's records.csv -> Record rows
+    "suite_result": "music_rm.evaluation.estimates",  # one suite's records -> accuracies and differences, intervals
     "seeded_bootstrap": "music_rm.evaluation.stats",
-    "paired_difference": "music_rm.evaluation.stats",
-    "bootstrap_ci": "music_rm.evaluation.stats",
 }
 __all__ = sorted(_API) + ["__version__"]
 

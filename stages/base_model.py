@@ -11,6 +11,9 @@ from music_rm.core.params import load_params
 from music_rm.core.tracking import stage_run
 from music_rm.data.base_model import prepare
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("base",)
+
 
 @click.command(context_settings=HELP)
 @params_option
@@ -22,10 +25,10 @@ from music_rm.data.base_model import prepare
 @logged
 def main(params_path, out, environment):
     """Write the base model (embedded SmolLM2 or a Hub model, per `base`) as a plain HF folder."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p = params.base
     with committed_outputs(out.parent, environment.parent) as (models, records), \
-         stage_run("base_model", params, ["base"], environment_file=records / environment.name) as mlflow:
+         stage_run("base_model", params, environment_file=records / environment.name) as mlflow:
         with atomic_path(models / out.name) as tmp:
             provenance = prepare(p, tmp)
             write_json(tmp / "provenance.json", provenance)

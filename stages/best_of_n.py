@@ -9,9 +9,10 @@ from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.data.prompts import read_prompts
-from music_rm.evaluation.best_of_n import heatmap_plot, judge_rollouts, records, roll_out, table, win_rates
+from music_rm.evaluation.best_of_n import (headline, heatmap_plot, judge_rollouts, records, roll_out, table,
+                                           win_rates)
 from music_rm.evaluation.judge import load_template
 from music_rm.evaluation.records import write_records
 from music_rm.generation.backends import make_backend
@@ -19,6 +20,14 @@ from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
 from music_rm.method.simulate import TreeBuilder
 from music_rm.reward.model import load_reward_model
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("best_of_n.prompt_sets.{set}", "best_of_n.turns", "best_of_n.n", "best_of_n.variants", "best_of_n.reference",
+          "best_of_n.policy", "best_of_n.batch_size", "best_of_n.max_length", "best_of_n.seed",
+          "best_of_n.bootstrap_resamples", "simulate",
+          "judge.backend", "judge.dtype", "judge.batch_size", "judge.vllm", "judge.openai", "judge.cache",
+          "judge.sampling", "judge.seed", "eval.cpu_dtype", "eval.cache",
+          "train.variants", "train.seeds", "base.trust_remote_code")
 
 
 @click.command(context_settings=HELP)
@@ -33,13 +42,13 @@ from music_rm.reward.model import load_reward_model
 @logged
 def main(set_name, params_path, model, models, out):
     """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS, set=set_name)
     seed = params.train.seeds[0]  # the one training seed scored here
     p, sim, judge = params.best_of_n, params.simulate, params.judge
-    prompt_set = p.prompt_set(set_name)
+    prompt_set = p.prompt_sets[set_name]
     out = out / set_name
     with committed_outputs(out) as out, \
-         stage_run(f"best_of_n@{set_name}", params, ["best_of_n"], inputs=[prompt_set.path, model, models],
+         stage_run(f"best_of_n@{set_name}", params, inputs=[prompt_set.path, model, models],
                    environment_file=out / "environment.json") as mlflow:
         prompts, skipped = read_prompts(prompt_set.path, prompt_set.format, prompt_set.limit, p.seed)
         trust_remote_code = params.base.trust_remote_code
@@ -62,7 +71,8 @@ def main(set_name, params_path, model, models, out):
         with Generator(make_backend(judge, str(model), trust_remote_code),
                        GenerationCache(default_path()) if judge.cache else None) as judge_generator:
             verdicts = judge_rollouts(judge_generator, rollouts, p, judge.sampling, judge.seed)
-        rates = win_rates(verdicts, p)
+        rows = records(verdicts, p, set_name, seed)
+        rates = win_rates(rows, p)
         failed = Counter(r.failed for r in rollouts if r.failed)
         metrics = {"prompts": len(prompts), "prompt_rows_skipped_by_reason": dict(sorted(skipped.items())),
                    "prompts_judged": len({v["prompt_id"] for v in verdicts}),
@@ -73,7 +83,7 @@ def main(set_name, params_path, model, models, out):
         write_jsonl(out / "rollouts.jsonl", [{"prompt_id": r.prompt_id, "policy": r.name, "messages": r.messages,
                                               "picked": r.picked, "failed": r.failed} for r in rollouts])
         write_jsonl(out / "verdicts.jsonl", verdicts)
-        write_records(out / "records.csv", records(verdicts, p, set_name, seed))
+        write_records(out / "records.csv", rows)
         write_json(out / "metrics.json", metrics)
         with atomic_path(out / "heatmap.png") as tmp:
             heatmap_plot(rates, p, tmp)
@@ -81,7 +91,7 @@ def main(set_name, params_path, model, models, out):
                    f"of {len(prompts)} seed prompts judged)\n\nWin rate of the first policy named, judged on whole "
                    "conversations in both orders (ties = ½); [95% bootstrap CI] (wins/ties/losses).\n\n"
                    f"{report}\n\n![heatmap](heatmap.png)\n")
-        mlflow.log_metrics(numeric({k: v for k, v in metrics.items() if k != "judge_template"}))
+        log_results({k: v for k, v in metrics.items() if k != "judge_template"}, headline(metrics))
         mlflow.log_artifact(str(out / "heatmap.png"))
     click.echo(f"best_of_n@{set_name}: {len(prompts)} prompts × {p.turns} turns, {metrics['rollouts_failed']} rollouts "
                f"failed {metrics['rollouts_failed_by_reason']}; policy {policy.model_calls} model calls "

@@ -8,8 +8,11 @@ from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.io import read_jsonl, write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
-from music_rm.method.contrast import contrast
+from music_rm.core.tracking import log_results, stage_run
+from music_rm.method.contrast import HEADLINE, contrast
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("contrast", "train.config.max_length", "train.config.truncation", "train.seeds")
 
 
 @click.command(context_settings=HELP)
@@ -27,15 +30,13 @@ from music_rm.method.contrast import contrast
 def main(params_path, trees, original, model, out):
     """Cut the trees after contrast.turns assistant turns into pairs; build the train sets and the control (one draw
     per training seed, volume_matched/seed-<seed>.jsonl)."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p = params.contrast
     cfg = params.train.config
     seeds = params.train.seeds
-    run_params = {**params.sections("contrast"),
-                  "train": {"config": {"max_length": cfg.max_length, "truncation": cfg.truncation}, "seeds": seeds}}
     with committed_outputs(out) as out, \
-         stage_run("contrast", params, run_params, inputs=[trees, original, model],
-                   environment_file=out / "environment.json") as mlflow:
+         stage_run("contrast", params, inputs=[trees, original, model],
+                   environment_file=out / "environment.json"):
         sets, draws, lengths = contrast(read_jsonl(original), read_jsonl(trees), p.turns, seeds, str(model),
                                         cfg.max_length, cfg.truncation, p.min_relatedness)
         for name, rows in sets.items():
@@ -47,7 +48,7 @@ def main(params_path, trees, original, model, out):
                    "pairs_train_volume_matched": len(draws[seeds[0]]),
                    "max_length": cfg.max_length, "truncation": cfg.truncation, **lengths}
         write_json(out / "summary.json", summary)
-        mlflow.log_metrics(numeric(summary))
+        log_results(summary, {k: summary[k] for k in HEADLINE})
     click.echo(f"contrast: K={p.turns}: {summary['pairs_train']} train / {summary['pairs_test']} test MUSIC pairs, "
                f"{summary['pairs_train_with_original']} pairs with the originals, "
                f"{summary['pairs_test_by_k']} held-out pairs over every K")

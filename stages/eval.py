@@ -8,10 +8,13 @@ from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_
 from music_rm.core.io import read_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.data.conversation import read_pairs
-from music_rm.evaluation.heldout import PLOTS, evaluate, music_suites, score_models, write_outputs
+from music_rm.evaluation.heldout import PLOTS, evaluate, headline, music_suites, score_models, write_outputs
 from music_rm.reward.curve import read_curve
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("eval", "train.variants", "train.seeds", "contrast.turns")
 
 
 @click.command(context_settings=HELP)
@@ -30,21 +33,19 @@ from music_rm.reward.curve import read_curve
 def main(params_path, models, original, music, curves, out):
     """Score every variant and training seed on the held-out suites; records, tables, plots and an offline HTML
     report."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p, k = params.eval, params.contrast.turns
     models_by = [(v, seed) for v in params.train.variants for seed in params.train.seeds]
-    # eval's run carries every section, so runs of different experiments compare side by side in MLflow
     with committed_outputs(out) as out, \
-         stage_run("eval", params, params.model_dump(mode="json"), inputs=[models, original, music],
+         stage_run("eval", params, inputs=[models, original, music],
                    environment_file=out / "environment.json") as mlflow:
         suites = {"original": read_pairs(original), **music_suites(read_jsonl(music))}
         margins, rewards = score_models({m: str(paths.reward_model(models, *m)) for m in models_by}, suites,
                                         p.batch_size, p.max_length, p.cpu_dtype, p.cache)
-        records, results, diffs = evaluate(suites, margins, p.compare, p.bootstrap_resamples, p.seed)
+        records, results = evaluate(suites, margins, p.compare, p.bootstrap_resamples, p.seed)
         curve_files = {m: read_curve(paths.train_reports(curves, *m) / "curve.csv") for m in models_by}
-        metrics, tables = write_outputs(out, records, results, diffs, margins, rewards, curve_files, k,
-                                        p.bootstrap_resamples)
-        mlflow.log_metrics(numeric(metrics))
+        metrics, tables = write_outputs(out, records, results, margins, rewards, curve_files, k, p.bootstrap_resamples)
+        log_results(metrics, headline(metrics), view=True)
         for name in ("records.csv", "report.md", "report.html", *PLOTS):
             mlflow.log_artifact(str(out / name))
     click.echo("eval: held-out pairwise accuracy (mean over training seeds), 95% bootstrap CI over seeds and pairs, "

@@ -8,10 +8,15 @@ from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
-from music_rm.evaluation.mt_bench import agreement, baselines, differences, load, records, score_conversations, table
+from music_rm.core.tracking import log_results, stage_run
+from music_rm.evaluation.mt_bench import headline, load, records, results, score_conversations, table
 from music_rm.evaluation.records import write_records
 from music_rm.reward.model import load_reward_model
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("mt_bench.batch_size", "mt_bench.max_length", "mt_bench.bootstrap_resamples", "mt_bench.seed",
+          "mt_bench.limit", "mt_bench.sources.{source}",
+          "eval.cpu_dtype", "eval.cache", "eval.compare", "train.variants", "train.seeds")
 
 
 @click.command(context_settings=HELP)
@@ -24,30 +29,28 @@ from music_rm.reward.model import load_reward_model
 @logged
 def main(source, params_path, models, out):
     """Agreement of every variant with the MT-Bench human votes, per turn, beside GPT-4 and answer length."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS, source=source)
     seed = params.train.seeds[0]  # the one training seed scored here
     p = params.mt_bench
-    s = p.source(source)
-    sections = {"mt_bench": {**p.model_dump(mode="json"), "sources": {source: s.model_dump(mode="json")}}}
+    s = p.sources[source]
     with committed_outputs(out) as out, \
-         stage_run(f"mt_bench@{source}", params, sections, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
-                   environment_file=out / source / "environment.json") as mlflow:
+         stage_run(f"mt_bench@{source}", params, inputs=[models, s.questions, s.answers, s.human, s.gpt4],
+                   environment_file=out / source / "environment.json"):
         votes, gpt4, conversations = load(s.questions, s.answers, s.human, s.gpt4, p.limit, p.seed)
-        results, rewards = {}, {}
+        rewards = {}
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 rewards[variant] = score_conversations(rm, conversations, p.batch_size, p.max_length, variant)
-            results[variant] = agreement(rewards[variant], votes, conversations, p.bootstrap_resamples, p.seed)
-        base = baselines(votes, gpt4, conversations, p.bootstrap_resamples, p.seed)
-        diffs = differences(rewards, votes, params.eval.compare, p.bootstrap_resamples, p.seed)
-        report = table(results, base)
-        write_json(out / source / "metrics.json", {"reward_models": results, "baselines": base, "differences": diffs})
-        write_records(out / source / "records.csv", records(rewards, votes, gpt4, conversations, source, seed))
+        rows = records(rewards, votes, gpt4, conversations, source, seed)
+        metrics = results(rows, rewards, conversations, params.eval.compare, p.bootstrap_resamples, p.seed)
+        report = table(metrics, params.train.variants)
+        write_json(out / source / "metrics.json", metrics)
+        write_records(out / source / "records.csv", rows)
         write_text(out / source / "report.md", "# Agreement with MT-Bench human experts (non-tie votes)\n\n"
                    "accuracy [95% bootstrap CI over questions: each resample draws the questions with replacement and "
                    "keeps all their votes] (n votes, reward ties, which count ½)\n\n" + report + "\n")
-        mlflow.log_metrics(numeric({"reward_models": results, "baselines": base, "differences": diffs}))
+        log_results(metrics, headline(metrics))
     click.echo(f"mt_bench@{source}: agreement with human experts on {len(votes)} non-tie votes\n{report}")
 
 

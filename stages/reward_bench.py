@@ -1,4 +1,4 @@
-"""Stages reward_bench_file@<name> and reward_bench_hub@<name>: every reward-model variant on RewardBench."""
+"""Stage reward_bench@<source>: every reward-model variant on a RewardBench source."""
 from pathlib import Path
 
 import click
@@ -8,62 +8,58 @@ from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.evaluation.records import write_records
 from music_rm.data.prompts import draw
-from music_rm.evaluation.reward_bench import (by_subset, differences, length_margins, load_hub, load_local, records,
-                                              scores, subset_counts, table)
+from music_rm.evaluation.reward_bench import (LONGER_ANSWER, headline, load_hub, load_local, records, results,
+                                              subset_counts, table)
 from music_rm.reward.model import load_reward_model
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("reward_bench.batch_size", "reward_bench.max_length", "reward_bench.bootstrap_resamples", "reward_bench.seed",
+          "reward_bench.limit", "reward_bench.sources.{source}",
+          "eval.cpu_dtype", "eval.cache", "eval.compare", "train.variants", "train.seeds")
 
 
 @click.command(context_settings=HELP)
-@click.option("--file", "file_name", help="A key of reward_bench.files in params.yaml.")
-@click.option("--hub", "hub_name", help="A key of reward_bench.hub in params.yaml.")
+@click.option("--source", required=True, help="A key of reward_bench.sources in params.yaml.")
 @params_option
 @models_option
 @click.option("--out", default=f"{paths.EVAL}/reward_bench", show_default=True, type=click.Path(path_type=Path),
               help="Parent folder of each source's metrics.json, report.md and records.csv.")
 @clean_errors
 @logged
-def main(file_name, hub_name, params_path, models, out):
-    """Section scores of every variant on a RewardBench source (a local copy or the Hub dataset)."""
-    if (file_name is None) == (hub_name is None):
-        raise click.UsageError("give one of --file NAME or --hub NAME")
-    params = load_params(params_path)
+def main(source, params_path, models, out):
+    """Section scores of every variant on a RewardBench source (a local copy or a Hugging Face dataset)."""
+    params = load_params(params_path).for_stage(PARAMS, source=source)
     seed = params.train.seeds[0]  # the one training seed scored here
     p = params.reward_bench
-    kind, name = ("file", file_name) if file_name else ("hub", hub_name)
-    s = p.source(kind, name)
-    stage = f"reward_bench_{kind}@{name}"
-    sections = {"reward_bench": {**p.model_dump(mode="json"), "files": {}, "hub": {},
-                                 {"file": "files", "hub": "hub"}[kind]: {name: s.model_dump(mode="json")}}}
+    s, name, stage = p.sources[source], source, f"reward_bench@{source}"
     with committed_outputs(out) as out, \
-         stage_run(stage, params, sections, inputs=[models] + ([s.path] if kind == "file" else []),
-                   environment_file=out / name / "environment.json") as mlflow:
-        if kind == "file":
+         stage_run(stage, params, inputs=[models] + ([s.path] if s.kind == "file" else []),
+                   environment_file=out / name / "environment.json"):
+        if s.kind == "file":
             pairs, resolved = load_local(s.path, s.format), None
         else:
             pairs, resolved = load_hub(s.hf_dataset, s.hf_revision, s.hf_split)
         pairs = draw(pairs, p.limit, p.seed)
         pairs.sort(key=lambda pair: (pair["subset"], pair["source_id"]))  # the records' order: intervals recompute
-        results, margins = {}, {}
+        margins = {}
         for variant in params.train.variants:
             model_dir = paths.reward_model(models, variant, seed)  # other suites: the first seed
             with load_reward_model(str(model_dir), cpu_dtype=params.eval.cpu_dtype, cache=params.eval.cache) as rm:
                 margins[variant] = rm.margins(pairs, p.batch_size, p.max_length, f"{variant}: RewardBench")
-            results[variant] = scores(by_subset(pairs, margins[variant]), p.bootstrap_resamples, p.seed)
-        longer = scores(by_subset(pairs, length_margins(pairs)), p.bootstrap_resamples, p.seed)
-        report = table({**results, "longer answer wins": longer})
+        rows = records(pairs, margins, name, seed)
         metrics = {"pairs": len(pairs), "subsets": subset_counts(pairs), "resolved_revision": resolved,
-                   "reward_models": results, "longer_answer": longer,
-                   "differences": differences(margins, params.eval.compare, p.bootstrap_resamples, p.seed)}
+                   **results(rows, params.train.variants, params.eval.compare, p.bootstrap_resamples, p.seed)}
+        report = table({**metrics["reward_models"], "longer answer wins": metrics[LONGER_ANSWER]})
         write_json(out / name / "metrics.json", metrics)
-        write_records(out / name / "records.csv", records(pairs, margins, name, seed))
+        write_records(out / name / "records.csv", rows)
         write_text(out / name / "report.md", f"# RewardBench: {name}\n\nSection scores: accuracy per subset, "
                    "weighted by upstream's example counts; [95% bootstrap CI]; a reward tie (equal to 6 decimals) "
                    "counts ½ (upstream: 0). Subsets: "
                    f"{metrics['subsets']}\n\n{report}\n")
-        mlflow.log_metrics(numeric({k: metrics[k] for k in ("reward_models", "longer_answer", "differences")}))
+        log_results(metrics, headline(metrics))
     click.echo(f"{stage}: {len(pairs)} pairs\n{report}")
 
 

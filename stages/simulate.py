@@ -5,15 +5,19 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
+from music_rm.core.disk import DiskFull
 from music_rm.core.errors import StageFailure
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
-from music_rm.core.tracking import numeric, stage_run
+from music_rm.core.tracking import log_results, stage_run
 from music_rm.generation.backends import make_backend
 from music_rm.generation.cache import GenerationCache, default_path
 from music_rm.generation.generator import Generator
-from music_rm.method.simulate import TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
+from music_rm.method.simulate import HEADLINE, TreeBuilder, message_stats, relatedness_stats, sample_markdown, sample_prompts
+
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("simulate", "base.trust_remote_code")
 
 
 def token_counter(model_dir: Path):
@@ -36,10 +40,10 @@ def token_counter(model_dir: Path):
 @logged
 def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS)
     p = params.simulate
     with committed_outputs(out) as out, \
-         stage_run("simulate", params, ["simulate"], inputs=[data / "train.jsonl", data / "test.jsonl", model],
+         stage_run("simulate", params, inputs=[data / "train.jsonl", data / "test.jsonl", model],
                    environment_file=out / "environment.json") as mlflow:
         seeds = [(row, split) for split, size in (("train", p.train_prompts), ("test", p.test_prompts))
                  for row in sample_prompts(read_jsonl(data / f"{split}.jsonl"), size, p.seed)]
@@ -48,6 +52,8 @@ def main(params_path, data, model, out):
             builder = TreeBuilder(generator, p, model=read_json(model / "provenance.json"))
             try:
                 trees = builder.build(seeds)
+            except DiskFull:  # its line says what the cache keeps
+                raise
             except StageFailure as e:
                 kept = (f"kept in {default_path()}; a rerun resumes from there" if cache
                         else "not kept (simulate.cache is off)")
@@ -71,7 +77,7 @@ def main(params_path, data, model, out):
         write_jsonl(out / "trees.jsonl", trees)
         write_json(out / "summary.json", summary)
         write_text(out / "sample.md", sample_markdown(trees))
-        mlflow.log_metrics(numeric({**summary, **calls}))
+        log_results({**summary, **calls}, {k: summary[k] for k in HEADLINE})
         mlflow.log_artifact(str(out / "sample.md"))
     click.echo(f"simulate: {len(trees)} trees of {p.turns} turns from {len(seeds)} prompts "
                f"({summary['dropped']} dropped {summary['dropped_by_reason']}), "

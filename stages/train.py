@@ -13,6 +13,9 @@ from music_rm.core.params import load_params
 from music_rm.reward import launch
 from music_rm.reward.variant import train_variant
 
+# The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
+PARAMS = ("train.accelerate_config", "train.config", "train.variants.{variant}")
+
 
 @click.command(context_settings=HELP)
 @click.option("--variant", required=True, help="A key of train.variants in params.yaml.")
@@ -30,7 +33,7 @@ from music_rm.reward.variant import train_variant
 def main(variant, seed, params_path, model, out, reports):
     """Train the reward model of one variant and seed with TRL's RewardTrainer, on the nodes of a SLURM allocation
     or of MUSIC_TRAIN_NODES (default: this one), under `accelerate launch` with train.accelerate_config."""
-    params = load_params(params_path)
+    params = load_params(params_path).for_stage(PARAMS, variant=variant)
     if not launch.in_accelerate():
         sys.exit(launch.launch(params, f"train@{variant}-{seed}", [str(Path(sys.argv[0]).absolute()), *sys.argv[1:]]))
     with launch.training_process():

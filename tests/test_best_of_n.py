@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from music_rm.evaluation.best_of_n import comparisons, judge_rollouts, pick, roll_out, table, win_rates
+from music_rm.evaluation.best_of_n import comparisons, judge_rollouts, pick, records, roll_out, table, win_rates
 from music_rm.generation.cache import GenerationCache
 from music_rm.generation.generator import Generator
 from music_rm.generation.openai_backend import OpenAIBackend
@@ -69,15 +69,21 @@ def test_rollouts_pick_the_reward_models_favourite_and_the_judge_sees_both_order
         policy = served(policy_server)
         rollouts = roll_out(policy, TreeBuilder(policy, sim), reward_fns, PROMPTS, p, user_retries=1)
         verdicts = judge_rollouts(served(judge_server), rollouts, p, JUDGE, judge_seed=0)
-    per_prompt_turn = 1 + 2 * (2 + 4)  # greedy + two variants × (N=2 + N=4) candidates
+    # greedy + two variants and the two length pickers × (N=2 + N=4) candidates
+    per_prompt_turn = 1 + 4 * (2 + 4)
     assistant_calls = [r for r in policy_server.requests if not r["messages"][-1]["content"].endswith("message:")]
     assert len(assistant_calls) == len(PROMPTS) * p.turns * per_prompt_turn
-    assert len(rollouts) == len(PROMPTS) * 5 and not any(r.failed for r in rollouts)
+    assert len(rollouts) == len(PROMPTS) * 9 and not any(r.failed for r in rollouts)
     for r in rollouts:
         answers = [m["content"] for m in r.messages if m["role"] == "assistant"]
         assert len(answers) == p.turns and [m["role"] for m in r.messages] == ["user", "assistant"] * p.turns
         if r.variant is None:
             assert answers == ["Answer 0"] * p.turns
+            continue
+        if r.variant not in reward_fns:  # a length picker: the longest or shortest candidate
+            sign = {"longest_answer": 1, "shortest_answer": -1}[r.variant]
+            assert all(p["rewards"][p["index"]] == max(p["rewards"]) and p["rewards"][p["index"]] == sign * len(a)
+                       for a, p in zip(answers, r.picked))
             continue
         for turn, picked in zip(answers, r.picked):
             rewards = picked["rewards"]
@@ -93,13 +99,13 @@ def test_rollouts_pick_the_reward_models_favourite_and_the_judge_sees_both_order
         a_total = total(by_policy[(v["prompt_id"], f"{a}@{n}")])
         b_total = total(by_policy[(v["prompt_id"], "greedy" if b == "greedy" else f"{b}@{n}")])
         assert v["verdict"] == ("win" if a_total > b_total else "loss")
-    rates = win_rates(verdicts, p)
-    assert rates["baseline_vs_greedy@4"]["win_rate"] == 1.0 and rates["baseline_vs_greedy@4"]["wins"] == len(PROMPTS)
+    rates = win_rates(records(verdicts, p, "s", 0), p)
+    assert rates["baseline_vs_greedy@4"]["estimate"] == 1.0 and rates["baseline_vs_greedy@4"]["wins"] == len(PROMPTS)
     # The draws depend on the server's port (it is part of the backend's identity, hence of the seeds), so the
     # music-vs-baseline outcome is computed from the rollouts: smallest-number picks against largest.
     music_wins = sum(total(by_policy[(pid, "music@4")]) > total(by_policy[(pid, "baseline@4")]) for pid, _ in PROMPTS)
     assert rates["music_vs_baseline@4"]["wins"] == music_wins == len(PROMPTS) - rates["music_vs_baseline@4"]["losses"]
-    assert rates["music_vs_baseline@4"]["win_rate"] == pytest.approx(music_wins / len(PROMPTS))
+    assert rates["music_vs_baseline@4"]["estimate"] == pytest.approx(music_wins / len(PROMPTS))
     cell = f"({music_wins}/0/{len(PROMPTS) - music_wins}) |"
     assert next(line for line in table(rates, p).splitlines() if line.startswith("| music vs baseline |")).endswith(cell)
 
@@ -126,16 +132,16 @@ def test_a_judge_that_cannot_decide_gives_ties(tmp_path):
     with policy_server, judge_server:
         rollouts = roll_out(served(policy_server), TreeBuilder(None, sim), reward_fns, PROMPTS, p, user_retries=0)
         verdicts = judge_rollouts(served(judge_server), rollouts, p, JUDGE, judge_seed=0)
-    rates = win_rates(verdicts, p)
-    assert all(r["win_rate"] == 0.5 and r["ties"] == len(PROMPTS) for r in rates.values())
-    # the records: one row per prompt and comparison, the tie as margin 0, which the one tie rule counts ½
-    from music_rm.evaluation.best_of_n import records
-    from music_rm.evaluation.records import accuracy
     rows = records(verdicts, p, "s", seed=3)
-    assert {r["suite"] for r in rows} == {"best_of_n/s/vs_greedy@2", "best_of_n/s/vs_baseline@2"}
-    assert len(rows) == len(verdicts) and {(r["margin"], r["seed"]) for r in rows} == {(0.0, 3)}
-    music = [r["margin"] for r in sorted(rows, key=lambda r: r["item"]) if r["suite"].endswith("vs_baseline@2")]
-    assert accuracy(music, None, p.bootstrap_resamples, p.seed)["accuracy"] == rates["music_vs_baseline@2"]["win_rate"]
+    rates = win_rates(rows, p)
+    assert all(r["estimate"] == 0.5 and r["ties"] == len(PROMPTS) for r in rates.values())
+    # the records: one row per prompt and comparison, the tie as margin 0, which the one tie rule counts ½
+    from music_rm.evaluation.estimates import accuracy, arms
+    assert {r.suite for r in rows} == {"best_of_n/s/vs_greedy@2", "best_of_n/s/vs_baseline@2"}
+    assert len(rows) == len(verdicts) and {(r.margin, r.seed) for r in rows if r.variant in p.variants} == {(0.0, 3)}
+    assert {r.seed for r in rows if r.variant in ("longest_answer", "shortest_answer")} == {0}  # references: seed 0
+    music = arms([r for r in rows if r.suite.endswith("vs_baseline@2")])["music"]
+    assert accuracy(music, p.bootstrap_resamples, p.seed).estimate == rates["music_vs_baseline@2"]["estimate"]
 
 
 def test_a_rollout_whose_user_simulator_keeps_failing_is_left_out_of_the_judging(tmp_path):
@@ -196,11 +202,14 @@ def test_the_stage_script_writes_every_output_byte_identically(tiny_model, tiny_
                                                    "heatmap.png")] == first  # same params and seed: byte-identical
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["prompts"] == metrics["prompts_judged"] == 2 and metrics["rollouts_failed"] == 0
-    assert set(metrics["win_rates"]) == {
-        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
+    assert set(metrics["win_rates"]) == {f"{c}@{n}" for n in (2, 3) for c in (
+        "baseline_vs_greedy", "music_vs_greedy", "longest_answer_vs_greedy", "shortest_answer_vs_greedy",
+        "music_vs_baseline")}
     assert all(r["n"] == 2 == r["wins"] + r["ties"] + r["losses"] for r in metrics["win_rates"].values())
     rollouts = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
-    assert sorted({r["policy"] for r in rollouts}) == ["baseline@2", "baseline@3", "greedy", "music@2", "music@3"]
+    assert sorted({r["policy"] for r in rollouts}) == ["baseline@2", "baseline@3", "greedy", "longest_answer@2",
+                                                       "longest_answer@3", "music@2", "music@3", "shortest_answer@2",
+                                                       "shortest_answer@3"]
     assert all(len(turn["rewards"]) == int(r["policy"][-1]) for r in rollouts if r["policy"] != "greedy"
                for turn in r["picked"])
     assert (out / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

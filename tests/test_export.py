@@ -95,8 +95,9 @@ def test_export_writes_a_folder_plain_transformers_loads_with_the_same_rewards(t
 
     root, _, test = trained
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"music": {"original": {"accuracy": 0.75, "ci_low": 0.5, "ci_high": 1.0, "n": 12,
-                                                          "seeds": {"0": {"accuracy": 0.7}, "1": {"accuracy": 0.8}}}}}))
+    metrics.write_text(json.dumps({"suites": {"original": {"models": {"music": {
+        "estimate": 0.75, "ci_low": 0.5, "ci_high": 1.0, "n": 12, "seeds": 2,
+        "per_seed": {"0": {"estimate": 0.7, "ties": 0}, "1": {"estimate": 0.8, "ties": 0}}}}, "differences": {}}}}))
     result = subprocess.run([sys.executable, "-m", "music_rm", "export", str(root / "rm" / "music" / "seed-0"), str(tmp_path / "out"),
                              "--metrics", str(metrics)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -6,9 +6,10 @@ SUITES = ("original", "music_k1", "music_k2", "music_k3")
 
 
 def node(rev, name, params, acc):
-    metrics = {v: {s: {"accuracy": acc + i / 10 + j / 100, "n": 9} for j, s in enumerate(SUITES)}
-               for i, v in enumerate(("baseline", "music", "volume_matched"))} if acc else {}
-    metrics["longer_answer"] = {"original": {"accuracy": 0.4}}
+    variants = ("baseline", "music", "volume_matched")
+    metrics = {"suites": {s: {"models": {**{v: {"estimate": acc + i / 10 + j / 100, "n": 9} for i, v in enumerate(variants)},
+                                         "longer_answer": {"estimate": 0.4, "n": 9}}, "differences": {}}
+                          for j, s in enumerate(SUITES)}} if acc else {}
     return {"rev": rev, "name": name, "data": {"rev": rev, "params": {"params.yaml": {"data": params}},
                                                "metrics": {"data/eval/metrics.json": {"data": metrics}} if acc else {}}}
 

@@ -18,7 +18,7 @@ import yaml
 from music_rm.core.io import read_json, write_jsonl
 from music_rm.reward.model import load_reward_model, read_card
 from music_rm.data.sources import fetch
-from tests.conftest import REPO, make_tiny_model, repo_params
+from tests.conftest import REPO, make_tiny_model, repo_params, write_manifests
 from tests.test_sources import params as fetch_params
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

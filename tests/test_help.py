@@ -46,4 +46,4 @@ def test_the_version_is_the_installed_package_s():
 
 def test_the_console_script_lists_its_subcommands():
     assert {"profile", "plan", "score", "export", "compare", "schema", "exps"} <= set(music_rm.commands)
-    assert len(STAGES) == 11
+    assert len(STAGES) == 12

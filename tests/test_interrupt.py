@@ -24,9 +24,8 @@ from tests.conftest import REPO, write_manifests
 from tests.test_sources import params as fetch_params
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_model):
-    root = tmp_path_factory.mktemp("interrupt")
+def small_simulate(root: Path) -> dict:
+    """fetch's embedded train and test pairs in `root`/data, and the repo's params with a small simulate section."""
     train, test, _ = fetch(fetch_params())
     write_jsonl(root / "data" / "train.jsonl", train)
     write_jsonl(root / "data" / "test.jsonl", test)
@@ -34,6 +33,13 @@ def workdir(tmp_path_factory, tiny_model):
     params["simulate"].update(dtype="float32", batch_size=4, turns=3, train_prompts=8, test_prompts=8)
     for role in ("assistant", "user", "rewriter"):
         params["simulate"][role]["max_new_tokens"] = 8
+    return params
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("interrupt")
+    params = small_simulate(root)
     params["train"]["config"].update(bf16=False, batch_size=2, epochs=3, max_length=384, learning_rate=1e-3)
     params["train"]["variants"] = {"baseline": {"pairs": str(root / "data" / "train.jsonl")}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -47,38 +47,49 @@ def test_a_content_judge_is_consistent_and_rms_are_scored_against_it(monkeypatch
     with server:
         verdicts = judge_pairs(generator(), pairs, GREEDY, seed=0)
     assert len(server.requests) == 8 and [v["verdict"] for v in verdicts] == ["chosen"] * 4
-    result = agreement(verdicts, {"right": [1.0, 2.0, 0.5, 0.1], "wrong": [-1.0, 1.0, -1.0, -1.0]}, 100, 0)
-    assert result["inconsistency_rate"] == 0 and result["judge_vs_label"]["accuracy"] == 1.0
-    assert result["rm_vs_judge.right"]["accuracy"] == 1.0 and result["rm_vs_judge.wrong"]["accuracy"] == 0.25
+    result = agreed(verdicts, {"right": [1.0, 2.0, 0.5, 0.1], "wrong": [-1.0, 1.0, -1.0, -1.0]})
+    vs_judge = result["suites"]["judge"]["models"]
+    assert result["inconsistency_rate"] == 0 and result["judge_vs_label"]["estimate"] == 1.0
+    assert vs_judge["right"]["estimate"] == 1.0 and vs_judge["wrong"]["estimate"] == 0.25
+
+
+def agreed(verdicts, margins):
+    from music_rm.evaluation.judge import records
+
+    pairs = [pair(int(v["id"][1:])) for v in verdicts]
+    return agreement(verdicts, records(pairs, verdicts, margins, "s", 0), list(margins), [], 100, 0)
 
 
 def test_records_orient_margins_by_the_label_and_a_reward_tie_counts_half():
+    from music_rm.evaluation.estimates import accuracy, arms
     from music_rm.evaluation.judge import records
-    from music_rm.evaluation.records import accuracy, outcome
+    from music_rm.evaluation.records import Record, outcome
 
     verdicts = [{"id": f"p{i}", "verdict": v} for i, v in
                 enumerate(["chosen", "rejected", "inconsistent", "unparsed", "prompt_too_long", "chosen"])]
     margins = {"rm": [0.5, 0.5, -1.0, 2.0, 1.0, 0.0000004]}  # the last: a tie to 6 decimals
-    result = agreement(verdicts, margins, 100, 0)
-    assert result["rm_vs_judge.rm"] == {**result["rm_vs_judge.rm"], "accuracy": 0.5, "n": 3, "ties": 1}
-    assert result["rm_vs_label.rm"]["n"] == 6 and result["rm_vs_label.rm"]["ties"] == 1
-    rows = records(verdicts, margins, "s", seed=2)
-    judge = {r["item"]: r["margin"] for r in rows if r["variant"] == "judge"}
+    rows = records([pair(i) for i in range(6)], verdicts, margins, "s", seed=2)
+    result = agreement(verdicts, rows, ["rm"], [], 100, 0)
+    vs_judge = result["suites"]["judge"]["models"]["rm"]
+    assert (vs_judge["estimate"], vs_judge["n"], vs_judge["ties"]) == (0.5, 3, 1)
+    assert result["suites"]["labels"]["models"]["rm"]["n"] == 6 and result["suites"]["labels"]["models"]["rm"]["ties"] == 1
+    judge = {r.item: r.margin for r in rows if r.variant == "judge"}
     assert judge == {"p0": 1.0, "p1": -1.0, "p2": 0.0, "p3": 0.0, "p5": 1.0}  # no row where the prompt was too long
-    rm = {r["item"]: r["margin"] for r in rows if r["variant"] == "rm" and r["seed"] == 2}
-    assert len(rm) == 6 and {r["suite"] for r in rows} == {"judge/s"}
+    rm = {r.item: r.margin for r in rows if r.variant == "rm" and r.seed == 2}
+    assert len(rm) == 6 and {r.suite for r in rows} == {"judge/s"}
+    assert {r.length for r in rows} == {len("Here is the poem you asked for.") - len("Here is a story instead.")}
     # rm vs judge from the records alone: outcome(rm margin × judge margin) where the judge decided
-    again = [rm[i] * j for i, j in sorted(judge.items()) if j != 0]
-    assert accuracy(again, None, 100, 0) == result["rm_vs_judge.rm"] and outcome(rm["p5"]) == 0.5
+    again = [Record.of("x", i, "rm", 2, rm[i] * j) for i, j in sorted(judge.items()) if j != 0]
+    assert accuracy(arms(again)["rm"], 100, 0).as_dict() == {**vs_judge, "length": None} and outcome(rm["p5"]) == 0.5
 
 
 def test_a_position_biased_judge_counts_as_inconsistent(monkeypatch):
     server, generator = served_judge(monkeypatch, lambda body: "A")
     with server:
         verdicts = judge_pairs(generator(), [pair(i) for i in range(3)], GREEDY, seed=0)
-    result = agreement(verdicts, {"rm": [1.0, 1.0, 1.0]}, 100, 0)
+    result = agreed(verdicts, {"rm": [1.0, 1.0, 1.0]})
     assert result["verdicts_inconsistent"] == 3 and result["inconsistency_rate"] == 1.0
-    assert result["judge_vs_label"]["n"] == 0 and result["rm_vs_judge.rm"]["n"] == 0
+    assert result["judge_vs_label"]["n"] == 0 and result["suites"]["judge"]["models"] == {}
 
 
 def test_a_local_transformers_judge_runs(tiny_model):

@@ -1,6 +1,7 @@
 """params.yaml as one typed model: every key required, strict types, ranges, cross-section rules, one-line errors."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -132,7 +133,7 @@ def test_compare_says_which_numbers_leave_the_committed_intervals(tmp_path):
            "GIT_COMMITTER_EMAIL": "t@t"}
     path = tmp_path / "data" / "eval" / "metrics.json"
     path.parent.mkdir(parents=True)
-    cell = lambda a, lo, hi: {"accuracy": a, "ci_low": lo, "ci_high": hi, "n": 12}  # noqa: E731
+    cell = lambda a, lo, hi: {"estimate": a, "ci_low": lo, "ci_high": hi, "n": 12}  # noqa: E731
     path.write_text(json.dumps({"music": {"original": cell(0.9, 0.75, 1.0), "music_k2": cell(0.5, 0.25, 0.75)}}))
     for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "x"]):
         subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
@@ -210,3 +211,45 @@ def test_a_choice_whose_package_is_missing_is_refused_before_anything_is_created
     assert lines[0].split("pip install ")[1].strip('"').startswith(module)  # pinned as pyproject.toml's extras pin it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no MLflow store, no cache, no outputs
     load_params(tmp_path / "params.yaml", packages=False)  # a plan for another machine still reads it
+
+
+def test_a_stage_reads_the_keys_it_declares_and_no_other():
+    """Params.for_stage: the view a stage has of the validated params (its script's PARAMS)."""
+    from music_rm.core.errors import UndeclaredParam
+
+    params = validate(repo_params(mt_bench={"sources": {"a": {"questions": "q", "answers": "a", "human": "h",
+                                                              "gpt4": "g"}}}), "params.yaml")
+    view = params.for_stage(("mt_bench.batch_size", "mt_bench.sources.{source}", "train.variants.{variant}",
+                             "train.config.max_length", "contrast"), source="a", variant="music")
+    assert view.mt_bench.batch_size == 8 and view.mt_bench.sources["a"].gpt4 == "g" and view.contrast.turns == 2
+    assert view.train.variant("music").pairs == params.train.variants["music"].pairs  # a section's method reads it
+    assert view.train.config.max_length == 512 and view.whole is params and params.whole is params
+    for read, key in ((lambda: view.mt_bench.limit, "mt_bench.limit"), (lambda: view.eval, "eval"),
+                      (lambda: view.train.config.epochs, "train.config.epochs"),
+                      (lambda: view.train.variants["baseline"], "train.variants.baseline"),
+                      (lambda: list(view.train.variants), "train.variants (every entry)"),
+                      (lambda: sorted(view.mt_bench.sources), "mt_bench.sources (every entry)")):
+        with pytest.raises(UndeclaredParam, match=rf"^{re.escape(key)}: read by a stage that does not declare it"):
+            read()
+    assert view.declared() == {  # what its MLflow run logs
+        "mt_bench": {"batch_size": 8, "sources": {"a": {"questions": "q", "answers": "a", "human": "h", "gpt4": "g"}}},
+        "train": {"variants": {"music": {"pairs": params.train.variants["music"].pairs}}, "config": {"max_length": 512}},
+        "contrast": params.contrast.model_dump(mode="json")}
+    with pytest.raises(ParamsError, match=r"^mt_bench.sources: no source 'b'; defined: \['a'\]$"):
+        params.for_stage(("mt_bench.sources.{source}",), source="b")
+    with pytest.raises(ValueError, match="mt_bench.nope: not a key of params.yaml"):
+        params.for_stage(("mt_bench.nope",))
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"kind": "zip", "path": "x"}, "reward_bench.sources.rb.kind: one of file, hf (got 'zip')"),
+    ({"path": "x", "format": "llmbar"}, "reward_bench.sources.rb.kind: one of file, hf (missing)"),
+    ({"kind": "hf", "hf_dataset": "allenai/reward-bench", "hf_revision": "main", "hf_split": "filtered"},
+     "reward_bench.sources.rb.path: missing (params.yaml sets every key; see docs/params.md)"),
+    ({"kind": "file", "path": "x", "format": "llmbar", "hf_split": "filtered"},
+     "reward_bench.sources.rb.hf_split: unknown key"),
+])
+def test_a_reward_bench_source_is_checked_by_its_kind(source, message):
+    with pytest.raises(ParamsError) as e:
+        validate(repo_params(reward_bench={"sources": {"rb": source}}), "params.yaml")
+    assert str(e.value) == f"params.yaml: {message}"

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 VARIANTS = ("baseline", "music", "volume_matched")
-STAGES = {"base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
+STAGES = {"check_params", "base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
           *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@heldout"}
 SUITES = ("original", "music_k1", "music_k2", "music_k3")
 # .gitignore included: DVC experiments stash what git neither tracks nor ignores (mlflow.db would be put back)
@@ -90,13 +90,13 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     for metrics in trained.values():  # one epoch: every pair that fits, once, as the trainer counted them
         assert metrics["pairs_seen"] == metrics["distinct_pairs_seen"] == metrics["pairs_used"] and metrics["seed"] == 0
     assert read(root, "data/train/volume_matched/pairs/seed-0.json")["pairs"] == "data/contrast/volume_matched/seed-0.jsonl"
-    results = read(root, "data/eval/metrics.json")
+    results = read(root, "data/eval/metrics.json")["suites"]
+    assert sorted(results) == ["music_k1", "music_k2", "music_k3", "original"]  # each K once
     for variant in ("baseline", "music", "volume_matched"):
-        assert results[variant]["original"]["n"] == fetch["test"]
-        assert sorted(results[variant]) == ["music_k1", "music_k2", "music_k3", "original"]  # each K once
-        assert results[variant]["music_k2"]["n"] == contrast["pairs_test"]  # the trained K
-        r = results[variant]["music_k2"]
-        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and r["seeds"]["0"]["accuracy"] == r["accuracy"]
+        assert results["original"]["models"][variant]["n"] == fetch["test"]
+        assert results["music_k2"]["models"][variant]["n"] == contrast["pairs_test"]  # the trained K
+        r = results["music_k2"]["models"][variant]
+        assert r["ci_low"] <= r["estimate"] <= r["ci_high"] and r["per_seed"]["0"]["estimate"] == r["estimate"]
     records = (root / "data/eval/records.csv").read_text().splitlines()
     assert len(records) == 1 + 4 * (fetch["test"] + contrast["pairs_test_by_k"])  # 3 models and longer_answer
     assert contrast["pairs_test_by_k"] == 3 * contrast["pairs_test"]
@@ -106,7 +106,8 @@ def test_dvc_repro_runs_every_stage_and_eval_scores_every_variant(repo):
     best_of_n = read(root, "data/eval/best_of_n/heldout/metrics.json")
     assert read(root, "data/eval/judge/music/metrics.json")["pairs"] == contrast["pairs_test"]
     assert best_of_n["prompts"] == 2 and set(best_of_n["win_rates"]) == {
-        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline")}
+        f"{c}@{n}" for n in (2, 3) for c in ("baseline_vs_greedy", "music_vs_greedy", "music_vs_baseline", "longest_answer_vs_greedy",
+                                         "shortest_answer_vs_greedy")}
 
 
 def mlflow_client(root):
@@ -131,12 +132,13 @@ def mlflow_runs(root):
 
 
 def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_metrics(repo):
-    from music_rm.core.tracking import flatten
+    from music_rm.core.io import flatten
 
     root, _, commit = repo
     runs = mlflow_runs(root)
     workspace = {name: value for name, value in runs.items() if name.startswith("workspace")}
-    tracked = {s for s in STAGES if not s.startswith("pairs@")}  # pairs@ computes nothing: its manifests only name files
+    # check_params and pairs@ compute nothing: one checks params.yaml, the other's manifests only name files
+    tracked = {s for s in STAGES if not s.startswith("pairs@") and s != "check_params"}
     assert set(workspace) == {"workspace"} | {f"workspace/{s}" for s in tracked}
     parent = runs["workspace"][0]
     assert parent.data.tags["git_commit"] == commit and parent.data.tags["dvc_exp_name"] == "workspace"
@@ -159,10 +161,12 @@ def test_mlflow_run_tree_one_parent_nested_stage_runs_tagged_and_equal_to_dvc_me
         assert "stage.log" in {a.path for a in client.list_artifacts(runs[f"workspace/{stage}"][0].info.run_id)}
     assert (root / "data/eval/stage.log").read_text().count("scoring") == 3  # one line per (variant, seed)
     assert run(["git", "status", "--porcelain"], root) == "" and "changed" not in run(["dvc", "status"], root)
-    expected = {k: float(v) for k, v in flatten(read(root, "data/eval/metrics.json")).items()}
+    expected = {k: float(v) for k, v in flatten(read(root, "data/eval/metrics.json")).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     assert eval_run.data.metrics == pytest.approx(expected)
-    headline = {k: v for k, v in expected.items()  # a variant's mean per suite; each seed's stays on the stage run
-                if re.fullmatch(r"[^.]+\.[^.]+\.accuracy", k)}
+    # a model's mean per suite; each seed's and the intervals stay on the stage run
+    headline = {f"{m.group(1)}.{m.group(2)}.accuracy": v for k, v in expected.items()
+                if (m := re.fullmatch(r"suites\.([^.]+)\.models\.([^.]+)\.estimate", k))}
     assert {k[len("eval."):]: v for k, v in parent.data.metrics.items() if k.startswith("eval.")} == pytest.approx(headline)
     contrast = read(root, "data/contrast/summary.json")
     assert parent.data.metrics["contrast.pairs_train"] == contrast["pairs_train"]
@@ -212,7 +216,7 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     turns = [row["params"]["params.yaml"].get("data", {}).get("contrast", {}).get("turns") for row in rows]
     assert sorted(turns) == [1, 1, 2], shown[:3000]  # workspace and experiment at K=1, the commit at K=2
     evals = [row["metrics"].get("data/eval/metrics.json", {}).get("data", {}) for row in rows]
-    assert all("baseline" in e and "music" in e for e in evals), shown[:3000]
+    assert all({"baseline", "music"} <= set(e["suites"]["original"]["models"]) for e in evals), shown[:3000]
     # the experiment table: what changed (contrast.turns only) and every variant's accuracy on every suite
     table = run([sys.executable, "-m", "music_rm", "exps"], root)
     lines = table.splitlines()
@@ -222,9 +226,9 @@ def test_changing_contrast_turns_reruns_only_what_depends_on_it(repo):
     assert sorted(line.split()[1] for line in lines[2:5]) == ["1", "1", "2"], table
     workspace = next(line for line in lines if line.startswith("workspace")).split()
     metrics = read(root, "data/eval/metrics.json")
-    assert workspace[2:] == ["|", *(f"{metrics['baseline'][s]['accuracy']:.2f}" for s in SUITES),
-                             "|", *(f"{metrics['music'][s]['accuracy']:.2f}" for s in SUITES),
-                             "|", *(f"{metrics['volume_matched'][s]['accuracy']:.2f}" for s in SUITES)], table
+    accuracy = lambda v, s: f"{metrics['suites'][s]['models'][v]['estimate']:.2f}"  # noqa: E731
+    assert workspace[2:] == ["|", *(accuracy("baseline", s) for s in SUITES), "|", *(accuracy("music", s) for s in SUITES),
+                             "|", *(accuracy("volume_matched", s) for s in SUITES)], table
 
 
 def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_and_runs_none(tmp_path):
@@ -237,9 +241,9 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
     run(["dvc", "init", "-q"], root)
     run([sys.executable, "-m", "music_rm", "profile", "profiles/paper.yaml"], root)
     out = run(["dvc", "repro", "--dry", "--force"], root)
-    paper = {"base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
+    paper = {"check_params", "base_model", "fetch", "simulate", "contrast", *(f"pairs@{v}" for v in VARIANTS),
              *(f"train@{v}-0" for v in VARIANTS), "eval", "judge@music", "best_of_n@hh", "best_of_n@ultrainteract",
-             "reward_bench_hub@reward_bench"}
+             "reward_bench@reward_bench"}
     assert {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} == paper, out
     assert "python stages/train.py --variant music --seed 0" in out
     assert not (root / "dvc.lock").exists() and not (root / "data" / "fetch" / "train.jsonl").exists()
@@ -257,7 +261,7 @@ def test_a_queued_grid_of_three_runs_to_the_end_and_each_has_its_mlflow_tree(rep
     for entry in walk_experiments(json.loads(run(["dvc", "exp", "show", "--json"], root))):
         params = entry["data"]["params"]["params.yaml"]["data"]
         metrics = entry["data"]["metrics"].get("data/eval/metrics.json", {}).get("data", {})
-        if entry.get("name") and params["contrast"]["turns"] == 3 and "music" in metrics:  # the variant
+        if entry.get("name") and params["contrast"]["turns"] == 3 and "suites" in metrics:  # the variant
             grid[params["eval"]["batch_size"]] = entry["name"]
     assert set(grid) == {2, 3, 4}, out[-3000:]
     runs = mlflow_runs(root)

@@ -17,30 +17,39 @@ def rb_row(i, subset="llmbar-natural", chosen="A kind, correct answer.", rejecte
             "rejected_model": "m2", "subset": subset, "id": i}
 
 
+def subset_arms(correct: dict) -> dict:
+    """{subset: an Arm of one model whose outcomes are `correct[subset]` (1 right, 0 wrong, ½ a tie)}."""
+    from music_rm.evaluation.estimates import arms
+    from music_rm.evaluation.records import Record
+
+    return {s: arms([Record.of(s, f"{s}-{i}", "m", 0, {1.0: 1.0, 0.0: -1.0, 0.5: 0.0}[x]) for i, x in enumerate(xs)])["m"]
+            for s, xs in correct.items()}
+
+
 def test_sections_are_weighted_by_upstream_example_counts_and_the_score_needs_all_four():
     correct = {"llmbar-natural": [1.0, 1.0], "llmbar-adver-neighbor": [0.0, 0.0], "math-prm": [1.0], "hep-python": [0.0]}
-    out = scores(correct, resamples=200, seed=0)
-    assert out["sections"]["Chat Hard"]["score"] == pytest.approx(100 / (100 + 134), abs=1e-6)
-    assert out["sections"]["Reasoning"]["score"] == pytest.approx(984 / (984 + 164), abs=1e-6)  # math-prm upweighted
+    out = scores(subset_arms(correct), resamples=200, seed=0)
+    assert out["sections"]["Chat Hard"]["estimate"] == pytest.approx(100 / (100 + 134), abs=1e-6)
+    assert out["sections"]["Reasoning"]["estimate"] == pytest.approx(984 / (984 + 164), abs=1e-6)  # math-prm upweighted
     assert out["sections"]["Chat Hard"]["subsets"] == 2 and out["sections"]["Chat Hard"]["of"] == 6
     assert "score" not in out and set(out["sections"]) == {"Chat Hard", "Reasoning"}
     correct.update({"alpacaeval-easy": [1.0, 0.0], "donotanswer": [1.0], "my-own-subset": [1.0]})
-    out = scores(correct, resamples=200, seed=0)
-    sections = [out["sections"][s]["score"] for s in ("Chat", "Chat Hard", "Safety", "Reasoning")]
-    assert out["score"]["score"] == pytest.approx(sum(sections) / 4, abs=1e-6)
-    assert out["score"]["ci_low"] <= out["score"]["score"] <= out["score"]["ci_high"]
+    out = scores(subset_arms(correct), resamples=200, seed=0)
+    sections = [out["sections"][s]["estimate"] for s in ("Chat", "Chat Hard", "Safety", "Reasoning")]
+    assert out["score"]["estimate"] == pytest.approx(sum(sections) / 4, abs=1e-6)
+    assert out["score"]["ci_low"] <= out["score"]["estimate"] <= out["score"]["ci_high"]
     assert out["outside_sections"] == ["my-own-subset"] and out["subsets"]["my-own-subset"]["n"] == 1
     assert sum(EXAMPLE_COUNTS.values()) == 3522  # upstream's counts, math-prm as 984
 
 
 def test_a_reward_tie_counts_half_and_is_counted():
-    from music_rm.evaluation.reward_bench import by_subset
+    from music_rm.evaluation.estimates import arms
+    from music_rm.evaluation.records import Record
 
-    pairs = [{"subset": "hep-go"}, {"subset": "hep-go"}, {"subset": "hep-go"}, {"subset": "donotanswer"}]
-    correct = by_subset(pairs, [0.0, 4e-7, 1.0, -2.0])  # equal rewards to 6 decimals: a tie, not a loss
-    assert correct == {"hep-go": [0.5, 0.5, 1.0], "donotanswer": [0.0]}
-    out = scores(correct, resamples=50, seed=0)
-    assert out["subsets"]["hep-go"]["accuracy"] == pytest.approx(2 / 3) and out["subsets"]["hep-go"]["ties"] == 2
+    margins = {"hep-go": [0.0, 4e-7, 1.0], "donotanswer": [-2.0]}  # equal rewards to 6 decimals: a tie, not a loss
+    out = scores({s: arms([Record.of(s, i, "m", 0, m) for i, m in enumerate(ms)])["m"] for s, ms in margins.items()},
+                 resamples=50, seed=0)
+    assert out["subsets"]["hep-go"]["estimate"] == pytest.approx(2 / 3, abs=1e-6) and out["subsets"]["hep-go"]["ties"] == 2
     assert out["ties"] == 2 and out["sections"]["Reasoning"]["ties"] == 2
 
 
@@ -89,29 +98,30 @@ def test_the_stage_script_scores_llmbar_with_every_variant(shared, tiny_reward_m
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["variants"] = {"tiny": {"pairs": "unused.jsonl"}}
     params["reward_bench"].update(max_length=256, batch_size=32, bootstrap_resamples=200,
-                                  files={"llmbar": {"path": str(shared / "llmbar"), "format": "llmbar"}})
+                                  sources={"llmbar": {"kind": "file", "path": str(shared / "llmbar"), "format": "llmbar"}})
     models = models_folder(tmp_path, tiny_reward_model, ["tiny"])
-    result = run_stage("reward_bench.py", "--file", "llmbar", "--models", str(models), "--out", str(tmp_path / "out"),
+    result = run_stage("reward_bench.py", "--source", "llmbar", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "llmbar" / "metrics.json").read_text())
     tiny = metrics["reward_models"]["tiny"]
     assert metrics["pairs"] == 419 and tiny["sections"]["Chat Hard"]["n"] == 419 and "score" not in tiny
-    subset_acc = {s: r["accuracy"] for s, r in tiny["subsets"].items()}
+    subset_acc = {s: r["estimate"] for s, r in tiny["subsets"].items()}
     weights = {s: EXAMPLE_COUNTS[s] for s in subset_acc}
     expected = sum(subset_acc[s] * weights[s] for s in subset_acc) / sum(weights.values())
-    assert tiny["sections"]["Chat Hard"]["score"] == pytest.approx(expected, abs=1e-5)
+    assert tiny["sections"]["Chat Hard"]["estimate"] == pytest.approx(expected, abs=1e-5)
     assert "| tiny |" in result.stdout
-    # the records: every pair once per model, named by its LLMBar file and row; subset accuracy recomputed from them
-    from music_rm.evaluation.records import accuracy, read_records
+    # the records: every pair once per model, named by its LLMBar file and row; every number recomputed from them
+    from music_rm.evaluation.estimates import by_suite, suite_result
+    from music_rm.evaluation.records import read_records
     records = read_records(tmp_path / "out" / "llmbar" / "records.csv")
-    assert len(records) == 2 * 419 and {r["variant"] for r in records} == {"tiny", "longer_answer"}
-    natural = [r for r in records if r["suite"] == "reward_bench/llmbar/llmbar-natural" and r["variant"] == "tiny"]
-    assert len(natural) == 100 and natural[0]["item"].startswith("LLMBar_Natural.json:")
-    again = accuracy([r["margin"] for r in natural], None, 200, 0)
-    assert (again["accuracy"], again["n"], again["ties"]) == tuple(tiny["subsets"]["llmbar-natural"][k]
-                                                                   for k in ("accuracy", "n", "ties"))
-    assert tiny["ties"] == sum(r["margin"] == 0 for r in records if r["variant"] == "tiny")
+    assert len(records) == 2 * 419 and {r.variant for r in records} == {"tiny", "longer_answer"}
+    natural = by_suite(records)["reward_bench/llmbar/llmbar-natural"]
+    assert len(natural) == 200 and natural[0].item.startswith("LLMBar_Natural.json:")
+    again = suite_result(natural, [], 200, 0, order=["tiny", "longer_answer"]).as_dict()
+    assert again == metrics["suites"]["llmbar-natural"]
+    assert again["models"]["tiny"] == tiny["subsets"]["llmbar-natural"]
+    assert tiny["ties"] == sum(r.margin == 0 for r in records if r.variant == "tiny")
     report("RewardBench Chat Hard (LLMBar subsets from ../shared/data/llmbar), tiny random RM:\n"
            + (tmp_path / "out" / "llmbar" / "report.md").read_text().strip())
 
@@ -127,10 +137,11 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / "data" / "filtered-00000-of-00001.parquet")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["variants"] = {"a": {"pairs": "x"}, "b": {"pairs": "x"}}
-    params["reward_bench"].update(bootstrap_resamples=100, hub={"rb": {"hf_dataset": str(tmp_path / "hub"),
-                                                                         "hf_revision": "main", "hf_split": "filtered"}})
+    params["reward_bench"].update(bootstrap_resamples=100, sources={"rb": {
+        "kind": "hf", "hf_dataset": str(tmp_path / "hub"), "hf_revision": "main", "hf_split": "filtered",
+        "path": str(tmp_path / "hub")}})
     models = models_folder(tmp_path, tiny_reward_model, ["a", "b"])
-    result = run_stage("reward_bench.py", "--hub", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
+    result = run_stage("reward_bench.py", "--source", "rb", "--models", str(models), "--out", str(tmp_path / "out"),
                        tmp_path=tmp_path, params=params)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "rb" / "metrics.json").read_text())
@@ -138,10 +149,10 @@ def test_the_hub_stage_reports_every_section_and_the_resolved_revision(tiny_rewa
     for variant in ("a", "b"):
         r = metrics["reward_models"][variant]
         assert set(r["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}
-        assert r["score"]["score"] == pytest.approx(sum(x["score"] for x in r["sections"].values()) / 4, abs=1e-5)
+        assert r["score"]["estimate"] == pytest.approx(sum(x["estimate"] for x in r["sections"].values()) / 4, abs=1e-5)
     from music_rm.evaluation.records import read_records
     records = read_records(tmp_path / "out" / "rb" / "records.csv")
-    assert {(r["suite"], r["item"]) for r in records} == {(f"reward_bench/rb/{row['subset']}", str(row["id"]))
+    assert {(r.suite, r.item) for r in records} == {(f"reward_bench/rb/{row['subset']}", str(row["id"]))
                                                           for row in rows}  # the Hub row's id
     assert metrics["reward_models"]["a"] == metrics["reward_models"]["b"]  # the same model, the same scores
     assert "RewardBench score" in (tmp_path / "out" / "rb" / "report.md").read_text()
@@ -157,6 +168,11 @@ def test_a_limit_draws_pairs_with_the_seed_in_their_order():
     assert draw(pairs, None, 0) == pairs == draw(pairs, 60, 0)
 
 
-def test_the_stage_script_needs_exactly_one_source(tmp_path):
+def test_the_stage_script_names_a_source_of_reward_bench_sources(tmp_path):
     result = subprocess.run([sys.executable, "stages/reward_bench.py"], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode != 0 and "one of --file NAME or --hub NAME" in result.stderr
+    assert result.returncode != 0 and "Missing option '--source'" in result.stderr
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["reward_bench"]["sources"] = {"llmbar": {"kind": "file", "path": "x", "format": "llmbar"}}
+    result = run_stage("reward_bench.py", "--source", "rb", tmp_path=tmp_path, params=params)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "Error: reward_bench.sources: no source 'rb'; defined: ['llmbar']"]

@@ -75,6 +75,7 @@ def built(tmp_path_factory, tiny_model):
     write_jsonl(root / "data/simulate/trees.jsonl", trees)
     stand_in(root, "data/base_model/environment.json", "data/fetch/environment.json", "data/fetch/summary.json",
              "data/simulate/sample.md", "data/simulate/environment.json", "data/simulate/summary.json")
+    run(["dvc", "repro", "check_params"], root)
     run(["dvc", "commit", "-f", "-q", "base_model", "fetch", "simulate"], root)
     out = run(["dvc", "repro", *(f"pairs@{v}" for v in VARIANTS)], root)
     assert "Running stage 'contrast'" in out

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from music_rm.evaluation.stats import seeded_bootstrap
-from music_rm.evaluation.study import experiments
+from music_rm.evaluation.study.collect import checkout_roots, commands_of, experiment_revs, read_study
 from music_rm.method.simulate import relatedness, relatedness_stats
 
 # The stage of the toy study: what the real stages write, in their real formats (records through records.py, the
@@ -21,7 +21,7 @@ from music_rm.method.simulate import relatedness, relatedness_stats
 WRITE_STAGE = """
 import json, pathlib, random, yaml
 from music_rm.core.environment import environment
-from music_rm.evaluation.records import write_records
+from music_rm.evaluation.records import Record, write_records
 p = yaml.safe_load(open("params.yaml"))
 k, seeds = p["contrast"]["turns"], p["train"]["seeds"]
 rng = random.Random(k)
@@ -47,8 +47,8 @@ for turn in ("mt_bench/shared/turn1", "mt_bench/shared/turn2"):
                           "margin": rng.choice([-1, 0, 1])})
             votes.append({"suite": turn, "item": item, "cluster": cluster, "variant": "longer_answer", "seed": 0,
                           "margin": rng.choice([-300, 120])})
-write_records("data/eval/records.csv", held)
-write_records("data/eval/mt_bench/shared/records.csv", votes)
+write_records("data/eval/records.csv", [Record.of(**r) for r in held])
+write_records("data/eval/mt_bench/shared/records.csv", [Record.of(**r) for r in votes])
 for v in edge:
     for s in seeds:
         if (v, s) != ("baseline", 3):
@@ -244,7 +244,7 @@ def test_a_paired_interval_on_the_page_is_recomputed_from_the_saved_records(stud
 
 def test_the_committed_cpu_study_page_recomputes_from_its_committed_records():
     """results/cpu-study.md's lead row on held-out MUSIC pairs at K = 3, from results/cpu-study-records.csv alone
-    (4 seeds per arm, 1000 resamples, seed 0: the study's eval params)."""
+    (4 seeds per arm, 1000 resamples, seed 0: the study's eval params), with the csv module and the bootstrap."""
     results = Path(__file__).resolve().parent.parent / "results"
     page = (results / "cpu-study.md").read_text(encoding="utf-8")
     records = [r for r in csv.DictReader(open(results / "cpu-study-records.csv", encoding="utf-8"))
@@ -259,6 +259,22 @@ def test_the_committed_cpu_study_page_recomputes_from_its_committed_records():
     shown = f"{got['estimate']:.3f} [{got['ci_low']:.2f}, {got['ci_high']:.2f}]"
     detectable = f"{(1.96 + 0.84) * (got['ci_high'] - got['ci_low']) / 3.92:.3f}"
     assert f"| Held-out pairs: music_k3 | 2 | {shown} | {detectable} | {len(items)} | 4 / 4 |" in page
+
+
+def test_the_committed_cpu_study_page_and_plots_are_what_its_committed_files_render(tmp_path):
+    """The whole page and both plots, byte for byte, from results/cpu-study-records.csv and
+    results/cpu-study-experiments.json: no number on the page comes from anywhere else."""
+    from tests.conftest import REPO
+
+    for name in ("cpu-study-records.csv", "cpu-study-experiments.json"):
+        (tmp_path / name).write_bytes((REPO / "results" / name).read_bytes())
+    done = run([sys.executable, "-m", "music_rm", "results", "cpu-study", "--from-files", "--out",
+                str(tmp_path / "cpu-study.md")], REPO)
+    assert "1 experiments (cpu-study-k2)" in done.stdout
+    for name in ("cpu-study.md", "cpu-study-accuracy-by-k.png", "cpu-study-differences.png"):
+        assert (tmp_path / name).read_bytes() == (REPO / "results" / name).read_bytes(), name
+    study = read_study(tmp_path / "cpu-study-records.csv", tmp_path / "cpu-study-experiments.json")
+    assert [e.name for e in study.experiments] == ["cpu-study-k2"] and study.experiments[0].trees_kept["train"] == 60
 
 
 def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_and_hardware(study):
@@ -284,7 +300,7 @@ def test_the_page_keeps_the_experiments_commits_as_branches_and_names_the_code_a
 
 
 def test_results_twice_gives_the_same_bytes_also_after_the_page_is_committed(study):
-    files = ["toy.md", "toy-records.csv", "toy-accuracy-by-k.png", "toy-differences.png"]
+    files = ["toy.md", "toy-records.csv", "toy-experiments.json", "toy-accuracy-by-k.png", "toy-differences.png"]
     first = {f: (study / "results" / f).read_bytes() for f in files}
     run(["music-rm", "results", "toy"], study)
     assert {f: (study / "results" / f).read_bytes() for f in files} == first
@@ -294,6 +310,8 @@ def test_results_twice_gives_the_same_bytes_also_after_the_page_is_committed(stu
     assert exp_revs(study) == {}
     out = run(["music-rm", "results", "toy"], study)
     assert "2 experiments (toy-k1, toy-k2)" in out.stdout
+    assert {f: (study / "results" / f).read_bytes() for f in files} == first
+    run(["music-rm", "results", "toy", "--from-files"], study)  # the page again from the two files alone
     assert {f: (study / "results" / f).read_bytes() for f in files} == first
 
 
@@ -320,13 +338,14 @@ def test_the_page_counts_the_train_trees_each_relatedness_threshold_keeps(study)
 
 
 def test_the_page_names_the_profiles_paths_from_repo_wherever_the_study_ran(tmp_path):
-    from music_rm.commands.results import checkout_roots
+    from types import SimpleNamespace
+
     profile = tmp_path / "study.yaml"
     profile.write_text('fetch:\n  path: "${REPO}/../shared/hh.jsonl"\n  limit: 5\n'
                        'mt_bench: {sources: {shared: {questions: "${REPO}/q.jsonl"}}}\n')
-    exps = [{"params": {"fetch": {"path": "/elsewhere/clone/../shared/hh.jsonl", "limit": 5},
-                        "mt_bench": {"sources": {"shared": {"questions": "/elsewhere/clone/q.jsonl"}}}}},
-            {"params": {"fetch": {"path": "/other/../shared/hh.jsonl"}, "mt_bench": {}}}]
+    exps = [SimpleNamespace(params={"fetch": {"path": "/elsewhere/clone/../shared/hh.jsonl", "limit": 5},
+                                    "mt_bench": {"sources": {"shared": {"questions": "/elsewhere/clone/q.jsonl"}}}}),
+            SimpleNamespace(params={"fetch": {"path": "/other/../shared/hh.jsonl"}, "mt_bench": {}})]
     assert checkout_roots(profile, exps) == {"/elsewhere/clone", "/other"}
 
 
@@ -359,15 +378,11 @@ def test_an_experiment_still_running_is_left_out():
     show = [{"rev": "workspace", "data": {"rev": "workspace"}},
             {"experiments": [{"name": "s-k2", "data": {"rev": "workspace", "metrics": {}}},
                              {"name": "s-k1", "data": {"rev": done, "metrics": {}}}]}]
-    files = {"params.yaml": "contrast: {turns: 1}\n", "dvc.lock": "schema: '2.0'\n"}
-    read = lambda rev, path: files.get(path) if rev == done else pytest.fail(f"read {path} at {rev}")  # noqa: E731
-    listed = lambda rev: list(files) if rev == done else pytest.fail(f"listed {rev}")  # noqa: E731
-    assert [(e["name"], e["k"]) for e in experiments(show, "s-", read, listed)] == [("s-k1", 1)]
+    assert experiment_revs(show, "s-") == {"s-k1": done}
 
 
 def test_the_cpu_study_profile_applies_and_its_page_shows_its_commands():
     from music_rm.commands.profile import expand
-    from music_rm.commands.results import commands_of
     from music_rm.core.params import apply_profile, read_yaml
     from tests.conftest import REPO
 

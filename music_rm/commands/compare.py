@@ -5,7 +5,7 @@
 
 Outputs are byte-identical on the machine type that made them only (data/*/environment.json records it);
 on another CPU or a GPU, simulated trees and trained weights come out otherwise within sampling noise. For
-every rate with a 95% interval in the committed file (accuracy, win_rate, score, difference), this says
+every estimate with a 95% interval in the committed file (an accuracy, win rate, score or difference), this says
 whether the value you have now lies inside that interval.
 """
 import json
@@ -17,14 +17,11 @@ import click
 from ..core.cli import clean_errors
 from ..core.errors import InputError
 
-VALUES = ("accuracy", "win_rate", "score", "difference")
-
-
 def rates(node, prefix: str = "") -> dict[str, dict]:
-    """{dotted path: the dict} of every dict holding a rate and its interval."""
+    """{dotted path: the dict} of every dict holding an estimate and its interval."""
     out = {}
     if isinstance(node, dict):
-        if "ci_low" in node and any(k in node for k in VALUES):
+        if "ci_low" in node and "estimate" in node:
             out[prefix] = node
         for key, value in node.items():
             out.update(rates(value, f"{prefix}.{key}" if prefix else key))
@@ -36,10 +33,9 @@ def compare(now: dict, then: dict) -> list[tuple[str, float, float, float, float
     current = rates(now)
     rows = []
     for path, old in sorted(rates(then).items()):
-        key = next(k for k in VALUES if k in old)
-        if old[key] is None:
+        if old["estimate"] is None:
             continue
-        rows.append((path, old[key], old["ci_low"], old["ci_high"], current.get(path, {}).get(key)))
+        rows.append((path, old["estimate"], old["ci_low"], old["ci_high"], current.get(path, {}).get("estimate")))
     return rows
 
 

@@ -1,7 +1,9 @@
-"""dvc.yaml's code deps, generated: every stage lists exactly the music_rm files its script loads (the import
-closure, read from the source with `ast`, imports inside functions included), so that editing a module reruns
-exactly the stages that use it. `make deps` (`music-rm deps`) rewrites them in place; `music-rm deps --check`
-and tests/test_dvc_deps.py fail when they are stale."""
+"""dvc.yaml's generated parts: each stage's code deps and its params, so that editing a module reruns exactly the
+stages that load it and changing a param exactly the stages that read it. Code deps: the music_rm files the
+stage's script loads (the import closure, read from the source with `ast`, imports inside functions included),
+a package's folder instead of its files where the stage loads every file in it. Params: the keys the script's
+PARAMS declares, which are also all the stage can read (Params.for_stage). `make deps` (`music-rm deps`)
+rewrites both in place; `music-rm deps --check` and tests/test_dvc_deps.py fail when they are stale."""
 import ast
 import re
 import sys
@@ -76,46 +78,131 @@ def has_code(name: str) -> bool:
     return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
 
 
+def package_files(package: Path) -> set[str]:
+    """Every file in a package's folder, its own folders included (__pycache__ aside: .dvcignore has it)."""
+    return {f.relative_to(REPO).as_posix() for f in package.rglob("*")
+            if f.is_file() and "__pycache__" not in f.relative_to(package).parts}
+
+
 def code_deps(script: str) -> list[str]:
-    """The music_rm files a stage script loads, sorted: what its dvc.yaml deps list."""
-    return sorted(files({m for m in closure(REPO / script) if has_code(m)}))
+    """The music_rm deps of a stage script, sorted: the folder of each package whose every file it loads (a
+    folder dep reruns the stage when any file in it changes: exact only then), the files it loads elsewhere."""
+    modules = closure(REPO / script)
+    whole = {package.parent.relative_to(REPO).as_posix() for package in PACKAGE.glob("*/__init__.py")
+             if package_files(package.parent) <= files(modules)}
+    kept = {f for f in files({m for m in modules if has_code(m)})
+            if not any(f.startswith(folder + "/") for folder in whole)}
+    return sorted(kept | whole)
 
 
-def stage_scripts(dvc_yaml: str) -> dict[str, str]:
-    """{stage name: its script under stages/}."""
+def declared_params(script: str) -> tuple[str, ...]:
+    """The PARAMS a stage script declares (a module-level tuple of dotted keys), read without importing it."""
+    for node in ast.parse((REPO / script).read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["PARAMS"]:
+            return tuple(ast.literal_eval(node.value))
+    raise click.ClickException(f"{script}: no PARAMS (the params keys the stage reads)")
+
+
+def dvc_params(script: str, cmd: str) -> list[str]:
+    """The stage's params as dvc.yaml lists them: its PARAMS, each `{option}` replaced by what the stage's command
+    passes to --option (`${key}` in a foreach, `${item.variant}` in a matrix)."""
+    words = cmd.split()
+    passed = {w[2:].replace("-", "_"): words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+    out = []
+    for key in declared_params(script):
+        for option in re.findall(r"{(\w+)}", key):
+            if option not in passed:
+                raise click.ClickException(f"{script}: PARAMS has {key}, but the stage's command passes no --{option}")
+            key = key.replace(f"{{{option}}}", passed[option])
+        out.append(key)
+    return out
+
+
+def params_lines(indent: str, keys: list[str], width: int = 120) -> list[str]:
+    """`params: [a, b, ...]`, wrapped at `width` between params sections where it can be (a section's keys on one
+    line unless they fill more than one); keys with `${...}` quoted, as YAML's flow lists need."""
+    groups: list[list[str]] = []
+    for key in keys:
+        item = f'"{key}"' if "$" in key else key
+        if groups and groups[-1][0].strip('"').split(".")[0] == key.split(".")[0]:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    head = f"{indent}params: ["
+    room = width - len(head) - 2  # the closing "]," or "]"
+    lines = [""]
+    for group in groups:
+        text = ", ".join(group)
+        if lines[-1] and len(lines[-1]) + 2 + len(text) > room:
+            lines.append("")
+        for item in group:
+            if lines[-1] and len(lines[-1]) + 2 + len(item) > room:
+                lines.append("")
+            lines[-1] += (", " if lines[-1] else "") + item
+    pad = " " * len(head)
+    return [(head if i == 0 else pad) + line + ("]" if i == len(lines) - 1 else ",") + "\n"
+            for i, line in enumerate(lines)]
+
+
+def stage_commands(dvc_yaml: str) -> dict[str, tuple[str, str]]:
+    """{stage name: (its script under stages/, its command)}."""
     stages = yaml.safe_load(dvc_yaml)["stages"]
-    return {name: next(part for part in stage.get("do", stage)["cmd"].split() if part.startswith("stages/"))
-            for name, stage in stages.items()}
+    out = {}
+    for name, stage in stages.items():
+        cmd = stage.get("do", stage)["cmd"]
+        out[name] = (next(part for part in cmd.split() if part.startswith("stages/")), cmd)
+    return out
+
+
+def generated_code_dep(path: str) -> bool:
+    """A dep line `make deps` writes: a music_rm .py file or package folder (not a template or data file)."""
+    return path.endswith(".py") or (REPO / path / "__init__.py").is_file()
 
 
 def rewrite(dvc_yaml: str) -> str:
-    """dvc.yaml's text with each stage's music_rm/**.py deps replaced by its script's import closure, listed
-    right after the script; every other line (comments, data deps, templates) kept as it is."""
-    scripts, out, stage = stage_scripts(dvc_yaml), [], None
+    """dvc.yaml's text with each stage's music_rm code deps replaced by its script's (listed right after the
+    script) and its params by its script's PARAMS; every other line (comments, data deps, templates) kept."""
+    commands, out, stage, skip_deeper = stage_commands(dvc_yaml), [], None, None
     for line in dvc_yaml.splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip())
+        if skip_deeper is not None and line.strip() and indent > skip_deeper:
+            continue  # the old params list
+        skip_deeper = None
+        if line.strip() and indent == 0:
+            stage = None
         if match := re.match(r"^  ([\w-]+):\s*$", line):
-            stage = match.group(1)
-        if re.match(r"^\s+- music_rm/\S+\.py\s*$", line):
+            stage = match.group(1) if match.group(1) in commands else None
+        if stage is None:
+            out.append(line)
+            continue
+        script, cmd = commands[stage]
+        if (match := re.match(r"^\s+- (music_rm/\S+)\s*$", line)) and generated_code_dep(match.group(1)):
+            continue
+        if match := re.match(r"^(\s+)params:", line):
+            out += params_lines(match.group(1), dvc_params(script, cmd))
+            skip_deeper = len(match.group(1))
             continue
         out.append(line)
-        if stage and (match := re.match(r"^(\s+)- (stages/\S+\.py)\s*$", line)) and match.group(2) == scripts[stage]:
-            out += [f"{match.group(1)}- {path}\n" for path in code_deps(scripts[stage])]
+        if (match := re.match(r"^(\s+)- (stages/\S+\.py)\s*$", line)) and match.group(2) == script:
+            out += [f"{match.group(1)}- {path}\n" for path in code_deps(script)]
     return "".join(out)
 
 
 @click.command("deps")
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 when dvc.yaml's code deps are stale.")
+@click.option("--check", is_flag=True,
+              help="Change nothing; exit 1 when dvc.yaml's code deps or params are stale.")
 @click.option("--dvc-yaml", "path", default="dvc.yaml", show_default=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The pipeline file.")
 def main(check, path):
-    """Rewrite each dvc.yaml stage's music_rm deps from its script's import closure (`make deps`)."""
+    """Rewrite each dvc.yaml stage's music_rm deps and params from its script (`make deps`)."""
     text = path.read_text(encoding="utf-8")
     new = rewrite(text)
     if check:
         if new != text:
-            click.echo(f"{path}: code deps are stale; run `make deps`", err=True)
+            click.echo(f"{path}: code deps or params are stale; run `make deps`", err=True)
             sys.exit(1)
         return
     if new != text:
         path.write_text(new, encoding="utf-8")
-    click.echo(f"{path}: code deps of {len(stage_scripts(new))} stages " + ("rewritten" if new != text else "up to date"))
+    click.echo(f"{path}: code deps and params of {len(stage_commands(new))} stages "
+               + ("rewritten" if new != text else "up to date"))

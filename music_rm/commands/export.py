@@ -17,7 +17,7 @@ from ..core.cli import clean_errors
 from ..core.errors import InputError, StageFailure
 from ..core.io import atomic_path, read_json
 from ..core.paths import model_identity
-from ..evaluation.stats import cell, markdown_table
+from ..evaluation.report import cell, markdown_table
 from ..reward.card import EVALUATION_POINTER, share_hint
 from ..reward.model import CARD_FILE, check_reward_model
 
@@ -28,13 +28,14 @@ FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_c
 def evaluation_section(metrics: dict, variant: str, seed: int | None, source: str) -> str | None:
     """The held-out accuracies of the variant (mean over its seeds, 95% interval over seeds and pairs) and of this
     model's seed, as a markdown table, or None when the metrics do not name the variant."""
-    suites = metrics.get(variant)
+    suites = {suite: s["models"][variant] for suite, s in metrics.get("suites", {}).items() if variant in s["models"]}
     if not suites:
         return None
-    seeds = len(next(iter(suites.values())).get("seeds", {})) or 1
-    own = [s for s in [seed] if s is not None and str(s) in next(iter(suites.values())).get("seeds", {})]
-    rows = [[suite, cell(r["accuracy"], r["ci_low"], r["ci_high"], r["n"]),
-             *(f"{r['seeds'][str(s)]['accuracy']:.3f}" for s in own)] for suite, r in sorted(suites.items())]
+    first = next(iter(suites.values()))
+    seeds = first["seeds"]
+    own = [s for s in [seed] if s is not None and str(s) in first["per_seed"]]
+    rows = [[suite, cell(r["estimate"], r["ci_low"], r["ci_high"], r["n"]),
+             *(f"{r['per_seed'][str(s)]['estimate']:.3f}" for s in own)] for suite, r in sorted(suites.items())]
     header = ["suite", f"{variant}, mean over {seeds} seed{'s' if seeds > 1 else ''}",
               *(f"this model (seed {s})" for s in own)]
     return (f"Pairwise accuracy on held-out pairs [95% bootstrap interval over seeds and pairs] (n), from "

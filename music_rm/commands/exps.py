@@ -11,6 +11,7 @@ import click
 
 from ..core.cli import clean_errors
 from ..core.errors import InputError
+from ..core.tracking import reap_killed_runs
 from ..evaluation.experiments import experiment_rows, experiment_table
 
 
@@ -20,6 +21,8 @@ from ..evaluation.experiments import experiment_rows, experiment_table
 @clean_errors
 def main(width):
     """Show the experiments side by side: the params that differ and the held-out accuracies."""
+    for line in reap_killed_runs():  # so the MLflow UI shows no dead run as running either
+        click.echo(line, err=True)
     # this Python's DVC, so the command works without the virtualenv on PATH
     shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if shown.returncode:

@@ -47,30 +47,43 @@ def type_name(annotation, metadata=()) -> str:
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "section"
+        kind = annotation.model_fields.get("kind")
+        return f"{typing.get_args(kind.annotation)[0]} section" if kind else "section"
     name = {int: "int", float: "float", str: "str", bool: "bool"}.get(annotation, str(annotation))
     return f"{name} {bounds}" if bounds else name
 
 
+def _models(annotation) -> list[type]:
+    """The models a type is: one, or each of a union of models (told apart by `kind`); [] for any other type."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _models(typing.get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    return list(members) if members and all(_models(m) for m in members) else []
+
+
 def _sections_in(annotation) -> list[tuple[str, type]]:
-    """The params sections a field holds: itself (a model) or the values of a {name: model} mapping."""
+    """The params sections a field holds: itself (a model) or the values of a {name: model} mapping, a union of
+    models giving one each."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return _sections_in(args[0])
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [("", annotation)]
-    if origin is dict and isinstance(args[1], type) and issubclass(args[1], BaseModel):
-        return [(".<name>", args[1])]
-    return []
+    if origin is dict:
+        return [(".<name>", model) for model in _models(args[1])]
+    return [("", model) for model in _models(annotation)]
 
 
-def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, type, description) of every key of a section, nested sections flattened after their key."""
+def rows(model: type[BaseModel], prefix: str = "", tag: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, type, description) of every key of a section, nested sections flattened after their key; the
+    keys of one kind of a union's section say which (`tag`)."""
     out = []
     for name, field in model.model_fields.items():
-        out.append((prefix + name, type_name(field.annotation, field.metadata), field.description or ""))
-        for suffix, section in _sections_in(field.annotation):
-            out += rows(section, f"{prefix}{name}{suffix}.")
+        out.append((prefix + name, type_name(field.annotation, field.metadata), tag + (field.description or "")))
+        sections = _sections_in(field.annotation)
+        for suffix, section in sections:
+            kind = f"kind {typing.get_args(section.model_fields['kind'].annotation)[0]}: " if len(sections) > 1 else ""
+            out += rows(section, f"{prefix}{name}{suffix}.", kind)
     return out
 
 

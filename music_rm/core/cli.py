@@ -1,5 +1,5 @@
 """What every stage script and command shares: one-line errors instead of tracebacks for bad input, bad params,
-or a service that gave up; logging with timestamps and a verbosity flag; the --params option."""
+a service that gave up or a full disk; logging with timestamps and a verbosity flag; the --params option."""
 import functools
 import logging
 import time
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import paths
+from .disk import disk_space
 from .errors import InputError, ParamsError, StageFailure
 
 
@@ -15,7 +16,8 @@ def clean_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with disk_space(Path.cwd(), "free space there and rerun"):  # a full disk no writer named (the MLflow store)
+                return fn(*args, **kwargs)
         except (InputError, ParamsError, StageFailure) as e:
             raise click.ClickException(str(e)) from None
 
@@ -42,6 +44,8 @@ def logged(fn):
                             datefmt="%Y-%m-%d %H:%M:%S", force=True)
         for noisy in ("mlflow", "httpx", "urllib3", "filelock", "alembic"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        # logs each database error with its traceback before raising it; the stage says it once, in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         log = logging.getLogger(fn.__module__ if fn.__module__ != "__main__" else "music_rm.stage")
         start = time.perf_counter()
         log.debug("started")

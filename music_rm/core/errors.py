@@ -1,4 +1,5 @@
-"""The failures a stage reports in one line (no traceback): bad input, bad params, a service that gave up."""
+"""The failures a stage reports in one line (no traceback): bad input, bad params, a service that gave up; and
+UndeclaredParam, a defect of a stage's code."""
 
 
 class InputError(ValueError):
@@ -16,3 +17,12 @@ class ParamsError(ValueError):
 
 class StageFailure(RuntimeError):
     """A failure outside the code (an API that kept failing)."""
+
+
+class UndeclaredParam(RuntimeError):
+    """A stage read a params key its script does not declare (its PARAMS, the keys dvc.yaml lists as the stage's
+    params). A defect of the code, not of params.yaml: not a one-line error, so its traceback points at the read."""
+
+    def __init__(self, key: str):
+        super().__init__(f"{key}: read by a stage that does not declare it; add it to the stage script's PARAMS, "
+                         "then run `make deps` (dvc.yaml's params)")

@@ -121,3 +121,10 @@ def folder_digest(folder) -> str:
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(bytes.fromhex(file_digest(path)))
     return digest.hexdigest()
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """{dotted key: value} of the leaves of nested dicts (`{"a": {"b": 1}}` → `{"a.b": 1}`): params, metrics."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}

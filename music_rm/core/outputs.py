@@ -7,9 +7,11 @@ folder (the commit point) and each entry written at the top level of a staged fo
 (a file, or a folder whole); entries the stage did not write stay as they were. A run killed before the commit
 point leaves the old outputs untouched; one killed while entries move is rolled forward by the next stage that
 starts there, so the outputs are never half old, half new. At start, staging folders whose process is gone
-(same host, pid not alive) are rolled forward if committed, otherwise removed.
+(same host, pid not alive) are rolled forward if committed, otherwise removed. A full disk before the commit point
+removes the staging folder and is one line (core/disk.py): the outputs are as they were.
 """
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -17,6 +19,8 @@ import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from .disk import disk_space, folder_size, shown
 
 PREFIX = ".music-rm-outputs."
 COMMITTED = "COMMITTED"
@@ -82,18 +86,28 @@ def committed_outputs(*folders: str | os.PathLike) -> Iterator[Path | tuple[Path
     parent = Path(os.path.commonpath([f.parent for f in folders]))
     parent.mkdir(parents=True, exist_ok=True)
     recover(parent)
-    staging = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{socket.gethostname()}.{os.getpid()}.", dir=parent))
     relative = [f.relative_to(parent).as_posix() for f in folders]
-    staged = [staging / r for r in relative]
-    for folder in staged:
-        folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{socket.gethostname()}.{os.getpid()}.", dir=parent))
+    discard = functools.partial(shutil.rmtree, staging, ignore_errors=True)
+
+    def discard_full() -> int:
+        written = folder_size(staging)
+        discard()
+        return written
+
     try:
-        yield staged[0] if len(staged) == 1 else tuple(staged)
+        kept = ", ".join(shown(f) for f in folders)
+        with disk_space(parent, f"free space there and rerun ({kept}: as before this run)", on_full=discard_full,
+                        kind="file"):
+            staged = [staging / r for r in relative]
+            for folder in staged:
+                folder.mkdir(parents=True, exist_ok=True)
+            yield staged[0] if len(staged) == 1 else tuple(staged)
+            marker = staging / COMMITTED
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_text(json.dumps(relative), encoding="utf-8")
+            os.replace(tmp, marker)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         raise
-    marker = staging / COMMITTED
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(relative), encoding="utf-8")
-    os.replace(tmp, marker)
     _move_in(staging, relative)

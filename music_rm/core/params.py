@@ -3,18 +3,20 @@
 params.yaml is the one source of defaults: every key must be there (profiles override part of it), and the
 model below gives no defaults of its own. Types are strict (no "3" for 3, no `true` for 1), ranges are
 checked, unknown keys are refused, and the rules between sections are in `Params.cross_section_rules`.
-A stage loads the file once, with `load_params`, and any problem is one ParamsError naming the key.
+A stage loads the file once, with `load_params`, and any problem is one ParamsError naming the key; it then
+reads only the keys its script declares (`Params.for_stage`), the keys dvc.yaml lists as its params.
 `music-rm schema` writes the JSON Schema of params.yaml (and of a profile: the same, every key optional).
 """
 import copy
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
-from .errors import ParamsError
+from .errors import ParamsError, UndeclaredParam
 from .packages import check_packages
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -22,10 +24,51 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Dtype = Literal["float32", "bfloat16", "float16"]
 Backend = Literal["transformers", "vllm", "openai"]
+# The names that DVC makes into stage names (train@<variant>-<seed>, judge@<set>, …), puts into output paths and
+# params lookups (`train.variants.<name>`), and interpolates unquoted into a stage's shell command (`--variant
+# <name>`): the keys of train.variants, judge.pair_sets, best_of_n.prompt_sets, mt_bench.sources and
+# reward_bench.files and .hub. Only characters that no shell, path or dotted lookup reads specially.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# The one-line refusal of a value that does not match each pattern: what it is for, and the characters allowed
+REFUSED = {NAME_PATTERN: "{value!r} is not a usable name (it becomes a DVC stage name, a folder and a command "
+                         "argument): use letters, digits, _ and - only, starting with a letter or digit"}
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, protected_namespaces=())
+    # On a stage's view (Params.for_stage) of a section it reads in part: the section's dotted key ("" at the top).
+    _view_of: str | None = PrivateAttr(None)
+
+    def __getattr__(self, name: str):
+        if name in type(self).model_fields:  # only a view lacks a field: one the stage did not declare
+            raise UndeclaredParam(f"{self._view_of}.{name}" if self._view_of else name)
+        return super().__getattr__(name)
+
+
+class DeclaredEntries:
+    """A {name: ...} param of which a stage declares some entries only (`train.variants.{variant}`): those read as
+    a dict's do; any other entry, or iterating over them all, raises UndeclaredParam."""
+
+    def __init__(self, key: str, entries: dict):
+        self._key, self._entries = key, entries
+
+    def __getitem__(self, name):
+        if name not in self._entries:
+            raise UndeclaredParam(f"{self._key}.{name}")
+        return self._entries[name]
+
+    def __contains__(self, name) -> bool:
+        self[name]  # asking after an entry reads it
+        return True
+
+    def get(self, name, default=None):
+        return self[name]  # a declared entry is there (for_stage checked it); any other raises
+
+    def __iter__(self):
+        raise UndeclaredParam(f"{self._key} (every entry)")
+
+    __len__ = keys = values = items = __iter__
 
 
 class BaseParams(Section):
@@ -200,9 +243,10 @@ class Variant(Section):
 
 
 class TrainParams(Section):
-    accelerate_config: str = Field(description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
+    accelerate_config: str = Field(
+        description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
     config: TrainConfig = Field(description="Training, shared by every variant")
-    variants: Annotated[dict[str, Variant], Field(min_length=1)] = Field(
+    variants: Annotated[dict[Name, Variant], Field(min_length=1)] = Field(
         description="Name: its training pairs; one train@<name>-<seed> stage and reward model "
                     "(models/rm/<name>/seed-<seed>) per training seed")
     main_process_port: Annotated[int, Field(ge=0, le=65535)] = Field(
@@ -247,7 +291,7 @@ class JudgeParams(GenerationParams):
     limit: PositiveInt | None = Field(description="Judge the first N pairs of each set; null: all")
     seed: int = Field(description="Seed of the judge's requests and the bootstrap")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
-    pair_sets: dict[str, str] = Field(
+    pair_sets: dict[Name, str] = Field(
         description="Name: a pairs file; one judge@<name> stage each; none by default (SmolLM2 cannot judge), e.g. "
                     "{music: data/contrast/test.jsonl}")
 
@@ -265,15 +309,10 @@ class MTBenchParams(Section):
         description="A longer conversation loses its oldest whole exchanges (docs/evaluation.md); null: no limit")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every agreement interval")
     seed: int = Field(description="Seed of the bootstrap")
-    sources: dict[str, MTBenchSource] = Field(
+    sources: dict[Name, MTBenchSource] = Field(
         description="Name: MT-Bench files; one mt_bench@<name> stage each; none by default")
     limit: PositiveInt | None = Field(
         description="N questions drawn at random with `seed`, scored with their votes only (a quick run); null: all")
-
-    def source(self, name: str) -> MTBenchSource:
-        if name not in self.sources:
-            raise ParamsError(f"mt_bench.sources: no source {name!r}; defined: {sorted(self.sources)}")
-        return self.sources[name]
 
 
 class PromptSet(Section):
@@ -288,7 +327,7 @@ class PromptSet(Section):
 
 class BestOfNParams(Section):
     """Multi-turn Best-of-N: the policy and user simulator are simulate's generator; the judge is judge's."""
-    prompt_sets: dict[str, PromptSet] = Field(
+    prompt_sets: dict[Name, PromptSet] = Field(
         description="Name: a prompt set; one best_of_n@<name> stage each; none by default (SmolLM2 cannot judge), e.g."
                     " {heldout: {path: data/fetch/test.jsonl, format: schema, limit: 6}}")
     turns: PositiveInt = Field(description="Turns of each rollout")
@@ -305,13 +344,10 @@ class BestOfNParams(Section):
     seed: int = Field(description="Seed of the rollouts and the bootstrap")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every win-rate interval")
 
-    def prompt_set(self, name: str) -> PromptSet:
-        if name not in self.prompt_sets:
-            raise ParamsError(f"best_of_n.prompt_sets: no set {name!r}; defined: {sorted(self.prompt_sets)}")
-        return self.prompt_sets[name]
-
 
 class RewardBenchFile(Section):
+    """A local copy of a RewardBench source (a DVC dependency: editing it reruns its stage)."""
+    kind: Literal["file"] = Field(description="A local file or folder")
     path: str = Field(description="A RewardBench-schema file or folder, or LLMBar's folder")
     format: Literal["reward_bench", "llmbar"] = Field(
         description="reward_bench: RewardBench's schema (prompt, chosen, rejected, subset) | llmbar: LLMBar's folder"
@@ -319,9 +355,19 @@ class RewardBenchFile(Section):
 
 
 class RewardBenchHub(Section):
-    hf_dataset: str = Field(description="Hub dataset id, e.g. allenai/reward-bench")
+    """A dataset in RewardBench's schema that `datasets` loads: from the Hub, or a local dataset folder."""
+    kind: Literal["hf"] = Field(description="A Hugging Face dataset")
+    hf_dataset: str = Field(description="Hub dataset id, e.g. allenai/reward-bench, or a local dataset folder")
     hf_revision: str = Field(description="Hub revision; the commit the Hub resolved is recorded in metrics.json")
     hf_split: str = Field(description="Hub split, e.g. filtered")
+    path: str = Field(
+        description="What DVC tracks for this source (every source names one, as dvc.yaml's foreach needs): the "
+                    "dataset folder when hf_dataset is local; for a Hub dataset, pinned by hf_revision, nothing local"
+                    " changes: stages/reward_bench.py, the stage's script")
+
+
+# One type per kind of source, told apart by `kind`: a new benchmark format is one more model here.
+RewardBenchSource = Annotated[RewardBenchFile | RewardBenchHub, Field(discriminator="kind")]
 
 
 class RewardBenchParams(Section):
@@ -330,22 +376,12 @@ class RewardBenchParams(Section):
         description="A longer conversation loses its oldest whole exchanges (docs/evaluation.md); null: no limit")
     bootstrap_resamples: PositiveInt = Field(description="Bootstrap resamples of every accuracy interval")
     seed: int = Field(description="Seed of the bootstrap")
-    files: dict[str, RewardBenchFile] = Field(
-        description="Name: a local source; one reward_bench_file@<name> stage each, e.g. {llmbar: {path: "
-                    "/abs/shared/data/llmbar, format: llmbar}}")
-    hub: dict[str, RewardBenchHub] = Field(
-        description="Name: a Hub source; one reward_bench_hub@<name> stage each, e.g. {reward_bench: {hf_dataset: "
-                    "allenai/reward-bench, hf_revision: <commit>, hf_split: filtered}}")
+    sources: dict[Name, RewardBenchSource] = Field(
+        description="Name: a source, by kind; one reward_bench@<name> stage each; none by default, e.g. {llmbar: "
+                    "{kind: file, path: /abs/shared/data/llmbar, format: llmbar}}")
     limit: PositiveInt | None = Field(
         description="N pairs of each source drawn at random with `seed` (a quick run; a section score needs all four"
                     " sections); null: all")
-
-    def source(self, kind: str, name: str) -> RewardBenchFile | RewardBenchHub:
-        """The entry `name` of `files` (kind "file") or of `hub` (kind "hub")."""
-        key, entries = ("files", self.files) if kind == "file" else ("hub", self.hub)
-        if name not in entries:
-            raise ParamsError(f"reward_bench.{key}: no source {name!r}; defined: {sorted(entries)}")
-        return entries[name]
 
 
 class Params(Section):
@@ -358,8 +394,10 @@ class Params(Section):
     judge: JudgeParams = Field(description="The LLM judge: stages judge@<set>; also best_of_n's judge")
     mt_bench: MTBenchParams = Field(description="Agreement with MT-Bench human experts: stages mt_bench@<source>")
     best_of_n: BestOfNParams = Field(description="Multi-turn Best-of-N (paper Fig. 2): stages best_of_n@<set>")
-    reward_bench: RewardBenchParams = Field(
-        description="RewardBench section scores: stages reward_bench_file@<name>, reward_bench_hub@<name>")
+    reward_bench: RewardBenchParams = Field(description="RewardBench section scores: stages reward_bench@<name>")
+    # On a stage's view: the params it was cut from and the keys it declares (for_stage)
+    _whole: "Params | None" = PrivateAttr(None)
+    _reads: tuple[tuple[str, ...], ...] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def cross_section_rules(self):
@@ -379,13 +417,105 @@ class Params(Section):
             raise ValueError("best_of_n.policy.temperature: must be > 0, or the N candidates would all be the same")
         return self
 
-    def sections(self, *names: str) -> dict:
-        """The named sections as plain data (what a stage run logs as its params)."""
-        return {name: getattr(self, name).model_dump(mode="json") for name in names}
+    def for_stage(self, reads, **entries: str) -> "Params":
+        """The view of these params a stage has: the keys `reads` names (dotted, as its script's PARAMS and its
+        dvc.yaml params list them) read as usual, any other raises UndeclaredParam. `{option}` in a key stands for
+        the entry the stage's --option names (`mt_bench.sources.{source}`), given in `entries`; a name that is not
+        an entry is a ParamsError. The whole file was validated before, cross-section rules included."""
+        keys = tuple(_resolve(self, key, entries) for key in reads)
+        for key in keys:
+            if any(other != key and other[:len(key)] == key for other in keys):
+                raise ValueError(f"{'.'.join(key)}: declared whole and in part")
+        view = _view(self, keys, "")
+        view._whole, view._reads = self, keys
+        return view
+
+    @property
+    def whole(self) -> "Params":
+        """Every param (a stage's view: the params it was cut from): what a pipeline's MLflow run logs."""
+        return self._whole or self
+
+    def declared(self) -> dict:
+        """A stage's view's keys with their values, nested as in params.yaml: what the stage's MLflow run logs."""
+        if self._reads is None:
+            raise ValueError("declared(): not a stage's view of the params (Params.for_stage)")
+        data, out = self._whole.model_dump(mode="json"), {}
+        for key in self._reads:
+            node, value = out, data
+            for part in key:
+                value = value[part]
+            for part in key[:-1]:
+                node = node.setdefault(part, {})
+            node[key[-1]] = value
+        return out
+
+
+def _resolve(params: Params, key: str, entries: dict[str, str]) -> tuple[str, ...]:
+    """A declared key's parts, `{option}` replaced by its entry; checked against the params."""
+    parts, value = [], params
+    for part in key.split("."):
+        option = part[1:-1] if part.startswith("{") and part.endswith("}") else None
+        name = entries[option] if option else part
+        if isinstance(value, BaseModel) and name in type(value).model_fields:
+            value = getattr(value, name)
+        elif isinstance(value, dict) and name in value:
+            value = value[name]
+        elif isinstance(value, dict):
+            raise ParamsError(f"{'.'.join(parts)}: no {option or 'entry'} {name!r}; defined: {sorted(value)}")
+        else:
+            raise ValueError(f"{key}: not a key of params.yaml")
+        parts.append(name)
+    return tuple(parts)
+
+
+def _view(value, keys: tuple[tuple[str, ...], ...], where: str):
+    """`value` with only `keys` (parts below it) readable."""
+    if () in keys:
+        return value
+    below: dict[str, list] = {}
+    for key in keys:
+        below.setdefault(key[0], []).append(key[1:])
+    parts = {name: _view(value[name] if isinstance(value, dict) else getattr(value, name), tuple(rest),
+                         f"{where}.{name}" if where else name) for name, rest in below.items()}
+    if isinstance(value, dict):
+        return DeclaredEntries(where, parts)
+    view = type(value).model_construct(**parts)
+    view._view_of = where
+    return view
+
+
+def _tags(annotation) -> dict:
+    """{kind: model} of a union of sections told apart by `kind` (RewardBenchSource); {} for any other type."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    members = typing.get_args(annotation)
+    if members and all(isinstance(m, type) and issubclass(m, BaseModel) and "kind" in m.model_fields for m in members):
+        return {typing.get_args(m.model_fields["kind"].annotation)[0]: m for m in members}
+    return {}
+
+
+def _walk(loc: tuple) -> tuple[list[str], object]:
+    """The params key parts of an error's location (without the parts pydantic adds: a tagged union's tag) and
+    the type there."""
+    parts, annotation = [], Params
+    for part in loc:
+        if str(part).startswith(("function-", "tagged-union")):
+            continue
+        if part in _tags(annotation):
+            annotation = _tags(annotation)[part]
+            continue
+        parts.append(str(part))
+        while typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = annotation.model_fields[part].annotation if part in annotation.model_fields else None
+        else:
+            annotation = (typing.get_args(annotation) or (None,))[-1]  # a dict's values, a list's items
+    return parts, annotation
 
 
 def _key(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "tagged-union")))
+    return ".".join(_walk(loc)[0])
 
 
 def _one_line(error: ValidationError, where: str) -> ParamsError:
@@ -396,6 +526,14 @@ def _one_line(error: ValidationError, where: str) -> ParamsError:
         return ParamsError(f"{where}: {key}: missing (params.yaml sets every key; see docs/params.md)")
     if e["type"] == "extra_forbidden":
         return ParamsError(f"{where}: {key}: unknown key")
+    if e["type"] in ("union_tag_invalid", "union_tag_not_found"):  # a source's `kind`
+        kinds = ", ".join(sorted(_tags(_walk(e["loc"])[1])))
+        got = f"got {e['input']['kind']!r}" if e["type"] == "union_tag_invalid" else "missing"
+        return ParamsError(f"{where}: {key}.kind: one of {kinds} ({got})")
+    if e["type"] == "string_pattern_mismatch" and e["ctx"]["pattern"] in REFUSED:
+        if e["loc"][-1] == "[key]":  # a name: the key is the mapping it names an entry of
+            key = _key(e["loc"][:-2])
+        return ParamsError(f"{where}: {key}: " + REFUSED[e["ctx"]["pattern"]].format(value=e["input"]))
     message = e["msg"].removeprefix("Value error, ")
     if e["type"] == "value_error" and not key:  # a cross-section rule names its own key
         return ParamsError(f"{where}: {message}")

@@ -16,6 +16,7 @@ def cache_root() -> Path:
 
 # The pipeline's folders, named once: the stage scripts' path options default to them, and
 # tests/test_dvc_deps.py checks that each default is one of its stage's deps or outs in dvc.yaml.
+CHECKED_PARAMS = "data/check_params/checked.txt"  # what check_params writes; every other stage depends on it
 BASE_MODEL = "models/base"
 REWARD_MODELS = "models/rm"            # <variant>/seed-<seed>: one folder per variant and training seed
 BASE_MODEL_REPORTS = "data/base_model"

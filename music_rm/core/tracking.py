@@ -4,10 +4,12 @@ A pipeline run is identified by the DVC experiment name (`workspace` for a plain
 commit it started from and the hash of params.yaml: the stages of one `dvc exp run` (queued or not) or
 one `dvc repro` find the same parent and nest under it. Stage runs are tagged with the git commit, the
 DVC experiment name and baseline rev, and the content hash of every input (as dvc.lock has it); inputs
-are also logged as MLflow datasets, by reference. A stage's final metrics are copied onto the parent
-as `<stage>.<metric>`, so parents of different experiments compare side by side in the UI.
+are also logged as MLflow datasets, by reference. A stage's headline metrics (each stage or suite declares
+its own, `log_results`) are copied onto the parent as `<stage>.<metric>`, so parents of different experiments
+compare side by side in the UI; the saved view of the runs table is written once per pipeline run and by `make ui`.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -20,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
+from .disk import disk_space
 from .environment import environment
-from .io import file_digest, write_json
+from .io import file_digest, flatten, write_json
 from .outputs import PREFIX, process_alive
 from .params import Params
 from .paths import repo_root
@@ -33,13 +36,6 @@ HOST_TAG, PID_TAG = "music.host", "music.pid"
 # The experiment's kind, as MLflow's API records it. MLflow 3.17's UI does not read it: it opens every
 # experiment on its GenAI traces view unless the page's URL asks for the model-training view (ui_url).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-# What a parent run carries from its stages (the rest stays on the stage runs): the numbers two experiments
-# are compared by. Patterns on `<stage>.<metric>` names.
-HEADLINE = (r"eval\.[^.]+\.[^.]+\.accuracy", r"train_[^.]+\.(final_loss|mean_loss|pairs_used|pairs_seen|steps)",
-            r"fetch\.(rows_kept|train|test)", r"simulate\.(trees|dropped)", r"contrast\.pairs_(train|test)",
-            r"judge_[^.]+\.(judge_vs_label\.accuracy|inconsistency_rate)", r"best_of_n_[^.]+\.win_rates\..+\.win_rate",
-            r"mt_bench_[^.]+\.reward_models\.[^.]+\.turn[12]\.accuracy",
-            r"reward_bench_[^.]+\.reward_models\.[^.]+\.(sections\.[^.]+|score)\.score")
 # MLflow's limits (mlflow.utils.validation): longer keys or values are refused, and the run would fail.
 MAX_PARAM_KEY, MAX_PARAM_VALUE = 250, 6000
 # A parent's params that differ from its baseline commit's params.yaml (comma-separated keys)
@@ -49,7 +45,8 @@ CHANGED_TAG = "music.changed_params"
 # as columns. ui_url gives its address.
 VIEW_KEY = "music-what-changed"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-VIEW_METRICS = r"eval\.[^.]+\.(original|music_k\d+)\.accuracy"
+# A pipeline run's metrics that a stage asked to see as columns of that view (log_results), comma-separated
+VIEW_METRICS_TAG = "music.view_metrics"
 # Each stage's log, beside its outputs (next to environment.json) and on its MLflow run. Not a DVC output and
 # ignored by git and DVC (.gitignore, .dvcignore), so it hashes into nothing and DVC's run-cache stays on.
 LOG_FILE = "stage.log"
@@ -63,9 +60,13 @@ def ui_url(port: int = 5000) -> str:
     """The MLflow UI's page of this repo's runs, as `mlflow ui --port <port>` serves it (make ui prints it)."""
     import mlflow
 
-    exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    client = mlflow.MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
     if not exp:
         return f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+    if pipeline_runs(client, exp.experiment_id):
+        update_view(client, exp.experiment_id)
+        exp = client.get_experiment(exp.experiment_id)
     # the runs tab itself: the UI's redirect from the experiment's page to it drops the view's key
     view = f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in exp.tags else ""
     return f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning{view}"
@@ -80,16 +81,6 @@ def git_commit() -> str:
 
 def dvc_experiment() -> str:
     return os.environ.get("DVC_EXP_NAME") or "workspace"
-
-
-def flatten(obj, prefix: str = "") -> dict:
-    out = {}
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-    else:
-        out[prefix.rstrip(".")] = obj
-    return out
 
 
 def numeric(metrics: dict) -> dict:
@@ -162,6 +153,7 @@ def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> st
     changed = changed_params(params, tags["dvc_baseline_rev"])
     note = (", ".join(f"{k}: {was} → {now}" for k, (was, now) in changed.items()) or "no param changed") + \
         f" (from commit {tags['dvc_baseline_rev'][:7]})"
+    update_view(client, experiment_id)  # once per pipeline run: the columns of the runs before this one
     parent = client.create_run(experiment_id, run_name=parent_name(tags["dvc_exp_name"], changed),
                                tags={**tags, PIPELINE_KEY_TAG: key, "params_sha256": params_sha,
                                      CHANGED_TAG: _clip(",".join(changed), MAX_PARAM_VALUE),
@@ -173,17 +165,30 @@ def _pipeline_parent(client, experiment_id: str, tags: dict, params: dict) -> st
     return run_id  # it starts with its first stage; each stage's end moves its end (see stage_run)
 
 
+def pipeline_runs(client, experiment_id: str) -> list:
+    """Every pipeline (parent) run of the experiment, page by page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` != ''", max_results=1000,
+                                  page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def update_view(client, experiment_id: str) -> None:
     """The saved view of the runs table: Description, the params that differ between pipeline runs (or that one
-    changed from its commit) and the held-out accuracies of every variant, newest runs first."""
+    changed from its commit) and the metrics stages asked to show (log_results), newest runs first."""
     import time
 
-    parents = client.search_runs([experiment_id], f"tags.`{PIPELINE_KEY_TAG}` != ''", max_results=1000)
+    parents = pipeline_runs(client, experiment_id)
     changed = {k for r in parents for k in r.data.tags.get(CHANGED_TAG, "").split(",") if k}
     keys = {k for r in parents for k in r.data.params}
     changed |= {k for k in keys if len({r.data.params.get(k) for r in parents}) > 1}
-    accuracies = sorted({m for r in parents for m in r.data.metrics if re.fullmatch(VIEW_METRICS, m)})
-    metrics = [f"metrics.`{m}`" for m in accuracies]
+    shown = sorted({m for r in parents for m in r.data.tags.get(VIEW_METRICS_TAG, "").split(",")
+                    if m in r.data.metrics})
+    metrics = [f"metrics.`{m}`" for m in shown]
     columns = ["attributes.`Description`", *(f"params.`{k}`" for k in sorted(changed)[:40]), *metrics]
     # columnOrder puts the params before the metrics (MLflow's order is the other way); the widths show each
     # metric's whole name (eval.volume_matched.music_k3.accuracy)
@@ -195,10 +200,23 @@ def update_view(client, experiment_id: str) -> None:
         {"name": "What changed, what it did", "createdAt": now, "updatedAt": now, "state": state}))
 
 
-def headline(stage: str, metrics: dict) -> dict:
-    """The metrics of a stage run that its parent carries, as `<stage>.<metric>`."""
-    named = {mlflow_key(f"{stage}.{name}"): value for name, value in metrics.items()}
-    return {name: value for name, value in named.items() if any(re.fullmatch(p, name) for p in HEADLINE)}
+def log_results(metrics: dict, headline: dict, view: bool = False) -> None:
+    """A stage's numbers: every number of `metrics` on its active MLflow run (flattened), and `headline` ({name:
+    value}, what the stage or suite declares its pipeline run carries) on the pipeline run as `<stage>.<name>`,
+    as columns of the runs table's saved view when `view`."""
+    import mlflow
+
+    run = mlflow.active_run()
+    mlflow.log_metrics(numeric(metrics))
+    client = mlflow.MlflowClient()
+    tags = client.get_run(run.info.run_id).data.tags
+    parent, stage = tags["mlflow.parentRunId"], tags["stage"]
+    carried = {mlflow_key(f"{stage}.{name}"): float(value) for name, value in headline.items() if value is not None}
+    for name, value in carried.items():
+        client.log_metric(parent, name, value)
+    if view and carried:
+        shown = [m for m in client.get_run(parent).data.tags.get(VIEW_METRICS_TAG, "").split(",") if m]
+        client.set_tag(parent, VIEW_METRICS_TAG, _clip(",".join(sorted({*shown, *carried})), MAX_PARAM_VALUE))
 
 
 def end_killed_runs(client, experiment_id: str) -> list[str]:
@@ -217,11 +235,48 @@ def end_killed_runs(client, experiment_id: str) -> list[str]:
     return ended
 
 
+def reap_killed_runs() -> list[str]:
+    """End as KILLED the runs of stages killed outright (end_killed_runs) before the runs are listed (`make exps`,
+    `make ui`), so no dead run shows as RUNNING; returns one line per stage run ended. Nothing is created when
+    there is no store yet."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    if exp is None:
+        return []
+    lines = []
+    for run_id in end_killed_runs(client, exp.experiment_id):
+        run = client.get_run(run_id)
+        lines.append(f"MLflow: {run.info.run_name} ended as KILLED: its process {run.data.tags[PID_TAG]} on "
+                     f"{run.data.tags[HOST_TAG]} is gone")
+    return lines
+
+
+def store_disk_space(run):
+    """`run`'s context, in which SQLite's "database or disk is full" not said by an inner store is the MLflow
+    store's: one line naming its folder (core/disk.py)."""
+    @functools.wraps(run)
+    @contextlib.contextmanager
+    def wrapper(*args, **kwargs):
+        uri = tracking_uri()
+        folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else None
+        with (disk_space(folder, "free space there or move the MLflow store (MLFLOW_TRACKING_URI), and rerun",
+                         kind="database") if folder else contextlib.nullcontext()), run(*args, **kwargs) as mlflow:
+            yield mlflow
+
+    return wrapper
+
+
+@store_disk_space
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=None):
+def stage_run(stage: str, params: Params, inputs=(), environment_file=None):
     """An MLflow run for one stage, nested under its pipeline run; yields the mlflow module with it active.
-    `sections`: the params this stage reads, as `Params.sections` gives them (or a dict of such data). The
-    machine and software it runs on go to the run (tags `env.*`, artifact environment.json) and to
+    `params`: the stage's view (Params.for_stage): the run logs the keys it declares, the pipeline run every key.
+    The machine and software it runs on go to the run (tags `env.*`, artifact environment.json) and to
     `environment_file`, next to the stage's outputs."""
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -237,10 +292,9 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     commit = git_commit()
     pipeline_tags = {"git_commit": commit, "dvc_exp_name": dvc_experiment(),
                      "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit}
-    parent_id = _pipeline_parent(client, experiment_id, pipeline_tags, params.model_dump(mode="json"))
+    sections = params.declared()
+    parent_id = _pipeline_parent(client, experiment_id, pipeline_tags, params.whole.model_dump(mode="json"))
     client.update_run(parent_id, status="RUNNING")  # until this stage ends: a pipeline between stages is not done
-    if not isinstance(sections, dict):
-        sections = params.sections(*sections)
     hashes = input_hashes(inputs)
     tags = {**pipeline_tags, "stage": stage, "dvc_stage": os.environ.get("DVC_STAGE", stage),
             "mlflow.parentRunId": parent_id, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
@@ -248,7 +302,7 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     status = "FAILED"
     log_file = log_path(environment_file) if environment_file else None
     try:
-        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags) as run, \
+        with mlflow.start_run(run_name=f"{pipeline_tags['dvc_exp_name']}/{stage}", tags=tags), \
                 _logging_to(log_file, stage):
             mlflow.log_params(mlflow_params(sections))
             mlflow.log_dict(sections, "params.json")
@@ -268,9 +322,6 @@ def stage_run(stage: str, params: Params, sections, inputs=(), environment_file=
     finally:
         # the parent spans its stages: it ends when its latest stage ends, failed if that one failed
         client.set_terminated(parent_id, status)
-    for name, value in headline(stage, client.get_run(run.info.run_id).data.metrics).items():
-        client.log_metric(parent_id, name, value)
-    update_view(client, experiment_id)
 
 
 def log_path(environment_file) -> Path:

@@ -87,6 +87,14 @@ def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
     return n
 
 
+def length_difference(chosen: list[dict], rejected: list[dict]) -> int:
+    """Characters of the assistant messages after the part both conversations share, chosen minus rejected: the
+    length a pair is judged on (records.py's `length`; "the longer answer wins" is its sign)."""
+    start = shared_prefix_length(chosen, rejected)
+    return (sum(len(m["content"]) for m in chosen[start:] if m["role"] == "assistant")
+            - sum(len(m["content"]) for m in rejected[start:] if m["role"] == "assistant"))
+
+
 def prompt_of(messages: list[dict]) -> list[dict]:
     """Messages up to and including the last user message."""
     last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")

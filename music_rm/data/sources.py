@@ -169,6 +169,10 @@ def is_test(row: dict, test_fraction: float) -> bool:
     return int(prompt_hash(row["chosen"])[:8], 16) / 16**8 < test_fraction
 
 
+# the summary numbers a pipeline run carries from fetch (tracking.log_results)
+HEADLINE = ("rows_kept", "train", "test")
+
+
 def fetch(p: FetchParams) -> tuple[list[dict], list[dict], dict]:
     """(train rows, test rows, summary) for the source the params name."""
     revision, folder = None, Path(p.path if p.source == "path" else p.hf_dataset)

@@ -6,27 +6,43 @@ turns. Beside them a greedy rollout: one answer per turn at temperature 0, no re
 (the judge stage's backend and template) compares whole conversations in both orders: each variant's
 BoN against greedy, and each other variant's BoN against the reference variant's, at every N. Both
 orders must agree for a win or a loss; anything else (position bias, an unparsed answer) is a tie.
-Win rate = (wins + ties / 2) / comparisons, with a bootstrap 95% interval over seed prompts (stats.seeded_bootstrap);
+Win rate = (wins + ties / 2) / comparisons, with a bootstrap 95% interval over seed prompts (estimates.py, from the
+records);
 the tie rule of every suite (records.outcome). Picking among the candidates, rewards equal to 6 decimals are a tie,
 which goes to the first candidate sampled.
+
+Length references: beside the reward models, two pickers that keep the longest and the shortest candidate
+(`longest_answer`, `shortest_answer`), judged against greedy like them: a reward model that only rewards length
+wins as often as one of them.
 
 Records (records.py), one row per (seed prompt, comparison): suite `best_of_n/<set>/vs_greedy@<N>` or
 `best_of_n/<set>/vs_<reference>@<N>`, item and cluster the prompt id, variant the reward model whose Best-of-N is
 judged (seed: the one scored), margin the judge's verdict for it: +1 a win, 0 a tie, -1 a loss (a comparison whose
-judge prompt was too long has no row).
+judge prompt was too long has no row), length the judged policy's assistant characters minus its opponent's.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.params import BestOfNParams
+from ..data.conversation import length_difference
 from ..generation.generator import TOO_LONG
 from ..generation.request import derive_seed
 from ..method.simulate import check_assistant, check_user, clean_line
 from .judge import judge_pairs
-from .report import pyplot, save_png
-from .records import accuracy, rounded
-from .stats import cell, markdown_table
+from .estimates import accuracy, arm_of, by_suite
+from .plots import pyplot, save_png
+from .records import Record, rounded
+from .report import cell, markdown_table
+
+
+# the length references: pickers that reward a candidate answer by its characters (or their negative)
+LENGTH_PICKERS = {"longest_answer": 1, "shortest_answer": -1}
+
+
+def pickers(p: BestOfNParams) -> list[str]:
+    """What picks among the candidates: each reward-model variant, then the length references."""
+    return [*p.variants, *LENGTH_PICKERS]
 
 
 @dataclass
@@ -51,10 +67,12 @@ def pick(rewards: list[float], candidates: list[str]) -> int | None:
 
 
 def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, user_retries: int) -> list[Rollout]:
-    """Every rollout: greedy and <variant>@<N> for each prompt. `builder` is simulate's TreeBuilder (its
+    """Every rollout: greedy and <picker>@<N> for each prompt (`pickers`). `builder` is simulate's TreeBuilder (its
     assistant and user requests); `reward_fns[variant](conversations)` gives one reward each."""
+    reward_fns = {**reward_fns, **{name: (lambda convs, sign=sign: [sign * len(c[-1]["content"]) for c in convs])
+                                   for name, sign in LENGTH_PICKERS.items()}}
     rollouts = [Rollout(pid, variant, n, list(prompt)) for pid, prompt in prompts
-                for variant, n in [(None, 1)] + [(v, n) for n in p.n for v in p.variants]]
+                for variant, n in [(None, 1)] + [(v, n) for n in p.n for v in pickers(p)]]
     greedy = p.policy.model_copy(update={"temperature": 0.0})
     for turn in range(1, p.turns + 1):
         alive = [r for r in rollouts if not r.failed]
@@ -68,7 +86,7 @@ def roll_out(generator, builder, reward_fns: dict, prompts, p: BestOfNParams, us
                 r.failed = TOO_LONG
         alive = [r for r in alive if not r.failed]
         rewards = {id(r): [0.0] for r in alive if r.variant is None}
-        for variant in p.variants:
+        for variant in pickers(p):
             group = [r for r in alive if r.variant == variant]
             rewards.update(_per_rollout(reward_fns[variant]([r.messages + [{"role": "assistant", "content": c}]
                                                              for r in group for c in candidates[id(r)]]), group))
@@ -110,10 +128,10 @@ def _next_user_messages(rollouts, generator, builder, seed: int, turn: int, retr
 
 
 def comparisons(p: BestOfNParams) -> list[tuple[str, str, str]]:
-    """(name, policy A, policy B) at every N: each variant vs greedy, each other variant vs the reference."""
+    """(name, policy A, policy B) at every N: each picker vs greedy, each other variant vs the reference."""
     out = []
     for n in p.n:
-        out += [(f"{v}_vs_greedy@{n}", f"{v}@{n}", "greedy") for v in p.variants]
+        out += [(f"{v}_vs_greedy@{n}", f"{v}@{n}", "greedy") for v in pickers(p)]
         out += [(f"{v}_vs_{p.reference}@{n}", f"{v}@{n}", f"{p.reference}@{n}") for v in p.variants if v != p.reference]
     return out
 
@@ -132,46 +150,56 @@ def judge_rollouts(generator, rollouts: list[Rollout], p: BestOfNParams, judge_s
     outcome = {"chosen": 1.0, "rejected": 0.0}
     return [{"id": pair["id"], "prompt_id": pair["prompt_id"], "comparison": pair["comparison"],
              "verdict": {"chosen": "win", "rejected": "loss", TOO_LONG: TOO_LONG}.get(v["verdict"], "tie"),
-             "judge": v["verdict"], "score": outcome.get(v["verdict"], 0.5), "answers": v["answers"]}
+             "judge": v["verdict"], "score": outcome.get(v["verdict"], 0.5), "answers": v["answers"],
+             "length": length_difference(pair["chosen"], pair["rejected"])}
             for pair, v in zip(pairs, verdicts)]
 
 
 MARGIN = {"win": 1.0, "tie": 0.0, "loss": -1.0}
 
 
-def win_rates(verdicts: list[dict], p: BestOfNParams) -> dict:
-    """{comparison@N: {win_rate, ci_low, ci_high, n, wins, ties, losses}}."""
-    out = {}
-    for name, _, _ in comparisons(p):
-        rows = sorted((v for v in verdicts if v["comparison"] == name and v["verdict"] != TOO_LONG),  # counted apart
-                      key=lambda v: v["prompt_id"])  # the records' order: intervals recompute from them
-        r = accuracy([MARGIN[v["verdict"]] for v in rows], None, p.bootstrap_resamples, p.seed)
-        out[name] = {"win_rate": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"],
-                     "wins": sum(v["verdict"] == "win" for v in rows), "ties": r["ties"],
-                     "losses": sum(v["verdict"] == "loss" for v in rows)}
-    return out
-
-
-def records(verdicts: list[dict], p: BestOfNParams, set_name: str, seed: int) -> list[dict]:
-    """Record rows (records.COLUMNS): per seed prompt and comparison, the judge's verdict for the variant's BoN."""
+def records(verdicts: list[dict], p: BestOfNParams, set_name: str, seed: int) -> list[Record]:
+    """Per seed prompt and comparison, the judge's verdict for the variant's BoN (a too-long judge prompt: none)."""
     policies = {name: (a, b) for name, a, b in comparisons(p)}
     rows = []
     for v in verdicts:
         if v["verdict"] == TOO_LONG:
             continue
-        a, b = policies[v["comparison"]]
-        n = a.rsplit("@", 1)[1]
-        opponent = f"greedy@{n}" if b == "greedy" else b
-        rows.append({"suite": f"best_of_n/{set_name}/vs_{opponent}", "item": v["prompt_id"], "variant": a.rsplit("@", 1)[0],
-                     "seed": seed, "margin": MARGIN[v["verdict"]]})
+        suite, variant = suite_of(*policies[v["comparison"]])
+        rows.append(Record.of(f"best_of_n/{set_name}/{suite}", v["prompt_id"], variant,
+                              0 if variant in LENGTH_PICKERS else seed, MARGIN[v["verdict"]], length=v["length"]))
     return rows
+
+
+def suite_of(a: str, b: str) -> tuple[str, str]:
+    """(suite after `best_of_n/<set>/`, variant) of a comparison of policy `a` (`<variant>@<N>`) with `b`: the
+    suite `vs_greedy@<N>` or `vs_<reference>@<N>` holds each variant's verdicts against that opponent."""
+    variant, n = a.rsplit("@", 1)
+    return f"vs_greedy@{n}" if b == "greedy" else f"vs_{b}", variant
+
+
+def win_rates(records: list[Record], p: BestOfNParams) -> dict:
+    """{comparison@N: {estimate, ci_low, ci_high, n, …, wins, ties, losses}}: the win rate (estimates.py)."""
+    suites = {suite.rsplit("/", 1)[1]: rows for suite, rows in by_suite(records).items()}
+    out = {}
+    for name, a, b in comparisons(p):
+        suite, variant = suite_of(a, b)
+        arm = arm_of(suites.get(suite, []), variant)
+        out[name] = {**accuracy(arm, p.bootstrap_resamples, p.seed).as_dict(),
+                     "wins": int((arm.margins > 0).sum()), "losses": int((arm.margins < 0).sum())}
+    return out
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    """The numbers a pipeline run carries from this suite (tracking.carry): every win rate."""
+    return {f"{name}.win_rate": r["estimate"] for name, r in metrics["win_rates"].items() if r["estimate"] is not None}
 
 
 def heatmap_rows(rates: dict, p: BestOfNParams) -> dict[str, list]:
     """{comparison: [win rate at each N]}: the heatmap's rows, columns in p.n order."""
     rows = {}
     for name in dict.fromkeys(c.rsplit("@", 1)[0] for c, _, _ in comparisons(p)):
-        rows[name] = [rates[f"{name}@{n}"]["win_rate"] for n in p.n]
+        rows[name] = [rates[f"{name}@{n}"]["estimate"] for n in p.n]
     return rows
 
 
@@ -185,7 +213,7 @@ def heatmap_plot(rates: dict, p: BestOfNParams, path) -> None:
     for i, name in enumerate(rows):
         for j, n in enumerate(p.n):
             r = rates[f"{name}@{n}"]
-            text = "n/a" if r["win_rate"] is None else f"{r['win_rate']:.2f}\n[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+            text = "n/a" if r["estimate"] is None else f"{r['estimate']:.2f}\n[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
             ax.text(j, i, text, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(p.n)), [f"N={n}" for n in p.n])
     ax.set_yticks(range(len(rows)), [name.replace("_vs_", " vs ") for name in rows])
@@ -199,7 +227,7 @@ def table(rates: dict, p: BestOfNParams) -> str:
     rows = []
     for name in heatmap_rows(rates, p):
         rows.append([name.replace("_vs_", " vs "), *(
-            cell(r["win_rate"], r["ci_low"], r["ci_high"], f"{r['wins']}/{r['ties']}/{r['losses']}"
-                 if r["win_rate"] is not None else 0)
+            cell(r["estimate"], r["ci_low"], r["ci_high"], f"{r['wins']}/{r['ties']}/{r['losses']}"
+                 if r["estimate"] is not None else 0)
             for r in (rates[f"{name}@{n}"] for n in p.n))])
     return markdown_table(["comparison", *(f"N={n}" for n in p.n)], rows)

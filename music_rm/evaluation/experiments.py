@@ -6,27 +6,28 @@ on every suite of eval's metrics.json (original, music_k1 … music_kK).
 """
 import textwrap
 
-from ..core.tracking import flatten
-from .study import METRICS
+from ..core.io import flatten
+from ..core import paths
 
 MISSING = "-"
-NOT_VARIANTS = {"longer_answer", "differences"}  # eval's baseline and paired differences, beside the variants
+METRICS = f"{paths.EVAL}/metrics.json"
+REFERENCES = {"longer_answer"}  # eval's reference beside the trained variants
 
 
 def experiment_rows(show: list) -> list[dict]:
-    """[{name, params, eval}] of every experiment `dvc exp show --json` lists, in its order. A queued or running
-    experiment has no metrics yet: its eval is empty."""
+    """[{name, rev, params, eval}] of every experiment `dvc exp show --json` lists, in its order. A queued or running
+    experiment has no metrics yet: its eval is empty, and no commit yet: its rev is "workspace" or a stash's."""
     rows = []
 
     def walk(node, name=None):
         if isinstance(node, dict):
             data = node.get("data")
-            if isinstance(data, dict) and "params" in data:
+            if isinstance(data, dict) and ("params" in data or "rev" in data):
                 rev = str(data.get("rev") or node.get("rev") or "")
                 label = node.get("name") or name or (rev if rev == "workspace" else rev[:7])
                 params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-                metrics = (data.get("metrics") or {}).get(METRICS["eval"], {}).get("data", {})
-                rows.append({"name": label, "params": params, "eval": metrics})
+                metrics = (data.get("metrics") or {}).get(METRICS, {}).get("data", {})
+                rows.append({"name": label, "rev": rev, "params": params, "eval": metrics})
             for key, value in node.items():
                 if key != "data":
                     walk(value, node.get("name") if key == "revs" else None)
@@ -67,9 +68,11 @@ def _suite_label(suite: str) -> str:
 def experiment_table(rows: list[dict], width: int = 120) -> str:
     """Plain text: experiment, the changed params, then per variant the accuracy on each suite (two decimals).
     When the params do not fit beside the accuracies, they share one `changed` column of key=value, clipped."""
-    variants = list(dict.fromkeys(v for r in rows for v, suites in r["eval"].items()
-                                  if v not in NOT_VARIANTS and isinstance(suites, dict) and "original" in suites))
-    suites = {v: sorted({s for r in rows for s in r["eval"].get(v, {}) if s == "original" or s.startswith("music_k")},
+    held = [{s: r.get("models", {}) for s, r in row["eval"].get("suites", {}).items()
+             if s == "original" or s.startswith("music_k")} for row in rows]
+    variants = list(dict.fromkeys(v for suites in held for models in suites.values() for v in models
+                                  if v not in REFERENCES))
+    suites = {v: sorted({s for by_suite in held for s, models in by_suite.items() if v in models},
                         key=lambda s: (s != "original", len(s), s)) for v in variants}
     changed = changed_params(rows)
 
@@ -78,7 +81,7 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
         return "null" if v is None else str(v)
 
     def acc(row, v, s):
-        a = row["eval"].get(v, {}).get(s, {}).get("accuracy")
+        a = row["eval"].get("suites", {}).get(s, {}).get("models", {}).get(v, {}).get("estimate")
         return MISSING if a is None else f"{a:.2f}"
 
     name_w = max([len("experiment"), *(len(r["name"]) for r in rows)])
@@ -106,7 +109,7 @@ def experiment_table(rows: list[dict], width: int = 120) -> str:
     header2 = line("experiment", [k for k, _ in param_cols],
                    [" ".join(_suite_label(s).rjust(max(4, len(_suite_label(s)))) for s in suites[v]) for v in variants])
     body = [line(r["name"], c, accs_of(r)) for r, c in zip(rows, cells)]
-    notes = [f"held-out pairwise accuracy ({METRICS['eval']}): orig = original pairs, kK = MUSIC pairs cut after K "
+    notes = [f"held-out pairwise accuracy ({METRICS}): orig = original pairs, kK = MUSIC pairs cut after K "
              f"turns; {MISSING}: no result yet"]
     if not changed:
         notes.append("no param differs between these experiments")

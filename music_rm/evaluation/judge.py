@@ -5,9 +5,9 @@ orders name the same conversation; otherwise the pair is `inconsistent` (positio
 when an answer names neither letter, or `prompt_too_long` when the judge prompt does not fit the judge
 model's context. The prompt is `templates/judge.txt`.
 
-Agreement: the judge with the pairs' labels, and each reward model with the judge, on the consistent verdicts; a
-reward tie (equal rewards to 6 decimals) counts ½ (records.outcome), and each reward model's agreement with the
-labels on every pair is reported beside it.
+Agreement (estimates.py, from the records): the judge with the pairs' labels, and each reward model with the judge,
+on the consistent verdicts; a reward tie (equal rewards to 6 decimals) counts ½ (records.outcome), and each reward
+model's agreement with the labels on every pair is reported beside it.
 
 Records (records.py), suite `judge/<set>`, one row per pair and model, margins oriented by the pair's label: a reward
 model's margin is reward(chosen) - reward(rejected); the judge's (variant `judge`, seed 0) is +1 for a verdict
@@ -18,10 +18,11 @@ import hashlib
 import re
 from importlib import resources
 
-from ..data.conversation import render
+from ..data.conversation import length_difference, render
 from ..generation.generator import TOO_LONG
 from ..generation.request import Request, derive_seed
-from .records import accuracy
+from .estimates import accuracy, arm_of, suite_result
+from .records import LONGER_ANSWER, Record
 
 TEMPLATE = resources.files("music_rm.evaluation") / "templates" / "judge.txt"
 _LETTER = re.compile(r"\b([AB])\b")  # capitals only: a lowercase "a" is an article
@@ -80,28 +81,40 @@ def judge_pairs(generator, pairs: list[dict], sampling, seed: int) -> list[dict]
 JUDGE_MARGIN = {"chosen": 1.0, "rejected": -1.0, "inconsistent": 0.0, "unparsed": 0.0}
 
 
-def agreement(verdicts: list[dict], margins: dict[str, list[float]], resamples: int, seed: int) -> dict:
-    """The judge against the pairs' labels, and each reward model against the judge, on consistent verdicts
-    (`margins`: {variant: reward(chosen) - reward(rejected) per pair, in the verdicts' order})."""
+def records(pairs: list[dict], verdicts: list[dict], margins: dict[str, list[float]], set_name: str,
+            seed: int) -> list[Record]:
+    """Each variant's margin per pair (its `seed`), the judge's (+1/0/-1) and the longer answer's (seed 0)."""
+    suite = f"judge/{set_name}"
+    lengths = [length_difference(p["chosen"], p["rejected"]) for p in pairs]
+    rows = [Record.of(suite, v["id"], variant, seed, x, length=n) for variant, m in margins.items()
+            for v, x, n in zip(verdicts, m, lengths)]
+    rows += [Record.of(suite, v["id"], LONGER_ANSWER, 0, n, length=n) for v, n in zip(verdicts, lengths)]
+    return rows + [Record.of(suite, v["id"], "judge", 0, JUDGE_MARGIN[v["verdict"]], length=n)
+                   for v, n in zip(verdicts, lengths) if v["verdict"] in JUDGE_MARGIN]
+
+
+def agreement(verdicts: list[dict], records: list[Record], variants, compare, resamples: int, seed: int) -> dict:
+    """metrics.json: the verdict counts; the judge against the pairs' labels on its consistent verdicts; suite
+    `labels`: every reward model against the labels on every pair; suite `judge`: every reward model against the
+    judge on the consistent verdicts (a record's margin times the judge's)."""
     n = len(verdicts)
     counts = {k: sum(v["verdict"] == k for v in verdicts)
               for k in ("chosen", "rejected", "inconsistent", "unparsed", TOO_LONG)}
-    order = sorted(range(n), key=lambda i: verdicts[i]["id"])  # the records' order: intervals recompute from them
-    consistent = [i for i in order if verdicts[i]["verdict"] in ("chosen", "rejected")]
-    judge = [JUDGE_MARGIN[verdicts[i]["verdict"]] for i in consistent]
-    out = {"pairs": n, **{f"verdicts_{k}": c for k, c in counts.items()},
-           "inconsistency_rate": round(counts["inconsistent"] / n, 6) if n else None,
-           "judge_vs_label": accuracy(judge, None, resamples, seed)}
-    for variant, m in margins.items():
-        out[f"rm_vs_judge.{variant}"] = accuracy([m[i] * j for i, j in zip(consistent, judge)], None, resamples, seed)
-        out[f"rm_vs_label.{variant}"] = accuracy([m[i] for i in order], None, resamples, seed)
-    return out
+    judge = arm_of(records, "judge")
+    consistent = dict(zip((i for i, m in zip(judge.items, judge.margins[0]) if m != 0),
+                          (m for m in judge.margins[0] if m != 0)))
+    vs_judge = [Record.of("judge", r.item, r.variant, r.seed, r.margin * consistent[r.item],
+                          length=None if r.length is None else r.length * consistent[r.item])
+                for r in records if r.variant != "judge" and r.item in consistent]
+    return {"pairs": n, **{f"verdicts_{k}": c for k, c in counts.items()},
+            "inconsistency_rate": round(counts["inconsistent"] / n, 6) if n else None,
+            "judge_vs_label": accuracy(judge.only(consistent), resamples, seed).as_dict(),
+            "suites": {"labels": suite_result([r for r in records if r.variant != "judge"], compare, resamples, seed,
+                                              order=[*variants, LONGER_ANSWER]).as_dict(),
+                       "judge": suite_result(vs_judge, compare, resamples, seed, order=variants).as_dict()}}
 
 
-def records(verdicts: list[dict], margins: dict[str, list[float]], set_name: str, seed: int) -> list[dict]:
-    """Record rows (records.COLUMNS): each variant's margin per pair (its `seed`) and the judge's (+1/0/-1, seed 0)."""
-    suite = f"judge/{set_name}"
-    rows = [{"suite": suite, "item": v["id"], "variant": variant, "seed": seed, "margin": x}
-            for variant, m in margins.items() for v, x in zip(verdicts, m)]
-    return rows + [{"suite": suite, "item": v["id"], "variant": "judge", "seed": 0, "margin": JUDGE_MARGIN[v["verdict"]]}
-                   for v in verdicts if v["verdict"] in JUDGE_MARGIN]
+def headline(metrics: dict) -> dict[str, float]:
+    """The numbers a pipeline run carries from this suite (tracking.carry)."""
+    out = {"inconsistency_rate": metrics["inconsistency_rate"], "judge_vs_label": metrics["judge_vs_label"]["estimate"]}
+    return {k: v for k, v in out.items() if v is not None}

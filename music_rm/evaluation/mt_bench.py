@@ -18,7 +18,7 @@ resample draws the questions with replacement and keeps every vote of a drawn qu
 with the question as cluster); the model pair is not a cluster of its own: pairs of one question share answers,
 and resampling whole questions covers the repeats within a pair too.
 
-Records (records.py), suite `mt_bench/<source>/turn<t>`, one row per vote and model: item
+Every number is computed from the records by estimates.py. Records (records.py), suite `mt_bench/<source>/turn<t>`, one row per vote and model: item
 `q<question>/turn<t>/<model_a>-vs-<model_b>/<judge>` (the vote in human.jsonl), cluster the question id, margin
 the reward of the answer the human preferred minus the other's; `gpt4`: +1 / 0 / -1 where GPT-4 agreed / tied /
 disagreed; `longer_answer`: the characters of the preferred answer minus the other's.
@@ -28,8 +28,11 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.io import read_jsonl
-from .records import accuracy, difference
-from .stats import cell, markdown_table
+from .estimates import accuracy, arms, by_suite, suite_result
+from .records import LONGER_ANSWER, Record
+from .report import cell, markdown_table
+
+TURNS = (1, 2)
 
 
 def load(questions: str, answers: str, human: str, gpt4: str, limit: int | None,
@@ -127,16 +130,21 @@ def length_margins(votes, conversations, turn: int) -> list[float]:
     return out
 
 
-def baselines(votes, gpt4_verdicts, conversations, resamples: int, seed: int) -> dict:
-    """GPT-4's agreement with the humans (on the votes GPT-4 judged) and "the longer answer wins", per turn."""
-    out = {}
-    for turn in (1, 2):
+def records(rewards: dict, votes, gpt4_verdicts, conversations, source: str, seed: int) -> list[Record]:
+    """Records of every vote: each variant's margin (its `seed`), GPT-4's (+1/0/-1) and the longer answer's
+    (characters), seed 0 for both; suite `mt_bench/<source>/turn<t>`, cluster the question."""
+    rows = []
+    for turn in TURNS:
+        suite, tv = f"mt_bench/{source}/turn{turn}", turn_votes(votes, turn)
+        ids, questions = [vote_id(v) for v in tv], clusters(votes, turn)
+        lengths = length_margins(votes, conversations, turn)
+        per_model = [(variant, seed, margins(r, votes, turn)) for variant, r in rewards.items()]
+        per_model.append((LONGER_ANSWER, 0, lengths))
+        for variant, s, ms in per_model:
+            rows += [Record.of(suite, i, variant, s, m, q, n) for i, q, m, n in zip(ids, questions, ms, lengths)]
         gpt4 = gpt4_margins(votes, gpt4_verdicts, turn)
-        questions = dict(zip(map(vote_id, turn_votes(votes, turn)), clusters(votes, turn)))
-        out[f"gpt4.turn{turn}"] = accuracy(list(gpt4.values()), [questions[k] for k in gpt4], resamples, seed)
-        out[f"longer_wins.turn{turn}"] = accuracy(length_margins(votes, conversations, turn), clusters(votes, turn),
-                                                  resamples, seed)
-    return out
+        rows += [Record.of(suite, i, "gpt4", 0, gpt4[i], q, n) for i, q, n in zip(ids, questions, lengths) if i in gpt4]
+    return rows
 
 
 def _spearman(x, y) -> float | None:
@@ -145,66 +153,50 @@ def _spearman(x, y) -> float | None:
     return None if len(x) < 3 else round(float(spearmanr(x, y).statistic), 6)
 
 
-def differences(rewards: dict, votes, compare: list, resamples: int, seed: int) -> dict:
-    """{"a-b": {turn1, turn2}}: difference of agreement between two variants on the same votes, with an interval
-    that resamples questions (paired)."""
-    return {f"{a}-{b}": {f"turn{t}": difference(margins(rewards[a], votes, t), margins(rewards[b], votes, t),
-                                                clusters(votes, t), resamples, seed) for t in (1, 2)}
-            for a, b in compare if a in rewards and b in rewards}
-
-
-def agreement(rewards: dict, votes, conversations, resamples: int, seed: int) -> dict:
-    """rewards: {(model, question, turn): reward}. Agreement of the reward model with the human votes (ties ½),
-    questions resampled; on the votes where the human preferred the shorter answer; reward-length correlation."""
-    out = {}
-    for turn in (1, 2):
-        m, questions = margins(rewards, votes, turn), clusters(votes, turn)
-        lengths = length_margins(votes, conversations, turn)
-        shorter = [i for i, d in enumerate(lengths) if d < 0]
-        keys = [k for k in rewards if k[2] == turn]
-        out[f"turn{turn}"] = accuracy(m, questions, resamples, seed)
-        out[f"turn{turn}_shorter_preferred"] = accuracy([m[i] for i in shorter], [questions[i] for i in shorter],
-                                                        resamples, seed)
-        out[f"turn{turn}_reward_length_spearman"] = _spearman(
-            [rewards[k] for k in keys], [answer_length(conversations[(k[0], k[1])], turn) for k in keys])
+def results(records: list[Record], rewards: dict, conversations, compare: list, resamples: int, seed: int) -> dict:
+    """metrics.json: per turn, every model's agreement with the human votes and the differences (estimates.py,
+    questions resampled); each variant's agreement on the votes where the humans preferred the shorter answer
+    (the longer answer's margin below 0), and the rank correlation of its rewards with answer length."""
+    suites = {suite.rsplit("/", 1)[1]: rows for suite, rows in by_suite(records).items()}
+    out = {"suites": {}, "shorter_preferred": {}, "reward_length_spearman": {}}
+    for turn_name, rows in suites.items():
+        turn = int(turn_name[len("turn"):])
+        out["suites"][turn_name] = suite_result(rows, compare, resamples, seed,
+                                                order=[*rewards, "gpt4", LONGER_ANSWER]).as_dict()
+        by_variant = arms(rows)
+        shorter = [i for i, m in zip(by_variant[LONGER_ANSWER].items, by_variant[LONGER_ANSWER].margins[0]) if m < 0]
+        out["shorter_preferred"][turn_name] = {v: accuracy(by_variant[v].only(shorter), resamples, seed).as_dict()
+                                               for v in rewards}
+        out["reward_length_spearman"][turn_name] = {v: _spearman(
+            [r[k] for k in r if k[2] == turn], [answer_length(conversations[(k[0], k[1])], turn) for k in r if k[2] == turn])
+            for v, r in rewards.items()}
     return out
 
 
-def records(rewards: dict, votes, gpt4_verdicts, conversations, source: str, seed: int) -> list[dict]:
-    """Record rows (records.COLUMNS) of every vote: each variant's margin (its `seed`), GPT-4's (+1/0/-1) and the
-    longer answer's (characters), seed 0 for both; suite `mt_bench/<source>/turn<t>`, cluster the question."""
-    rows = []
-    for turn in (1, 2):
-        suite, tv = f"mt_bench/{source}/turn{turn}", turn_votes(votes, turn)
-        ids, questions = [vote_id(v) for v in tv], clusters(votes, turn)
-        per_model = [(variant, seed, margins(r, votes, turn)) for variant, r in rewards.items()]
-        per_model.append(("longer_answer", 0, length_margins(votes, conversations, turn)))
-        for variant, s, ms in per_model:
-            rows += [{"suite": suite, "item": i, "cluster": q, "variant": variant, "seed": s, "margin": m}
-                     for i, q, m in zip(ids, questions, ms)]
-        gpt4 = gpt4_margins(votes, gpt4_verdicts, turn)
-        rows += [{"suite": suite, "item": i, "cluster": q, "variant": "gpt4", "seed": 0, "margin": gpt4[i]}
-                 for i, q in zip(ids, questions) if i in gpt4]
-    return rows
+def headline(metrics: dict) -> dict[str, float]:
+    """The numbers a pipeline run carries from this suite (tracking.carry): every model's agreement per turn."""
+    return {f"{turn}.{v}.accuracy": r["estimate"] for turn, s in metrics["suites"].items()
+            for v, r in s["models"].items() if r["estimate"] is not None}
 
 
 def score_conversations(rm, conversations, batch_size: int, max_length: int | None, desc: str) -> dict:
     """{(model, question, turn): reward} for turn 1 (first exchange) and turn 2 (whole conversation)."""
-    keys = [(m, q, turn) for (m, q) in sorted(conversations) for turn in (1, 2)]
+    keys = [(m, q, turn) for (m, q) in sorted(conversations) for turn in TURNS]
     scores = rm.score([judged(conversations[(m, q)], turn) for m, q, turn in keys], batch_size, max_length, desc)
     return dict(zip(keys, scores))
 
 
-def table(results: dict, base: dict) -> str:
+def table(metrics: dict, variants) -> str:
     def c(r):
-        return cell(r["accuracy"], r["ci_low"], r["ci_high"], f"{r['n']}, {r['ties']} ties")
+        return cell(r["estimate"], r["ci_low"], r["ci_high"], f"{r['n']}, {r['ties']} ties")
 
+    suites = metrics["suites"]
     rows = []
-    for variant, r in results.items():
-        rho = r["turn2_reward_length_spearman"]
-        rows.append([f"RM {variant}", c(r["turn1"]), c(r["turn2"]), c(r["turn2_shorter_preferred"]),
-                     "n/a" if rho is None else f"{rho:.3f}"])
-    rows.append(["GPT-4 (pairwise)", c(base["gpt4.turn1"]), c(base["gpt4.turn2"]), "", ""])
-    rows.append(["longer answer wins", c(base["longer_wins.turn1"]), c(base["longer_wins.turn2"]), "", ""])
+    for variant in variants:
+        rho = metrics["reward_length_spearman"]["turn2"][variant]
+        rows.append([f"RM {variant}", c(suites["turn1"]["models"][variant]), c(suites["turn2"]["models"][variant]),
+                     c(metrics["shorter_preferred"]["turn2"][variant]), "n/a" if rho is None else f"{rho:.3f}"])
+    for name, label in (("gpt4", "GPT-4 (pairwise)"), (LONGER_ANSWER, "longer answer wins")):
+        rows.append([label, c(suites["turn1"]["models"][name]), c(suites["turn2"]["models"][name]), "", ""])
     return markdown_table(["judge", "turn 1 agreement", "turn 2 agreement",
                            "turn 2, humans preferred the shorter answer", "turn 2 reward-length Spearman"], rows)

@@ -4,18 +4,22 @@ cluster it belongs to and the reward margin, so a reader can recompute any numbe
 A record file is CSV with the columns in COLUMNS, one row per (item, reward model), sorted. `margin` is the
 reward of the answer the suite counts as right minus the other's, rounded to 6 decimals, and the verdict is read
 from the rounded margin (`outcome`): the numbers a stage reports and the ones recomputed from its records agree.
+`length` is the length difference the item was judged on, in characters: the assistant text the suite counts as
+right minus the other's, after the part both conversations share (empty when a suite has no such text). A record
+file written before the column existed gets it from its `longer_answer` reference, whose margin is that length.
 A tie (equal margins to 6 decimals, e.g. two conversations that truncation made identical) counts one half, in
-every suite.
+every suite. Every statistic is computed from records by `estimates.py`.
 """
 import csv
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.io import write_text
-from .stats import seeded_bootstrap
 
-COLUMNS = ("suite", "item", "cluster", "variant", "seed", "margin")
+COLUMNS = ("suite", "item", "cluster", "variant", "seed", "margin", "length")
+LONGER_ANSWER = "longer_answer"  # the reference every suite with answers writes: its margin is the length
 DECIMALS = 6
 
 
@@ -36,45 +40,73 @@ def is_tie(margin: float) -> bool:
 
 def outcomes(margins) -> np.ndarray:
     """`outcome` of each margin of an array (any shape)."""
-    return np.vectorize(outcome, otypes=[float])(np.asarray(margins, dtype=float))
+    margins = np.asarray(margins, dtype=float)
+    return np.vectorize(outcome, otypes=[float])(margins) if margins.size else margins
 
 
-def records_csv(rows) -> str:
-    """CSV text of record dicts (keys: COLUMNS; `cluster` defaults to the item), sorted by every column."""
-    table = sorted((str(r["suite"]), str(r["item"]), str(r.get("cluster", r["item"])), str(r["variant"]),
-                    int(r["seed"]), rounded(r["margin"])) for r in rows)
+@dataclass(frozen=True, order=True)
+class Record:
+    """One reward model's margin on one item of one suite (the field order is the file's sort order)."""
+    suite: str
+    item: str
+    cluster: str
+    variant: str
+    seed: int
+    margin: float
+    length: int | None = None
+
+    @classmethod
+    def of(cls, suite, item, variant, seed, margin, cluster=None, length=None) -> "Record":
+        """A record as files store it: ids as text, the cluster defaulting to the item, the margin rounded."""
+        return cls(str(suite), str(item), str(item if cluster is None else cluster), str(variant), int(seed),
+                   rounded(margin), None if length in (None, "") else int(float(length)))
+
+
+def records_csv(records) -> str:
+    """CSV text of records, sorted by every column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows((*row[:5], f"{row[5]:.{DECIMALS}f}") for row in table)
+    writer.writerows((r.suite, r.item, r.cluster, r.variant, r.seed, f"{r.margin:.{DECIMALS}f}",
+                      "" if r.length is None else r.length) for r in sorted(records, key=_order))
     return buffer.getvalue()
 
 
-def write_records(path, rows) -> None:
-    write_text(path, records_csv(rows))
+def _order(r: Record) -> tuple:
+    return r.suite, r.item, r.cluster, r.variant, r.seed, r.margin
 
 
-def read_records(path) -> list[dict]:
+def with_lengths(records: list[Record]) -> list[Record]:
+    """Records whose length is unknown get their item's: another record's of the item, else the longer-answer
+    reference's margin (record files written before the length column)."""
+    known = {}
+    for r in records:
+        if r.length is not None:
+            known[(r.suite, r.item)] = r.length
+    for r in records:
+        if r.variant == LONGER_ANSWER:
+            known.setdefault((r.suite, r.item), int(r.margin))
+    return [r if r.length is not None or (r.suite, r.item) not in known else
+            Record(r.suite, r.item, r.cluster, r.variant, r.seed, r.margin, known[(r.suite, r.item)]) for r in records]
+
+
+def write_records(path, records) -> None:
+    """A record file, written atomically."""
+    write_text(path, records_csv(records))
+
+
+def from_row(row: dict) -> Record:
+    """The record of a CSV row (extra columns, e.g. a study's `experiment`, are not read)."""
+    return Record.of(row["suite"], row["item"], row["variant"], row["seed"], row["margin"], row["cluster"],
+                     row.get("length"))
+
+
+def parse_records(text: str) -> list[Record]:
+    """Records of a record file's text (lengths filled in from the longer-answer reference where the file has none)."""
+    return with_lengths([from_row(row) for row in csv.DictReader(io.StringIO(text))])
+
+
+def read_records(path) -> list[Record]:
+    """The records of a record file (a suite's records.csv)."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [{**row, "seed": int(row["seed"]), "margin": float(row["margin"])} for row in csv.DictReader(f)]
-
-
-def accuracy(margins, clusters, resamples: int, seed: int) -> dict:
-    """{accuracy, ci_low, ci_high, n, ties}: the mean outcome of the margins (one per item, or seeds × items) under
-    the tie rule, with stats.seeded_bootstrap's 95% interval (items resampled by whole cluster when `clusters`
-    gives one id per item, else None); `clusters` is added when given (how many distinct ones)."""
-    m = np.asarray(margins, dtype=float)
-    r = seeded_bootstrap(outcomes(m), clusters=clusters, resamples=resamples, seed=seed)
-    out = {"accuracy": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"],
-           "ties": int(sum(is_tie(x) for x in m.ravel()))}
-    return out if clusters is None else {**out, "clusters": len(set(clusters))}
-
-
-def difference(margins_a, margins_b, clusters, resamples: int, seed: int) -> dict:
-    """{difference, ci_low, ci_high, n, ties_a, ties_b}: accuracy of a minus accuracy of b on the same items (tie
-    rule on both), with stats.seeded_bootstrap's paired 95% interval (by cluster when `clusters` is given)."""
-    a, b = np.asarray(margins_a, dtype=float), np.asarray(margins_b, dtype=float)
-    r = seeded_bootstrap(outcomes(a), outcomes(b), clusters=clusters, resamples=resamples, seed=seed)
-    out = {"difference": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"],
-           "ties_a": int(sum(is_tie(x) for x in a.ravel())), "ties_b": int(sum(is_tie(x) for x in b.ravel()))}
-    return out if clusters is None else {**out, "clusters": len(set(clusters))}
+        return parse_records(f.read())

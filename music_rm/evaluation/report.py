@@ -1,39 +1,8 @@
-"""Reports: a self-contained HTML page (tables and PNG plots inlined) that opens offline, and PNG plots that are
-byte-identical from run to run."""
+"""Reports: markdown tables with one cell format, and a self-contained HTML page (tables and PNG plots inlined)
+that opens offline."""
 import base64
-import hashlib
 import html
 from pathlib import Path
-
-# One colour per reward-model variant, the same in every plot and report (matplotlib's tab10): the paper's three
-# fixed, any other variant one of the rest, picked by a hash of its name.
-VARIANT_COLORS = {"baseline": "#1f77b4", "music": "#ff7f0e", "volume_matched": "#2ca02c"}
-OTHER_COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
-
-
-def variant_color(variant: str) -> str:
-    """The colour of `variant` in every plot; "music, trained at K=2" is music's."""
-    name = variant.split(",")[0].strip()
-    if name in VARIANT_COLORS:
-        return VARIANT_COLORS[name]
-    return OTHER_COLORS[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(OTHER_COLORS)]
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_png(fig, path) -> None:
-    """Save and close a figure; no software or date metadata, so the same plot gives the same bytes."""
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    pyplot().close(fig)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -61,3 +30,14 @@ def html_report(title: str, sections: list[tuple]) -> str:
             parts.append(f"<p>{html.escape(content)}</p>")
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def cell(value: float | None, low: float | None, high: float | None, note=None) -> str:
+    """A table cell: `0.917 [0.75, 1.00] (note)`, or `n/a (note)` without a value."""
+    suffix = "" if note is None else f" ({note})"
+    return "n/a" + suffix if value is None else f"{value:.3f} [{low:.2f}, {high:.2f}]{suffix}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

@@ -16,8 +16,8 @@ bootstrap over all pairs (stats.seeded_bootstrap).
 
 Records (records.py), suite `reward_bench/<name>/<subset>`, one row per pair and model: item the row's id in the
 source (`id` of RewardBench's schema; `<file>:<row>` for LLMBar's files, or a RewardBench-schema row without an id),
-cluster the item (rows are independent), margin reward(chosen) - reward(rejected); `longer_answer`: the chosen
-answer's characters minus the rejected one's.
+cluster the item (rows are independent), margin reward(chosen) - reward(rejected), length the chosen answer's
+characters minus the rejected one's (also the margin of `longer_answer`).
 """
 from collections import Counter
 from pathlib import Path
@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputError
-from ..data.conversation import SchemaError, pair_id, validate_pair
+from ..data.conversation import SchemaError, length_difference, pair_id, validate_pair
 from ..data.sources import read_hf, read_rows
-from .records import difference, outcome
-from .stats import cell, interval, markdown_table, resample_means
+from .estimates import Arm, accuracy, arms, by_suite, difference, suite_result
+from .records import LONGER_ANSWER, Record, outcomes
+from .report import cell, markdown_table
+from .stats import interval, resample_means
 
 # allenai/reward-bench, rewardbench/constants.py (EXAMPLE_COUNTS, SUBSET_MAPPING)
 EXAMPLE_COUNTS = {
@@ -122,63 +124,72 @@ def load_hub(dataset: str, revision: str, split: str) -> tuple[list[dict], str]:
     return from_reward_bench(rows, f"{dataset}@{revision}:{split}"), resolved
 
 
-def scores(correct: dict[str, list[float]], resamples: int, seed: int) -> dict:
-    """Per-subset accuracy (and ties: outcomes of ½), section scores weighted as upstream, the overall score; each
-    with a 95% interval. `correct`: {subset: outcomes (records.outcome)}."""
-    subsets = sorted(correct)
-    point = {s: float(np.mean(correct[s])) for s in subsets}
+def scores(subsets: dict[str, Arm], resamples: int, seed: int) -> dict:
+    """One model's accuracy per subset (estimates.py), its section scores weighted as upstream and its overall
+    score, each with a 95% interval. `subsets`: {subset: the model's Arm on it}."""
+    names = sorted(subsets)
+    won = {s: outcomes(subsets[s].margins).mean(axis=0) for s in names}  # one training seed is scored here
+    point = {s: float(np.mean(won[s])) for s in names}
     rng = np.random.default_rng(seed)
-    boot = {s: resample_means(correct[s], resamples, rng) for s in subsets}
-
-    out = {"subsets": {s: {"accuracy": round(point[s], 6), **dict(zip(("ci_low", "ci_high"), interval(boot[s]))),
-                           "n": len(correct[s]), "ties": sum(x == 0.5 for x in correct[s])} for s in subsets},
-           "sections": {}}
+    boot = {s: resample_means(won[s], resamples, rng) for s in names}
+    out = {"subsets": {s: accuracy(subsets[s], resamples, seed).as_dict() for s in names}, "sections": {}}
     section_boot = {}
     for section, members in SECTIONS.items():
-        present = [s for s in members if s in correct]
+        present = [s for s in members if s in subsets]
         if not present:
             continue
         weights = np.array([EXAMPLE_COUNTS[s] for s in present], float)
         value = float(np.dot(weights, [point[s] for s in present]) / weights.sum())
         section_boot[section] = np.dot(weights, np.stack([boot[s] for s in present])) / weights.sum()
         low, high = interval(section_boot[section])
-        out["sections"][section] = {"score": round(value, 6), "ci_low": low, "ci_high": high,
-                                    "subsets": len(present), "of": len(members), "n": sum(len(correct[s]) for s in present),
+        out["sections"][section] = {"estimate": round(value, 6), "ci_low": low, "ci_high": high,
+                                    "subsets": len(present), "of": len(members),
+                                    "n": sum(out["subsets"][s]["n"] for s in present),
                                     "ties": sum(out["subsets"][s]["ties"] for s in present)}
     if len(section_boot) == len(SECTIONS):
         low, high = interval(np.mean(np.stack(list(section_boot.values())), axis=0))
-        out["score"] = {"score": round(float(np.mean([v["score"] for v in out["sections"].values()])), 6),
+        out["score"] = {"estimate": round(float(np.mean([v["estimate"] for v in out["sections"].values()])), 6),
                         "ci_low": low, "ci_high": high}
-    out["outside_sections"] = sorted(s for s in subsets if s not in EXAMPLE_COUNTS)
+    out["outside_sections"] = sorted(s for s in names if s not in EXAMPLE_COUNTS)
     out["ties"] = sum(r["ties"] for r in out["subsets"].values())
     return out
 
 
-def length_margins(pairs: list[dict]) -> list[float]:
-    """Characters of the chosen answer minus the rejected one's: "the longer answer wins", the baseline any reward
-    model should beat (equal lengths are a tie)."""
-    return [float(len(p["chosen"][-1]["content"]) - len(p["rejected"][-1]["content"])) for p in pairs]
+def records(pairs: list[dict], margins: dict[str, list[float]], name: str, seed: int) -> list[Record]:
+    """Each variant's margin per pair (its `seed`) and the longer answer's (seed 0)."""
+    lengths = [length_difference(p["chosen"], p["rejected"]) for p in pairs]
+    per_model = [(variant, seed, m) for variant, m in margins.items()] + [(LONGER_ANSWER, 0, lengths)]
+    return [Record.of(f"reward_bench/{name}/{p['subset']}", p["source_id"], variant, s, m, length=n)
+            for variant, s, ms in per_model for p, m, n in zip(pairs, ms, lengths)]
 
 
-def by_subset(pairs: list[dict], margins: list[float]) -> dict[str, list[float]]:
-    """{subset: outcomes (records.outcome) of its pairs}."""
-    out: dict[str, list[float]] = {}
-    for pair, m in zip(pairs, margins):
-        out.setdefault(pair["subset"], []).append(outcome(m))
+def results(records: list[Record], variants, compare: list, resamples: int, seed: int) -> dict:
+    """metrics.json: per subset every model's accuracy and the differences (estimates.py); per model its subset,
+    section and overall scores (`scores`); the differences over all pairs."""
+    suites = {suite.rsplit("/", 1)[1]: rows for suite, rows in by_suite(records).items()}
+    by_model = {}
+    for subset, rows in suites.items():
+        for variant, arm in arms(rows).items():
+            by_model.setdefault(variant, {})[subset] = arm
+    whole = arms([Record.of("all", f"{r.suite}/{r.item}", r.variant, r.seed, r.margin, length=r.length)
+                  for r in records])
+    diffs = {f"{a}-{b}": difference(whole[a], whole[b], resamples, seed).as_dict() for a, b in compare
+             if a in whole and b in whole}
+    return {"suites": {s: suite_result(rows, compare, resamples, seed, order=[*variants, LONGER_ANSWER]).as_dict()
+                       for s, rows in suites.items()},
+            "reward_models": {v: scores(by_model[v], resamples, seed) for v in variants},
+            LONGER_ANSWER: scores(by_model[LONGER_ANSWER], resamples, seed), "differences": diffs}
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    """The numbers a pipeline run carries from this suite (tracking.carry): every model's section scores and its
+    overall score."""
+    out = {}
+    for variant, r in metrics["reward_models"].items():
+        out.update({f"{variant}.{section}": s["estimate"] for section, s in r["sections"].items()})
+        if "score" in r:
+            out[f"{variant}.score"] = r["score"]["estimate"]
     return out
-
-
-def differences(margins: dict[str, list[float]], compare: list, resamples: int, seed: int) -> dict:
-    """{"a-b": difference of accuracy over all pairs, paired bootstrap}, two variants on the same pairs."""
-    return {f"{a}-{b}": difference(margins[a], margins[b], None, resamples, seed) for a, b in compare
-            if a in margins and b in margins}
-
-
-def records(pairs: list[dict], margins: dict[str, list[float]], name: str, seed: int) -> list[dict]:
-    """Record rows (records.COLUMNS): each variant's margin per pair (its `seed`) and the longer answer's (seed 0)."""
-    per_model = [(variant, seed, m) for variant, m in margins.items()] + [("longer_answer", 0, length_margins(pairs))]
-    return [{"suite": f"reward_bench/{name}/{p['subset']}", "item": p["source_id"], "variant": variant, "seed": s,
-             "margin": m} for variant, s, ms in per_model for p, m in zip(pairs, ms)]
 
 
 def subset_counts(pairs: list[dict]) -> dict:
@@ -186,15 +197,16 @@ def subset_counts(pairs: list[dict]) -> dict:
 
 
 def table(results: dict) -> str:
-    """Markdown: one row per variant, score [95% CI] per section present, then the overall score."""
+    """Markdown: one row per model ({name: `scores`}), score [95% CI] per section present, then the overall
+    score."""
     sections = [s for s in SECTIONS if any(s in r["sections"] for r in results.values())]
     first = next(iter(results.values()))
     overall = "score" in first
     header = [f"{s} ({first['sections'][s]['subsets']}/{first['sections'][s]['of']} subsets, "
               f"n={first['sections'][s]['n']})" for s in sections] + (["RewardBench score"] if overall else [])
-    rows = [[variant, *(cell(c["score"], c["ci_low"], c["ci_high"])
+    rows = [[variant, *(cell(c["estimate"], c["ci_low"], c["ci_high"])
                         for c in [r["sections"][s] for s in sections]),
-             *([cell(r["score"]["score"], r["score"]["ci_low"], r["score"]["ci_high"])] if overall else []),
+             *([cell(r["score"]["estimate"], r["score"]["ci_low"], r["score"]["ci_high"])] if overall else []),
              str(r["ties"])]
             for variant, r in results.items()]
     return markdown_table(["variant", *header, "ties (count ½)"], rows)

@@ -1,5 +1,5 @@
-"""The statistics every suite reports: percentile-bootstrap intervals (plain, paired, and over seeds and clusters of
-items) and one table cell."""
+"""Percentile-bootstrap intervals: over seeds and clusters of items (plain and paired; every accuracy and difference,
+through estimates.py), and of the means of strata (RewardBench's weighted section scores)."""
 import numpy as np
 
 
@@ -15,74 +15,89 @@ def interval(samples, level: float = 0.95) -> tuple[float, float]:
     return round(float(low), 6), round(float(high), 6)
 
 
-def bootstrap_ci(values, resamples: int, seed: int) -> tuple[float | None, float | None]:
-    """95% percentile-bootstrap interval of the mean of `values`; (None, None) when there are none."""
-    if len(values) == 0 or resamples < 1:
-        return None, None
-    return interval(resample_means(values, resamples, np.random.default_rng(seed)))
+def draws(n: int, clusters, rng: np.random.Generator):
+    """A function giving one bootstrap resample of item indices of `n` items: items drawn with replacement, or whole
+    clusters (one id per item) drawn with replacement."""
+    if clusters is None:
+        return lambda: rng.integers(0, n, n)
+    ids = np.unique(np.asarray(clusters), return_inverse=True)[1]
+    members = [np.flatnonzero(ids == c) for c in range(ids.max() + 1)]
+    return lambda: np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
 
 
-def accuracy_summary(correct, resamples: int, seed: int) -> dict:
-    """{accuracy, ci_low, ci_high, n} of a list of 0/1 outcomes."""
-    if len(correct) == 0:
-        return {"accuracy": None, "ci_low": None, "ci_high": None, "n": 0}
-    low, high = bootstrap_ci(correct, resamples, seed)
-    return {"accuracy": round(float(np.mean(correct)), 6), "ci_low": low, "ci_high": high, "n": len(correct)}
+def strata_mean(per_item: np.ndarray, strata: np.ndarray) -> float:
+    """The mean over strata (labels other than 0) of each stratum's mean; nan when a stratum has no item."""
+    return float(np.mean([per_item[strata == s].mean() if (strata == s).any() else np.nan
+                          for s in np.unique(strata[strata != 0])]))
 
 
-def paired_difference(a, b, resamples: int, seed: int) -> dict:
-    """{difference, ci_low, ci_high, n}: mean(a) - mean(b) over the same items (a[i] and b[i] are two
-    measurements of item i), with a 95% bootstrap interval that resamples items, keeping each pair together."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in size: {a.size} and {b.size}")
-    if a.size == 0:
-        return {"difference": None, "ci_low": None, "ci_high": None, "n": 0}
-    low, high = bootstrap_ci(a - b, resamples, seed)
-    return {"difference": round(float(np.mean(a - b)), 6), "ci_low": low, "ci_high": high, "n": int(a.size)}
-
-
-def seeded_bootstrap(a, b=None, clusters=None, *, resamples: int, seed: int) -> dict:
-    """{estimate, ci_low, ci_high, n, seeds}: the mean of `a` (minus the mean of `b`, when given) with a 95%
-    percentile-bootstrap interval that includes seed variation and item variation.
+def seeded_bootstrap(a, b=None, clusters=None, *, resamples: int, seed: int, strata=None,
+                     keep_samples: bool = False) -> dict:
+    """{estimate, ci_low, ci_high, n, seeds, p_value}: the mean of `a` (minus the mean of `b`, when given) with a
+    95% percentile-bootstrap interval that includes seed variation and item variation.
 
     `a` and `b` are outcomes (or margins) as arrays of seeds × items (a 1-D array is one seed); both arms hold
     the same items in the same order, their seeds need not match. Each resample draws each arm's seeds with
     replacement (independently: a seed of one arm is not paired with a seed of the other) and the items with
     replacement, the same items for both arms, by whole clusters when `clusters` (one id per item) says which
     items repeat one unit (e.g. MT-Bench votes of one question); the statistic is the mean over the drawn seeds
-    of the mean over the drawn items. One seed and no clusters: the plain (or paired) item bootstrap."""
+    of the mean over the drawn items. One seed and no clusters: the plain (or paired) item bootstrap.
+
+    With `strata` (one label per item, 0 for none), the statistic is the mean of the strata's means instead
+    (`strata_mean`: e.g. the chosen-longer and chosen-shorter pairs weighed equally); resamples in which a
+    stratum has no item are left out. `p_value`: two-sided, from the resamples (twice the smaller share on either
+    side of 0, at most 1), for a difference; `samples` too with `keep_samples`."""
     a = np.atleast_2d(np.asarray(a, dtype=float))
     b = None if b is None else np.atleast_2d(np.asarray(b, dtype=float))
     if b is not None and b.shape[1] != a.shape[1]:
         raise ValueError(f"paired samples differ in items: {a.shape[1]} and {b.shape[1]}")
     n = a.shape[1]
-    if n == 0:
-        return {"estimate": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": a.shape[0]}
-    estimate = a.mean() - (0.0 if b is None else b.mean())
-    members = None
-    if clusters is not None:
-        ids = np.unique(np.asarray(clusters), return_inverse=True)[1]
-        members = [np.flatnonzero(ids == c) for c in range(ids.max() + 1)]
+    labels = None if strata is None else np.asarray(strata)
+    if n == 0 or (labels is not None and not (labels != 0).any()):
+        return {"estimate": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": a.shape[0], "p_value": None}
+
+    def statistic(x, items):
+        if labels is None:
+            return x[:, items].mean()
+        return strata_mean(x[:, items].mean(axis=0), labels[items])
+
+    every = np.arange(n)
+    estimate = statistic(a, every) - (0.0 if b is None else statistic(b, every))
     rng = np.random.default_rng(seed)
+    draw = draws(n, clusters, rng)
     samples = np.empty(resamples)
     for r in range(resamples):
-        items = (rng.integers(0, n, n) if members is None
-                 else np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))]))
-        value = a[rng.integers(0, a.shape[0], a.shape[0])][:, items].mean()
+        items = draw()
+        value = statistic(a[rng.integers(0, a.shape[0], a.shape[0])], items)
         if b is not None:
-            value -= b[rng.integers(0, b.shape[0], b.shape[0])][:, items].mean()
+            value -= statistic(b[rng.integers(0, b.shape[0], b.shape[0])], items)
         samples[r] = value
+    samples = samples[~np.isnan(samples)]
+    low, high = interval(samples) if samples.size else (None, None)
+    p_value = (None if b is None or not samples.size else
+               round(min(1.0, 2 * min(float(np.mean(samples <= 0)), float(np.mean(samples >= 0)))), 6))
+    out = {"estimate": round(float(estimate), 6), "ci_low": low, "ci_high": high, "n": n, "seeds": a.shape[0],
+           "p_value": p_value}
+    return {**out, "samples": samples} if keep_samples else out
+
+
+def spearman(x, y) -> float:
+    """The rank correlation of x and y (0 when either is constant)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    return float(spearmanr(x, y).statistic)
+
+
+def spearman_bootstrap(x, y, clusters=None, *, resamples: int, seed: int) -> dict:
+    """{estimate, ci_low, ci_high, n}: Spearman's rank correlation of x and y with a 95% percentile-bootstrap
+    interval, items (or whole clusters) resampled."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 3:
+        return {"estimate": None, "ci_low": None, "ci_high": None, "n": int(x.size)}
+    draw = draws(x.size, clusters, np.random.default_rng(seed))
+    samples = np.array([spearman(x[items], y[items]) for items in (draw() for _ in range(resamples))])
     low, high = interval(samples) if resamples > 0 else (None, None)
-    return {"estimate": round(float(estimate), 6), "ci_low": low, "ci_high": high, "n": n, "seeds": a.shape[0]}
-
-
-def cell(value: float | None, low: float | None, high: float | None, note=None) -> str:
-    """A table cell: `0.917 [0.75, 1.00] (note)`, or `n/a (note)` without a value."""
-    suffix = "" if note is None else f" ({note})"
-    return "n/a" + suffix if value is None else f"{value:.3f} [{low:.2f}, {high:.2f}]{suffix}"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return {"estimate": round(spearman(x, y), 6), "ci_low": low, "ci_high": high, "n": int(x.size)}

@@ -24,6 +24,9 @@ from ..data.chat_template import load_tokenizer
 from ..data.lengths import pair_ids
 from .simulate import relatedness
 
+# the summary numbers a pipeline run carries from contrast (tracking.log_results)
+HEADLINE = ("pairs_train", "pairs_test")
+
 
 class ContrastError(ParamsError):
     """contrast.turns does not fit the trees."""

@@ -20,6 +20,8 @@ from ..generation.request import Request
 
 TEMPLATES = resources.files("music_rm.method") / "templates"
 log = logging.getLogger(__name__)
+# the summary numbers a pipeline run carries from simulate (tracking.log_results)
+HEADLINE = ("trees", "dropped")
 
 
 def _template_hash(text: str) -> str:

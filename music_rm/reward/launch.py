@@ -132,6 +132,7 @@ def resume_hint(params) -> str:
 def launch(params, name: str, command: list[str]) -> int:
     """Run `command` (the stage script and its arguments) under accelerate on every node; its exit status."""
     p = params.train
+    port = params.whole.train.main_process_port  # not the stage's param: the node count and port change no output
     config = node_config(p.accelerate_config)
     per_node = int(config.get("num_processes", 1))
     if HEAD_ENV in os.environ:  # the launcher of one node, started by srun or by run_local_nodes
@@ -145,12 +146,12 @@ def launch(params, name: str, command: list[str]) -> int:
         return run_node(p.accelerate_config, per_node, nodes, rank, head, int(port), command)
     slurm = "SLURM_JOB_ID" in os.environ and "SLURM_STEP_ID" not in os.environ
     nodes = slurm_nodes() if slurm else local_nodes()
-    check_nodes(config, p.accelerate_config, nodes, p.main_process_port)
+    check_nodes(config, p.accelerate_config, nodes, port)
     if slurm:
-        return run_slurm(name, params, nodes, per_node, command)
+        return run_slurm(name, params, nodes, per_node, port, command)
     if nodes > 1:
-        return run_local_nodes(name, params, nodes, per_node, command)
-    status = run_node(p.accelerate_config, per_node, 1, 0, "", p.main_process_port, command)
+        return run_local_nodes(name, params, nodes, per_node, port, command)
+    status = run_node(p.accelerate_config, per_node, 1, 0, "", port, command)
     if status > 128:
         _say(f"{name}: interrupted ({signal_name(status - 128)}): its {per_node} training process(es) stopped and "
              f"gone; {resume_hint(params)}")
@@ -239,9 +240,9 @@ def _stop_children(sig: int, grace_s: float) -> None:
     psutil.wait_procs(alive)
 
 
-def run_local_nodes(name: str, params, nodes: int, per_node: int, command: list[str]) -> int:
+def run_local_nodes(name: str, params, nodes: int, per_node: int, port: int, command: list[str]) -> int:
     """`nodes` launchers on this host, each in its own process group (a node: killing its group kills the node)."""
-    env = {**os.environ, HEAD_ENV: f"127.0.0.1:{params.train.main_process_port}"}
+    env = {**os.environ, HEAD_ENV: f"127.0.0.1:{port}"}
     processes = [subprocess.Popen([sys.executable, *command], env={**env, NODE_ENV: f"{rank}/{nodes}"},
                                   start_new_session=True, preexec_fn=functools.partial(die_with_parent, signal.SIGKILL))
                  for rank in range(nodes)]
@@ -250,9 +251,8 @@ def run_local_nodes(name: str, params, nodes: int, per_node: int, command: list[
                      stop=lambda p, sig: kill_group(p.pid, sig))
 
 
-def run_slurm(name: str, params, nodes: int, per_node: int, command: list[str]) -> int:
+def run_slurm(name: str, params, nodes: int, per_node: int, port: int, command: list[str]) -> int:
     """One launcher per allocated node through one srun step; srun names a node that fails or dies."""
-    port = params.train.main_process_port
     cpus = [f"--cpus-per-task={os.environ['SLURM_CPUS_ON_NODE']}"] if os.environ.get("SLURM_CPUS_ON_NODE") else []
     srun = ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", *cpus,
             sys.executable, *command]

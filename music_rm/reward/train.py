@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.disk import disk_space, folder_size, size
 from ..core.errors import ParamsError
 from ..core.io import file_digest
 from ..core.params import TrainConfig
@@ -170,6 +171,17 @@ def resume_checkpoint(work_dir: str, cfg: TrainConfig) -> str | None:
     return broadcast_object_list([chosen])[0]
 
 
+def checkpoint_advice(work_dir: str) -> str:
+    """What to do when a checkpoint did not fit on the disk of `work_dir`, and what a rerun resumes from."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    complete = sorted((p for p in Path(work_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                       if (p / CHECKPOINT_COMPLETE).is_file()), key=lambda p: int(p.name.split("-")[-1]))
+    resumes = (f"it resumes from {complete[-1].name} (a checkpoint takes {size(folder_size(complete[-1]))})"
+               if complete else "it starts over: no checkpoint was saved whole")
+    return f"free space there or move the cache (MUSIC_CACHE_DIR), and rerun: {resumes}"
+
+
 def build_trainer(base_dir: str, pairs: list[dict], cfg: TrainConfig, seed: int, work_dir: str, callbacks=()):
     """(a RewardTrainer ready to train from `base_dir` on `pairs` with the training seed `seed`, the data
     summary). `work_dir` receives checkpoints when `cfg.save_steps` is set."""
@@ -274,7 +286,9 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, seed:
     last = resume_checkpoint(work_dir, cfg)
     if last:
         seen.load(last)
-    trainer.train(resume_from_checkpoint=last)
+    with disk_space(work_dir, lambda: checkpoint_advice(work_dir), kind="file") if cfg.save_steps \
+            else contextlib.nullcontext():
+        trainer.train(resume_from_checkpoint=last)
     seen_summary = seen.summary()
     stats = reward_stats(trainer, cfg)
     if cfg.lora_r:

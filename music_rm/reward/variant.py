@@ -4,17 +4,20 @@ line); it trains on the pairs its manifest names (reward/pairs.py)."""
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
-from ..core.errors import ParamsError
+from ..core.disk import folder_size, size
 from ..core.io import file_digest, read_json, readable_files, write_json, write_text
-from ..core.outputs import committed_outputs
-from ..core.params import Params
+from ..core.outputs import committed_outputs, process_alive
+from ..core.params import Params, TrainParams
 from ..core.paths import cache_root, seed_name
-from ..core.tracking import input_hashes, log_model_reference, numeric, stage_run, trainer_callback
+from ..core.tracking import input_hashes, log_model_reference, log_results, stage_run, trainer_callback
 from ..data.conversation import read_pairs
 from .card import artifact_name, model_card, share_hint, training_data
 from .curve import write_curve
@@ -22,6 +25,11 @@ from .launch import check_shared_folders
 from .model import read_card
 from .pairs import manifest_pairs
 from .train import train_reward_model
+
+# the training summary's numbers a pipeline run carries (tracking.log_results)
+HEADLINE = ("final_loss", "mean_loss", "pairs_used", "pairs_seen", "steps")
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_folder(run_params: dict, model: Path, pairs: str, variant: str, processes: int) -> Path:
@@ -33,30 +41,73 @@ def checkpoint_folder(run_params: dict, model: Path, pairs: str, variant: str, p
     return cache_root() / "checkpoints" / f"{variant}-{run_key}"
 
 
+OWNER_FILE = "owner.json"  # in a checkpoint folder: the host and process of the run that trains into it
+CHECKPOINTS_NAME = re.compile(r"(?P<variant>.+)-seed-(?P<seed>\d+)-[0-9a-f]{16}")
+
+
+def claim_checkpoints(folder: Path) -> None:
+    """Mark `folder` as the checkpoints of this process's run, so no other run removes them while it lives."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid()})
+
+
+def remove_abandoned_checkpoints(params: TrainParams, keep: Path) -> list[str]:
+    """Remove the checkpoint folders beside `keep` that no run will resume: those of `keep`'s variant and seed made
+    with other params, data or model (a params change, a killed run), and those of a variant or seed that
+    `params` no longer has, unless the process that trains into them still runs. Returns one line per folder
+    removed, with its size."""
+    mine = CHECKPOINTS_NAME.fullmatch(keep.name)
+    removed = []
+    for folder in sorted(keep.parent.iterdir()) if keep.parent.is_dir() else []:
+        found = CHECKPOINTS_NAME.fullmatch(folder.name)
+        if folder == keep or not found or not folder.is_dir():
+            continue
+        variant, seed = found["variant"], int(found["seed"])
+        if variant not in params.variants:
+            why = f"variant {variant} is not in train.variants"
+        elif seed not in params.seeds:
+            why = f"seed {seed} is not in train.seeds"
+        elif (variant, found["seed"]) == (mine["variant"], mine["seed"]):
+            why = "made with other train params, pairs, base model or number of processes"
+        else:
+            continue
+        owner = folder / OWNER_FILE
+        if owner.is_file() and process_alive(**read_json(owner)):
+            continue
+        size_text = size(folder_size(folder))
+        shutil.rmtree(folder)
+        removed.append(f"{folder}: removed {size_text} of abandoned checkpoints ({why})")
+    return removed
+
+
 def train_variant(params: Params, variant: str, seed: int, model: Path, out: Path, reports: Path,
                   state) -> str | None:
     """Train (variant, seed) from the base model folder `model` into `out`/<variant>/seed-<seed>, with its
     metrics.json and curve.csv in `reports`/<variant>/seed-<seed>, on the pairs its manifest names; `state` is
-    accelerate's PartialState. Returns the stage's summary line on the main process (None on the others)."""
+    accelerate's PartialState; `params`: the stage's view (stages/train.py's PARAMS), which has no train.seeds, so
+    that a new seed trains only its own models (a seed without a pairs manifest stops at manifest_pairs). Returns
+    the stage's summary line on the main process (None on the others)."""
     p = params.train
-    v = p.variant(variant)
-    if seed not in p.seeds:
-        raise ParamsError(f"train.seeds: {seed} is not one of {p.seeds}")
     pairs_file = manifest_pairs(reports, variant, seed)
     entry, name = seed_name(seed), f"train@{variant}-{seed}"  # the DVC stage and its MLflow run
     out_dir, partial = out / variant / entry, out / variant / f".{entry}.partial"
-    run_params = {"train": {"config": p.config.model_dump(mode="json"), "variant": v.model_dump(mode="json"),
-                            "seed": seed, "pairs": pairs_file, "accelerate_config": p.accelerate_config}}
+    run_params = {**params.declared(), "seed": seed, "pairs": pairs_file}
     check_shared_folders(state, {"cache": cache_root(), "model folder": out})
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
     state.wait_for_everyone()
     checkpoints = checkpoint_folder(run_params, model, pairs_file, f"{variant}-{entry}", state.num_processes)
     main = state.is_main_process
+    if main:
+        # which variants and seeds params.yaml still has: the whole file, as the cleanup changes no output
+        for line in remove_abandoned_checkpoints(params.whole.train, checkpoints):
+            log.info(line)
+        if p.config.save_steps:
+            claim_checkpoints(checkpoints)
     folders = (out / variant, reports / variant)
     outputs = committed_outputs(*folders) if main else contextlib.nullcontext(folders)
     with outputs as (staged_models, staged_reports), \
-         (stage_run(name, params, run_params, inputs=[model, pairs_file],
+         (stage_run(name, params, inputs=[model, pairs_file],
                     environment_file=staged_reports / entry / "environment.json")
           if main else contextlib.nullcontext()) as mlflow, \
          (contextlib.nullcontext(str(checkpoints)) if p.config.save_steps
@@ -76,7 +127,7 @@ def train_variant(params: Params, variant: str, seed: int, model: Path, out: Pat
         os.replace(partial, staged_models / entry)
         write_json(staged_reports / entry / "metrics.json", summary)
         write_curve(staged_reports / entry / "curve.csv", curve)
-        mlflow.log_metrics(numeric(summary))
+        log_results(summary, {k: summary[k] for k in HEADLINE if k in summary})
         mlflow.log_artifact(str(staged_reports / entry / "curve.csv"))
         mlflow.log_artifact(str(staged_models / entry / "README.md"))  # the model card
         if resumed_from:
