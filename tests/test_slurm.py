@@ -19,7 +19,6 @@ from music_rm.core.io import read_json, write_jsonl
 from music_rm.data.sources import fetch
 from music_rm.reward.train import CHECKPOINT_COMPLETE
 from tests.conftest import REPO
-from tests.slurm_cluster import slurm  # noqa: F401 (the fixture)
 from tests.test_ddp import two_process_run
 from tests.test_nodes import NODE_CONFIG, free_port
 from tests.test_pipeline import copy_sources, run
@@ -64,6 +63,7 @@ def clone(tmp_path, tiny_model):
     for name in ("data/base_model/environment.json", "data/fetch/environment.json", "data/fetch/summary.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("{}\n")
+    run(["dvc", "repro", "check_params"], root)
     run(["dvc", "commit", "-f", "-q", "base_model", "fetch"], root)
     run(["git", "add", "-A"], root)
     run([*GIT, "commit", "-qm", "upstream stages recorded"], root)
@@ -79,7 +79,7 @@ def test_dvc_repro_in_a_two_node_allocation_trains_on_both_nodes_and_one_node_th
     out = (root / "job.out").read_text()
     assert job.returncode == 0, out[-4000:]
     assert "Running stage 'train@baseline-0'" in out and "python stages/train.py --variant baseline --seed 0" in out
-    assert f"train@baseline-0: 2 node(s), head 127.0.0.1:" in out  # SLURM_JOB_NODELIST's first node, its NodeAddr
+    assert "train@baseline-0: 2 node(s), head 127.0.0.1:" in out  # SLURM_JOB_NODELIST's first node, its NodeAddr
     for rank, node in enumerate(("n1", "n2")):  # one launcher on each node of the allocation, ranked by SLURM_NODEID
         assert f"train@baseline-0: node {rank} of 2 (SLURM node {node})" in out
     metrics = read_json(root / "data/train/baseline/seed-0/metrics.json")
