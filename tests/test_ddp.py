@@ -79,7 +79,8 @@ def test_lora_on_two_processes_exports_a_merged_model_that_scores_as_trained(tin
 
 def test_checkpoints_of_another_process_count_are_not_resumed(tiny_model, tmp_path):
     """A checkpoint of a 1-process run is keyed apart from a 2-process run's (ZeRO-3 and FSDP checkpoints are
-    partitioned per process): the 2-process rerun starts over and leaves the other's checkpoints alone."""
+    partitioned per process): the 2-process rerun starts over, and removes the killed run's checkpoints as
+    abandoned (reward/variant.py: its variant and seed, another number of processes, its process gone)."""
     from tests.test_interrupt import kill_when
 
     _, cmd, env = two_process_run(tiny_model, tmp_path, save_steps=2)
@@ -92,4 +93,6 @@ def test_checkpoints_of_another_process_count_are_not_resumed(tiny_model, tmp_pa
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" not in result.stdout and "on 2 process(es)" in result.stdout
-    assert list(checkpoints.iterdir()) == [folder]
+    assert not folder.exists()
+    assert (f"{folder}: removed " in result.stderr and "of abandoned checkpoints (made with other train params, pairs, "
+            "base model or number of processes)" in result.stderr), result.stderr[-3000:]
