@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.tiny_model import make_tiny_model
+from tests.slurm_cluster import slurm  # noqa: F401 (a real two-node SLURM cluster: tests/test_slurm.py)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -249,8 +249,7 @@ def test_dvc_repro_dry_on_the_paper_profile_in_a_fresh_clone_lists_every_stage_a
              "best_of_n@hh", "best_of_n@ultrainteract",
              *(f"reward_bench@{s}" for s in ("reward_bench", "reward_bench_2", "rm_bench", "rmb"))}
     assert {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} == paper, out
-    assert ("accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --main_process_port 0 stages/train.py "
-            "--variant music --seed 0") in out
+    assert "python stages/train.py --variant music --seed 0" in out
     assert not (root / "dvc.lock").exists() and not (root / "data" / "fetch" / "train.jsonl").exists()
 
 
