@@ -1,4 +1,6 @@
-"""Stage train@<variant>-<seed>: a Bradley-Terry reward model with TRL, run under `accelerate launch`."""
+"""Stage train@<variant>-<seed>: a Bradley-Terry reward model with TRL, under `accelerate launch` on one node or
+several (music_rm/reward/launch.py: this script launches itself, and trains in the processes accelerate starts)."""
+import sys
 from pathlib import Path
 
 import click
@@ -8,6 +10,7 @@ from accelerate import PartialState
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.params import load_params
+from music_rm.reward import launch
 from music_rm.reward.variant import train_variant
 
 # The params this stage reads, all it can read (Params.for_stage) and its params in dvc.yaml (`make deps`)
@@ -28,10 +31,14 @@ PARAMS = ("train.accelerate_config", "train.config", "train.variants.{variant}")
 @clean_errors
 @logged
 def main(variant, seed, params_path, model, out, reports):
-    """Train the reward model of one variant and seed with TRL's RewardTrainer (run under `accelerate launch`)."""
-    state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, DDP over gloo needs this to know its rank
+    """Train the reward model of one variant and seed with TRL's RewardTrainer, on the nodes of a SLURM allocation
+    or of MUSIC_TRAIN_NODES (default: this one), under `accelerate launch` with train.accelerate_config."""
     params = load_params(params_path).for_stage(PARAMS, variant=variant)
-    summary = train_variant(params, variant, seed, model, out, reports, state)
+    if not launch.in_accelerate():
+        sys.exit(launch.launch(params, f"train@{variant}-{seed}", [str(Path(sys.argv[0]).absolute()), *sys.argv[1:]]))
+    with launch.training_process():
+        state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, DDP over gloo needs this to know its rank
+        summary = train_variant(params, variant, seed, model, out, reports, state)
     if summary:
         click.echo(summary)
 

@@ -1,8 +1,10 @@
+import shutil
 from pathlib import Path
 
 import pytest
 
 from fixtures.tiny_model import make_tiny_model
+from tests.slurm_cluster import slurm  # noqa: F401 (a real two-node SLURM cluster: tests/test_slurm.py)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -104,3 +106,12 @@ def write_manifests(params_file, reports, variants=("baseline",)) -> None:
 
     for variant in variants:
         write_pairs_manifests(load_params(params_file, packages=False), variant, Path(reports))
+
+
+@pytest.fixture
+def repo(built, tmp_path):
+    """A fresh copy of the module's `built` repo for each test (DVC's cache inside it; the state it keeps is per
+    copy). A module without `built` defines its own `repo`."""
+    root = tmp_path / "repo"
+    shutil.copytree(built, root, symlinks=True)
+    return root

@@ -75,7 +75,8 @@ def test_assemble_balances_music_and_original_pairs_apart_and_matches_the_contro
     for seed in (0, 1):  # the control: as many pairs as the MUSIC variant, all original, balanced too
         assert len(draws[seed]) == len(sets["train_with_original"]) and draws[seed][:5] == sets["original"]
         assert all(p in sets["original"] for p in draws[seed]) and shares["volume_matched"][seed]["share"] == 0.5
-    assert sets["test"] == assemble(originals, length_trees(), 2, [0], fits, 0.0)[0]["test"]  # held out: untouched
+    unbalanced = assemble(originals, length_trees(), 2, [0], fits, 0.0, False, 0)
+    assert sets["test"] == unbalanced[0]["test"]  # held out: untouched
 
 
 def test_balancing_counts_only_the_pairs_that_will_train():
@@ -83,14 +84,15 @@ def test_balancing_counts_only_the_pairs_that_will_train():
     originals = [sided(f"o{i}", s) for i, s in enumerate([1, 1, -1, -1])]
     too_long = originals[2]["id"]
     outcome = lambda pair: "dropped" if pair["id"] == too_long else "fit"  # noqa: E731
-    sets, draws, counts = assemble(originals, length_trees(), 2, [0], outcome, 0.0, length_balance=True)
+    sets, draws, counts = assemble(originals, length_trees(), 2, [0], outcome, 0.0, length_balance=True,
+                                   balance_seed=0)
     assert length_share(sets["original"]) == {"pairs": 2, "longer": 1, "shorter": 1, "equal": 0, "share": 0.5}
     assert too_long not in {p["id"] for p in sets["original"]}
 
 
 def test_without_balance_the_sets_are_as_before_and_the_summary_has_the_shares():
     originals = [sided(f"o{i}", s) for i, s in enumerate([1, 1, 1, -1])]
-    sets, draws, counts = assemble(originals, length_trees(), 2, [0], fits, 0.0)
+    sets, draws, counts = assemble(originals, length_trees(), 2, [0], fits, 0.0, False, 0)
     assert sets["original"] == originals and len(sets["train"]) == 4 and len(draws[0]) == 8
     shares = counts["chosen_longer"]
     assert shares["balanced"] is False and shares["original"]["before"] == shares["original"]["after"]

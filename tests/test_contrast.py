@@ -57,7 +57,8 @@ def test_cut_counts_only_simulated_assistant_turns():
 
 def test_assemble_keeps_splits_apart_and_adds_originals():
     original = [original_pair("o1"), original_pair("o2")]
-    sets, _, _ = assemble(original, [tree("a", "train"), tree("b", "test"), tree("c", "train")], 2, [0], fits, 0.0)
+    trees = [tree("a", "train"), tree("b", "test"), tree("c", "train")]
+    sets, _, _ = assemble(original, trees, 2, [0], fits, 0.0, False, 0)
     assert [p["seed_id"] for p in sets["train"]] == ["seed-a", "seed-c"]
     assert [p["seed_id"] for p in sets["test"]] == ["seed-b"]
     assert sets["train_with_original"] == original + sets["train"]
@@ -69,11 +70,12 @@ def test_assemble_keeps_splits_apart_and_adds_originals():
 def test_volume_matched_control_has_the_music_set_size_and_only_original_pairs():
     originals = [original_pair(f"o{i}") for i in range(5)]
     trees = [tree(f"t{i}", "train") for i in range(3)] + [tree("x", "test")]
-    sets, draws, _ = assemble(originals, trees, 2, [0, 1], fits, 0.0)
+    sets, draws, _ = assemble(originals, trees, 2, [0, 1], fits, 0.0, False, 0)
     control = draws[0]
     assert len(control) == len(draws[1]) == len(sets["train_with_original"]) == 8
     assert control[:5] == originals and all(p in originals for p in control)
-    assert assemble(originals, trees, 2, [3, 0], fits, 0.0)[1][0] == control  # a seed's draw does not depend on the others
+    # a seed's draw does not depend on the others
+    assert assemble(originals, trees, 2, [3, 0], fits, 0.0, False, 0)[1][0] == control
     assert [p["id"] for p in draws[1]] != [p["id"] for p in control]  # one draw per training seed
 
 
@@ -131,12 +133,12 @@ def test_min_relatedness_keeps_the_train_trees_whose_hidden_instructions_stay_re
     first = trees[0]["hidden"][0]  # by hand: the Jaccard share of content words
     a, b = content_words(first["original"]), content_words(first["rewritten"])
     assert tree_relatedness({"hidden": [first]}, 1) == round(len(a & b) / len(a | b), 6) > 0
-    everything, _, counts = assemble(original, trees, 2, [0], fits, 0.0)
+    everything, _, counts = assemble(original, trees, 2, [0], fits, 0.0, False, 0)
     assert counts["relatedness"] == {"min": 0.0, "train_trees": 8, "kept": 8, "dropped": 0}
     related = {t["id"] for t in trees if t["split"] == "train"
                and all(relatedness(h["original"], h["rewritten"]) >= 0.25 for h in t["hidden"] if h["turn"] <= 2)}
     assert 0 < len(related) < 8
-    sets, draws, counts = assemble(original, trees, 2, [0], fits, 0.25)
+    sets, draws, counts = assemble(original, trees, 2, [0], fits, 0.25, False, 0)
     assert counts["relatedness"] == {"min": 0.25, "train_trees": 8, "kept": len(related), "dropped": 8 - len(related)}
     assert {p["id"].removesuffix("-k2") for p in sets["train"]} == related
     assert counts["music_by_k"][2]["pairs"] == len(related)

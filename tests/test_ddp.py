@@ -22,8 +22,8 @@ def stage_command(params: dict, variant: str) -> list[str]:
     cmd = re.sub(r"\$\{train\.(\w+)\}", lambda m: str(params["train"][m[1]]), cmd)
     cmd = cmd.replace("${item.variant}", variant).replace("${item.seed}", str(params["train"]["seeds"][0]))
     words = cmd.split()
-    assert words[0] == "accelerate" and "${" not in cmd
-    return [str(Path(sys.executable).parent / "accelerate"), *words[1:]]
+    assert words[0] == "python" and "${" not in cmd
+    return [sys.executable, *words[1:]]
 
 
 def two_process_run(tiny_model, tmp_path, cache=None, **config) -> tuple[list, list[str], dict]:
@@ -46,7 +46,7 @@ def two_process_run(tiny_model, tmp_path, cache=None, **config) -> tuple[list, l
 def train_on_two_processes(tiny_model, tmp_path, **config):
     train, cmd, env = two_process_run(tiny_model, tmp_path, **config)
     # train.main_process_port 0 (params.yaml): accelerate picks a free port, two trainings on a node do not share one
-    assert cmd[cmd.index("--main_process_port") + 1] == "0"
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["train"]["main_process_port"] == 0
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return train, result
@@ -79,15 +79,20 @@ def test_lora_on_two_processes_exports_a_merged_model_that_scores_as_trained(tin
 
 def test_checkpoints_of_another_process_count_are_not_resumed(tiny_model, tmp_path):
     """A checkpoint of a 1-process run is keyed apart from a 2-process run's (ZeRO-3 and FSDP checkpoints are
-    partitioned per process): the 2-process rerun starts over and leaves the other's checkpoints alone."""
+    partitioned per process): the 2-process rerun starts over, and removes the killed run's checkpoints as
+    abandoned (reward/variant.py: its variant and seed, another number of processes, its process gone)."""
     from tests.test_interrupt import kill_when
 
     _, cmd, env = two_process_run(tiny_model, tmp_path, save_steps=2)
-    one_process = [sys.executable, *cmd[cmd.index("stages/train.py"):]]
+    # the same params by a hand-run `accelerate launch` of one process
+    one_process = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+                   "configs/accelerate/cpu_ddp.yaml", "--num_processes", "1", *cmd[cmd.index("stages/train.py"):]]
     checkpoints = tmp_path / "cache" / "checkpoints"
     kill_when(one_process, env, lambda: any(checkpoints.glob("baseline-*/checkpoint-*/trainer_state.json")))
     [folder] = checkpoints.iterdir()
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" not in result.stdout and "on 2 process(es)" in result.stdout
-    assert list(checkpoints.iterdir()) == [folder]
+    assert not folder.exists()
+    assert (f"{folder}: removed " in result.stderr and "of abandoned checkpoints (made with other train params, pairs, "
+            "base model or number of processes)" in result.stderr), result.stderr[-3000:]

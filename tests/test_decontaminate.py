@@ -121,7 +121,7 @@ def test_contrast_leaves_out_the_listed_pairs_and_trees_of_every_variant():
     originals = [original_pair(f"o{i}") for i in range(4)]
     trees = [tree(f"t{i}", "train") for i in range(3)] + [tree("x", "test")]
     left_out = {"original_pairs": ["o1"], "music_trees": ["t2", "x"]}  # a held-out tree is never left out
-    sets, draws, counts = assemble(originals, trees, 2, [0], fits, 0.0, left_out=left_out)
+    sets, draws, counts = assemble(originals, trees, 2, [0], fits, 0.0, False, 0, left_out=left_out)
     assert [p["id"] for p in sets["original"]] == ["o0", "o2", "o3"]
     assert [p["seed_id"] for p in sets["train"]] == ["seed-t0", "seed-t1"] and len(sets["test"]) == 1
     assert sets["train_with_original"] == sets["original"] + sets["train"]

@@ -89,6 +89,8 @@ def test_a_checkpoint_that_does_not_fit_is_one_line_and_the_rerun_resumes_from_t
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["config"].update(bf16=False, batch_size=2, max_length=384, learning_rate=1e-3, save_steps=2)
     params["train"]["variants"] = {"baseline": {"pairs": str(root / "train.jsonl")}}
+    # the stage runs in `root`, not the repo: the accelerate config it launches with by its path from the repo
+    params["train"]["accelerate_config"] = str(REPO / params["train"]["accelerate_config"])
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     write_manifests(root / "params.yaml", root / "reports")
     args = ["--variant", "baseline", "--seed", "0", "--model", str(tiny_model), "--out", str(root / "rm"),

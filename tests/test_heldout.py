@@ -25,7 +25,8 @@ def test_one_cell_format():
 
 def test_every_model_is_scored_at_every_k_with_intervals_plots_and_report(rm_dir, tmp_path):
     trees = [tree(f"t{i}", "test") for i in range(6)] + [tree("x", "train")]
-    suites = music_suites(assemble([], trees, 2, [0], lambda pair: "fit", 0.0)[0]["test_by_k"])  # contrast cuts every K once; eval reads them
+    # contrast cuts every K once; eval reads them
+    suites = music_suites(assemble([], trees, 2, [0], lambda pair: "fit", 0.0, False, 0)[0]["test_by_k"])
     assert list(suites) == ["music_k1", "music_k2", "music_k3"]
     assert all(p["k"] == 2 and p["split"] == "test" for p in suites["music_k2"]) and len(suites["music_k2"]) == 6
     margins, rewards = score_models({("a", 0): str(rm_dir), ("b", 0): str(rm_dir), ("b", 1): str(rm_dir)}, suites,

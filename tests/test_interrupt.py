@@ -196,8 +196,10 @@ def outputs(folder: Path) -> dict:
 @pytest.mark.parametrize("name", ["fetch", "contrast"])
 def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_finishes(workdir, trees, name, report):
     root, model = workdir
+    left_out = root / "dropped.json"  # decontaminate's output with nothing to leave out, as by default
+    left_out.write_text(json.dumps({"original_pairs": [], "music_trees": []}))
     args = {"fetch": [], "contrast": ["--trees", str(trees), "--original", str(root / "data" / "train.jsonl"),
-                                      "--model", str(model)]}[name]
+                                      "--left-out", str(left_out), "--model", str(model)]}[name]
     cmd = {tag: stage(f"{name}.py", root, *args, "--out", str(root / f"{name}-{tag}")) for tag in ("a", "b")}
     log = root / f"{name}-replaces.json"
     start = time.perf_counter()
@@ -229,3 +231,36 @@ def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_fi
     assert_clean_after_rerun(root, f"{name}-b")
     report(f"{name} killed at {', '.join(f'{k} {a:.1f} s' if k == 'time' else f'{k} (os.replace #{a})' for k, a in moments)}"
            f" of a {seconds:.1f} s run: outputs all old or all new each time, equal after the rerun")
+
+
+@pytest.mark.parametrize("config,processes", [("configs/accelerate/default.yaml", 1),
+                                              ("configs/accelerate/cpu_ddp.yaml", 2)])
+def test_ctrl_c_during_training_prints_one_line_and_no_process_outlives_the_stage(tiny_model, tmp_path, config,
+                                                                                  processes):
+    """dvc.yaml's train command in a process group of its own, as a terminal runs it, sent SIGINT as Ctrl-C sends it
+    to every process of the group: accelerate's one-process launch (which waits for its child a moment only) and
+    its torchrun launch (whose parent printed a KeyboardInterrupt traceback)."""
+    from music_rm.core.processes import group_members
+    from tests.test_ddp import two_process_run
+
+    _, cmd, env = two_process_run(tiny_model, tmp_path, epochs=50)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train"]["accelerate_config"] = config
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    db = tmp_path / "mlflow.db"
+    deadline = time.time() + 300
+    while count(db, "select count(*) from metrics where key = 'train/loss'") < 2:
+        assert proc.poll() is None and time.time() < deadline, "the training ended before it could be interrupted"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert group_members(proc.pid) == []  # every process of the stage is gone when it returns
+    assert proc.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in err and "Aborted!" not in err
+    line = (f"train@baseline-0: interrupted (SIGINT): its {processes} training process(es) stopped and gone; a rerun "
+            f"starts over (train.config.save_steps is null: no checkpoints)")
+    assert [l for l in err.splitlines() if "nterrupt" in l] == [line]
+    assert err.rstrip().endswith(line)
+    assert count(db, RUNNING) == 0

@@ -86,13 +86,6 @@ def built(tmp_path_factory, tiny_model):
     return root
 
 
-@pytest.fixture
-def repo(built, tmp_path):
-    root = tmp_path / "repo"
-    shutil.copytree(built, root, symlinks=True)
-    return root
-
-
 def test_the_default_counts_the_overlap_and_leaves_nothing_out(repo):
     summary = read(repo, "data/decontaminate/summary.json")
     assert summary["suites"]["judge/copy"] == {"items": 1, "items_overlapping": 1, "original_pairs_overlapping": 1,

@@ -157,7 +157,7 @@ def test_a_killed_stage_takes_its_server_with_it(server):
 def test_stop_returns_once_every_process_of_the_servers_group_is_gone():
     """A server's engines are children in its process group; SIGKILL takes a moment to finish them, and stop()
     returns only after (the rehearsal found two engine processes alive right after stop() without this)."""
-    from music_rm.generation.vllm_server import group_members
+    from music_rm.core.processes import group_members
 
     server = VLLMServer.__new__(VLLMServer)
     server.process = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & sleep 60 & wait"],

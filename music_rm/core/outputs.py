@@ -144,10 +144,15 @@ def _copy_links(repo):
 
 
 def _stage_with_outs(repo, cmd: str, outs: list[str]):
-    """A stand-in for a stage with these outputs, each cached (DVC commits and checks out only cached outputs)."""
+    """A stand-in for a stage with these outputs, each cached (DVC commits and checks out only cached outputs). Its
+    outputs add nothing to .gitignore, as a cached output's save does: the real ones are `cache: false`, tracked by
+    git (ignored, an experiment would not carry its metrics)."""
     from dvc.stage import PipelineStage, create_stage
 
-    return create_stage(PipelineStage, repo=repo, path="dvc.yaml", cmd=cmd, outs=outs)
+    stage = create_stage(PipelineStage, repo=repo, path="dvc.yaml", cmd=cmd, outs=outs)
+    for out in stage.outs:
+        out.ignore = lambda: None
+    return stage
 
 
 def keep_uncached_outputs() -> None:

@@ -31,13 +31,9 @@ Backend = Literal["transformers", "vllm", "openai"]
 # reward_bench.sources. Only characters that no shell, path or dotted lookup reads specially.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-# A path DVC interpolates into a stage's command (train.accelerate_config): characters a shell takes as they are.
-COMMAND_PATH_PATTERN = r"^[A-Za-z0-9_@%+=:,./][A-Za-z0-9_@%+=:,./-]*$"
 # The one-line refusal of a value that does not match each pattern: what it is for, and the characters allowed
 REFUSED = {NAME_PATTERN: "{value!r} is not a usable name (it becomes a DVC stage name, a folder and a command "
-                         "argument): use letters, digits, _ and - only, starting with a letter or digit",
-           COMMAND_PATH_PATTERN: "{value!r} cannot go into a stage's shell command: use letters, digits and "
-                                 "_ @ % + = : , . / - only, not starting with -"}
+                         "argument): use letters, digits, _ and - only, starting with a letter or digit"}
 
 
 class Section(BaseModel):
@@ -289,16 +285,17 @@ class Variant(Section):
 
 
 class TrainParams(Section):
-    accelerate_config: Annotated[str, StringConstraints(pattern=COMMAND_PATH_PATTERN)] = Field(
+    accelerate_config: str = Field(
         description="The `accelerate launch` config file (processes, DeepSpeed, FSDP)")
     config: TrainConfig = Field(description="Training, shared by every variant")
     variants: Annotated[dict[Name, Variant], Field(min_length=1)] = Field(
         description="Name: its training pairs; one train@<name>-<seed> stage and reward model "
                     "(models/rm/<name>/seed-<seed>) per training seed")
     main_process_port: Annotated[int, Field(ge=0, le=65535)] = Field(
-        description="accelerate's main process port for multi-process training; 0: a free one, picked when the training"
-                    " starts, so two trainings on one node do not collide; multi-node: a fixed port, the same on every"
-                    " node")
+        description="accelerate's main process port, on node 0; 0: a free one, picked when the training starts, so two"
+                    " trainings on one node do not collide (refused on more than one node: each would pick its own);"
+                    " several nodes (a SLURM allocation, docs/cluster.md): a fixed port. Not in the train stage's"
+                    " command or params: changing it retrains nothing")
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(
         description="Training seeds: each seeds initialisation, shuffling and dropout of one model per variant "
                     "(train@<variant>-<seed>), and the volume-matched control's draw; eval reports the mean over "

@@ -48,8 +48,8 @@ LENGTH_MEASURES = (("chosen_longer", "Accuracy where the chosen answer is longer
                    ("controlled", "Length-controlled accuracy (the mean of the two above)"),
                    ("spearman", "Spearman's ρ of the margin with the length difference"))
 LENGTH_NOTE = ("Length control: the accuracy on the items whose chosen answer is longer and on those where it is "
-               "shorter, the length-controlled accuracy (their mean; items of equal length left out, counted in "
-               "the header as =), and Spearman's ρ of the margin (mean over seeds) with the length difference "
+               "shorter, the length-controlled accuracy (their mean, n/a when either has no item; items of equal "
+               "length left out, counted in the header), and Spearman's ρ of the margin (mean over seeds) with the length difference "
                "(characters of the answer counted right minus the other's, after the shared part), each with its 95% "
                "interval. A model that rewards length alone scores 1, 0, 0.5 and a ρ near 1.")
 
@@ -74,7 +74,7 @@ def length_tables(suites: dict, name) -> list[tuple[str, list[str], list[list[st
         def header(s):
             first = next(iter(shown[s].values()))
             if key == "controlled":
-                return f"{s} (n={first['controlled']['n']}, ={first['equal_length']['n']})"
+                return f"{s} (n={first['controlled']['n']}, {first['equal_length']['n']} equal)"
             return f"{s} (n={first[key]['n']})"
         rows = [[name(v), *("—" if v not in shown[s] else cell(shown[s][v][key]["estimate"], shown[s][v][key]["ci_low"],
                                                              shown[s][v][key]["ci_high"]) for s in shown)]

@@ -25,10 +25,9 @@ def draws(n: int, clusters, rng: np.random.Generator):
     return lambda: np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
 
 
-def strata_mean(per_item: np.ndarray, strata: np.ndarray) -> float:
-    """The mean over strata (labels other than 0) of each stratum's mean; nan when a stratum has no item."""
-    return float(np.mean([per_item[strata == s].mean() if (strata == s).any() else np.nan
-                          for s in np.unique(strata[strata != 0])]))
+def strata_mean(per_item: np.ndarray, strata: np.ndarray, levels) -> float:
+    """The mean over the strata `levels` of each stratum's mean; nan when a stratum has no item."""
+    return float(np.mean([per_item[strata == s].mean() if (strata == s).any() else np.nan for s in levels]))
 
 
 def seeded_bootstrap(a, b=None, clusters=None, *, resamples: int, seed: int, strata=None,
@@ -45,7 +44,8 @@ def seeded_bootstrap(a, b=None, clusters=None, *, resamples: int, seed: int, str
 
     With `strata` (one label per item, 0 for none), the statistic is the mean of the strata's means instead
     (`strata_mean`: e.g. the chosen-longer and chosen-shorter pairs weighed equally); resamples in which a
-    stratum has no item are left out. `p_value`: two-sided, from the resamples (twice the smaller share on either
+    stratum has no item are left out, and with fewer than two strata there is no estimate (one stratum alone
+    controls for nothing). `p_value`: two-sided, from the resamples (twice the smaller share on either
     side of 0, at most 1), for a difference; `samples` too with `keep_samples`."""
     a = np.atleast_2d(np.asarray(a, dtype=float))
     b = None if b is None else np.atleast_2d(np.asarray(b, dtype=float))
@@ -53,13 +53,14 @@ def seeded_bootstrap(a, b=None, clusters=None, *, resamples: int, seed: int, str
         raise ValueError(f"paired samples differ in items: {a.shape[1]} and {b.shape[1]}")
     n = a.shape[1]
     labels = None if strata is None else np.asarray(strata)
-    if n == 0 or (labels is not None and not (labels != 0).any()):
+    levels = None if labels is None else np.unique(labels[labels != 0])
+    if n == 0 or (levels is not None and levels.size < 2):
         return {"estimate": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": a.shape[0], "p_value": None}
 
     def statistic(x, items):
         if labels is None:
             return x[:, items].mean()
-        return strata_mean(x[:, items].mean(axis=0), labels[items])
+        return strata_mean(x[:, items].mean(axis=0), labels[items], levels)
 
     every = np.arange(n)
     estimate = statistic(a, every) - (0.0 if b is None else statistic(b, every))

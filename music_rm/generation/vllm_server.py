@@ -8,7 +8,7 @@ server's whole process group (API server, engine cores, workers) is stopped, so 
 taken; if the stage itself is killed, the kernel sends the server SIGTERM (PR_SET_PDEATHSIG) and it shuts
 down its engines.
 """
-import ctypes
+import functools
 import logging
 import os
 import signal
@@ -17,22 +17,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.errors import ParamsError, StageFailure
 from ..core.paths import cache_root
+from ..core.processes import die_with_parent, group_members
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the stage that started it dies, however it dies (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def _healthy(url: str) -> bool:
@@ -64,19 +55,6 @@ def server_command(p, model: str, trust_remote_code: bool) -> list[str]:
     return command + list(v.server_args)
 
 
-def group_members(group: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == group:
-            members.append(int(stat.parent.name))
-    return members
-
-
 class VLLMServer:
     """A running server; `stop()` ends its process group. Use as a context manager or call stop()."""
 
@@ -93,7 +71,7 @@ class VLLMServer:
         with open(self.log_path, "w") as out:
             try:
                 self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                start_new_session=True, preexec_fn=_die_with_parent)
+                                                start_new_session=True, preexec_fn=functools.partial(die_with_parent, signal.SIGTERM))
             except OSError as e:
                 raise ParamsError(f"vllm.python: cannot start {self.command[0]!r}: {e}") from None
         try:

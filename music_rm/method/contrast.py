@@ -144,7 +144,7 @@ def training_inputs(original_train: list[dict], trees: list[dict], k: int, min_r
 
 
 def assemble(original_train: list[dict], trees: list[dict], k: int, seeds: list[int], outcome: Callable[[dict], str],
-             min_relatedness: float, length_balance: bool = False, balance_seed: int = 0,
+             min_relatedness: float, length_balance: bool, balance_seed: int,
              left_out: dict[str, list[str]] | None = None) -> tuple[dict[str, list[dict]], dict[int, list[dict]], dict]:
     """(sets, volume-matched draws, counts). Sets: the original train pairs every variant trains on (`original`),
     the MUSIC train and test pairs at K = `k`, the train set that adds them to the original pairs, and the held-out

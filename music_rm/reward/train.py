@@ -145,8 +145,7 @@ def checkpoint_marker(seen: PairsSeen | None = None):
 
 def last_complete_checkpoint(work_dir: str) -> str | None:
     """The newest checkpoint folder in `work_dir` that was saved whole; newer ones without the completion marker
-    (a kill during a save) are removed with one line."""
-    from accelerate import PartialState
+    (a kill during a save) are removed with one line. Called by the main process only (`resume_checkpoint`)."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     folders = sorted((p for p in Path(work_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()
@@ -154,13 +153,22 @@ def last_complete_checkpoint(work_dir: str) -> str | None:
     for folder in folders:
         if (folder / CHECKPOINT_COMPLETE).is_file():
             return str(folder)
-        state = PartialState()
-        if state.is_main_process:  # removed, or the trainer's checkpoint rotation would keep it over the new ones
-            log.warning("%s: removed, not resumed from: saved in part (no %s; the run was killed during its save)",
-                        folder, CHECKPOINT_COMPLETE)
-            shutil.rmtree(folder)
-        state.wait_for_everyone()
+        # removed, or the trainer's checkpoint rotation would keep it over the new ones
+        log.warning("%s: removed, not resumed from: saved in part (no %s; the run was killed during its save)",
+                    folder, CHECKPOINT_COMPLETE)
+        shutil.rmtree(folder)
     return None
+
+
+def resume_checkpoint(work_dir: str, cfg: TrainConfig) -> str | None:
+    """The checkpoint every process resumes from: the main process chooses and tells the others (each choosing
+    for itself, processes that see different checkpoints would wait for each other at different points)."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    chosen = last_complete_checkpoint(work_dir) if (cfg.save_steps and PartialState().is_main_process
+                                                    and Path(work_dir).is_dir()) else None
+    return broadcast_object_list([chosen])[0]
 
 
 def checkpoint_advice(work_dir: str) -> str:
@@ -275,7 +283,7 @@ def train_reward_model(base_dir: str, pairs: list[dict], cfg: TrainConfig, seed:
     padding = padding_fraction(trainer)
     seen = PairsSeen(trainer, len(trainer.train_dataset))  # after padding_fraction's pass, which trains nothing
     trainer.add_callback(checkpoint_marker(seen))
-    last = last_complete_checkpoint(work_dir) if cfg.save_steps and Path(work_dir).is_dir() else None
+    last = resume_checkpoint(work_dir, cfg)
     if last:
         seen.load(last)
     with disk_space(work_dir, lambda: checkpoint_advice(work_dir), kind="file") if cfg.save_steps \

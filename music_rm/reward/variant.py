@@ -21,6 +21,7 @@ from ..core.tracking import input_hashes, log_model_reference, log_results, stag
 from ..data.conversation import read_pairs
 from .card import artifact_name, model_card, share_hint, training_data
 from .curve import write_curve
+from .launch import check_shared_folders
 from .model import read_card
 from .pairs import manifest_pairs
 from .train import train_reward_model
@@ -91,6 +92,7 @@ def train_variant(params: Params, variant: str, seed: int, model: Path, out: Pat
     entry, name = seed_name(seed), f"train@{variant}-{seed}"  # the DVC stage and its MLflow run
     out_dir, partial = out / variant / entry, out / variant / f".{entry}.partial"
     run_params = {**params.declared(), "seed": seed, "pairs": pairs_file}
+    check_shared_folders(state, {"cache": cache_root(), "model folder": out})
     if state.is_main_process and partial.exists():  # left by a killed run
         shutil.rmtree(partial)
     state.wait_for_everyone()
