@@ -198,8 +198,11 @@ def test_stage_killed_at_seeded_moments_leaves_old_or_new_outputs_and_a_rerun_fi
     root, model = workdir
     left_out = root / "dropped.json"  # decontaminate's output with nothing to leave out, as by default
     left_out.write_text(json.dumps({"original_pairs": [], "music_trees": []}))
+    reserve = root / "reserve.jsonl"  # fetch's reserve for the diversity-matched arm: empty, as at reserve_fraction 0
+    reserve.write_text("")
     args = {"fetch": [], "contrast": ["--trees", str(trees), "--original", str(root / "data" / "train.jsonl"),
-                                      "--left-out", str(left_out), "--model", str(model)]}[name]
+                                      "--reserve", str(reserve), "--left-out", str(left_out),
+                                      "--model", str(model)]}[name]
     cmd = {tag: stage(f"{name}.py", root, *args, "--out", str(root / f"{name}-{tag}")) for tag in ("a", "b")}
     log = root / f"{name}-replaces.json"
     start = time.perf_counter()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from music_rm.core.io import read_json, write_jsonl
-from music_rm.data.sources import fetch
+from music_rm.data.sources import fetch_with_reserve
 from music_rm.reward.train import CHECKPOINT_COMPLETE
 from tests.conftest import REPO
 from tests.test_ddp import two_process_run
@@ -57,8 +57,9 @@ def clone(tmp_path, tiny_model):
     run(["git", "init", "-q"], root)
     run(["dvc", "init", "-q"], root)
     shutil.copytree(tiny_model, root / "models/base")
-    train, test, _ = fetch(fetch_params())
+    train, reserve, test, _ = fetch_with_reserve(fetch_params())
     write_jsonl(root / "data/fetch/train.jsonl", train)
+    write_jsonl(root / "data/fetch/reserve.jsonl", reserve)
     write_jsonl(root / "data/fetch/test.jsonl", test)
     for name in ("data/base_model/environment.json", "data/fetch/environment.json", "data/fetch/summary.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
