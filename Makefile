@@ -44,10 +44,10 @@ repro: setup
 	. $(BIN)/activate && dvc repro
 	@cat data/eval/report.md
 
-# Two workers (tests/conftest.py says which files share one): a serial run keeps one of 2 cores busy on average.
+
 test: $(VENV)/.test-deps $(VLLM_VENV)/.ready test-gpu-lock
 	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python MUSIC_REHEARSAL=1 \
-		python -m pytest -v --durations=30 -n 2 --dist loadgroup
+		python -m pytest -v --durations=30
 
 # The GPU environment, resolved (docs/gpu.md): the `gpu` extra with the project's dependencies, for Linux x86_64
 # and Python 3.11, from PyPI's metadata (no wheel is downloaded). Rerun after changing a dependency.
