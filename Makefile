@@ -44,7 +44,6 @@ repro: setup
 	. $(BIN)/activate && dvc repro
 	@cat data/eval/report.md
 
-
 test: $(VENV)/.test-deps $(VLLM_VENV)/.ready test-gpu-lock
 	. $(BIN)/activate && MUSIC_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python MUSIC_REHEARSAL=1 \
 		python -m pytest -v --durations=30

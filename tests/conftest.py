@@ -50,33 +50,20 @@ def params_section(name: str, **overrides):
     return Params.model_fields[name].annotation.model_validate(repo_params(**{name: overrides})[name])
 
 
+_REPORTS: list[str] = []
+
+
 @pytest.fixture
-def report(request):
-    """Append a text block to the summary printed at the end of the test run (a test's user property, which
-    pytest-xdist carries from its worker to the summary)."""
-    return lambda text: request.node.user_properties.append(("report", text))
+def report():
+    """Append a text block to the summary printed at the end of the test run."""
+    return _REPORTS.append
 
 
 def pytest_terminal_summary(terminalreporter):
-    texts = [value for outcome in terminalreporter.stats.values() for test in outcome
-             if getattr(test, "when", None) == "call" for key, value in test.user_properties if key == "report"]
-    if texts:
+    if _REPORTS:
         terminalreporter.section("reports")
-        for text in texts:
+        for text in _REPORTS:
             terminalreporter.write_line(text + "\n")
-
-
-# `make test` runs the suite on two pytest-xdist workers with --dist loadgroup: a file's tests stay on one worker (its
-# module fixtures are built once), and the files that start vLLM engines or SLURM daemons share one worker, so that
-# no two of them hold an engine's memory or the daemons' ports at once.
-ONE_AT_A_TIME = {"test_rehearsal.py", "test_vllm_backend.py", "test_vllm_server.py", "test_serve_rm.py",
-                 "test_slurm.py"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("engines" if name in ONE_AT_A_TIME else name))
 
 
 @pytest.fixture(scope="session")
