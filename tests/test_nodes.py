@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import psutil
@@ -12,7 +13,7 @@ import yaml
 
 from music_rm.core.io import read_json
 from music_rm.core.processes import group_members
-from music_rm.reward.launch import HEAD_ENV, NODE_ENV, NODES_ENV
+from music_rm.reward.launch import HEAD_ENV, LAUNCHER_ENV, NODE_ENV, NODES_ENV
 from music_rm.reward.train import CHECKPOINT_COMPLETE
 from tests.conftest import REPO
 from tests.test_ddp import two_process_run
@@ -91,7 +92,7 @@ def test_a_node_that_dies_ends_the_run_with_a_line_naming_it_and_the_rerun_resum
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGKILL
     assert (f"train@baseline-0: node 1 of 2 (127.0.0.1, pid {nodes[1].pid}) died (killed by SIGKILL); the other node(s) "
-            f"were stopped; a rerun resumes from the last complete checkpoint") in err.splitlines()
+            f"stopped with it; a rerun resumes from the last complete checkpoint") in err.splitlines()
     assert "Traceback" not in err
     assert [group_members(p.pid) for p in nodes.values()] == [[], []]  # nothing of either node is left
 
@@ -101,6 +102,36 @@ def test_a_node_that_dies_ends_the_run_with_a_line_naming_it_and_the_rerun_resum
     model = "baseline/seed-0/model.safetensors"
     assert (tmp_path / "rm-reference" / model).read_bytes() == (tmp_path / "rm" / model).read_bytes()
     assert metrics.read_bytes() == reference and read_json(metrics)["world_size"] == 2
+
+
+def test_a_process_whose_peer_died_says_so_in_one_line_without_a_traceback():
+    """A real gloo collective whose other process is killed: the survivor's error (its connection reset) is the
+    death's effect, said in one line under the launcher (who names the node that died), never as a traceback."""
+    script = (
+        "import sys, time, torch, torch.distributed as dist\n"
+        "from music_rm.reward.launch import training_process\n"
+        "rank = int(sys.argv[1])\n"
+        "with training_process():\n"
+        f"    dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{free_port()}', rank=rank, world_size=2)\n"
+        "    dist.barrier()\n"
+        "    print('ready', flush=True)\n"
+        "    if rank == 1:\n"
+        "        time.sleep(600)\n"
+        "    dist.all_reduce(torch.ones(1))\n")
+    env = {**os.environ, LAUNCHER_ENV: str(os.getpid()), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(rank)], cwd=REPO, env={**env, "RANK": str(rank)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
+    try:
+        assert procs[1].stdout.readline() == "ready\n", procs[1].communicate(timeout=60)[1][-2000:]
+        procs[1].kill()
+        _, err = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            p.kill()
+    assert procs[0].returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: process 0 of 2 lost its connection to the others ("), err
+    assert "Traceback" not in err
 
 
 def test_nodes_that_do_not_share_the_cache_stop_with_a_line_naming_the_node(tiny_model, tmp_path):

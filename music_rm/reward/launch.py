@@ -220,6 +220,10 @@ def run_node(config_file: str, per_node: int, nodes: int, rank: int, head: str, 
     return status
 
 
+def _died(returncode: int) -> bool:
+    return returncode < 0 or returncode > 128
+
+
 def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode or 1
 
@@ -299,9 +303,10 @@ def supervise(name: str, params, processes, where: list[str], world: int, nodes:
             return 128 + e.signum
         if not failed:
             return 0
-        first = failed[0]
+        # a node that died comes first: the others' failures may be its effect (their connections to it broke)
+        first = min(failed, key=lambda i: not _died(processes[i].returncode))
         code = processes[first].returncode
-        died = code < 0 or code > 128
+        died = _died(code)
         deadline = time.monotonic() + (0 if died else 10)
         while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -310,7 +315,8 @@ def supervise(name: str, params, processes, where: list[str], world: int, nodes:
     if failed_line:
         _say(failed_line.format(reason=exit_reason(code), resume=resume_hint(params)))
     elif died or not by_themselves:
-        others = "the other node(s) " + ("ended too" if by_themselves else "were stopped")
+        # after a death the others end by themselves or are stopped, whichever comes first: either way, with it
+        others = "the other node(s) " + ("stopped with it" if died else "ended too" if by_themselves else "were stopped")
         _say(f"{name}: {where[first]} {'died' if died else 'failed'} ({exit_reason(code)}); {others}; "
              f"{resume_hint(params)}")
     return _status(code)
@@ -337,6 +343,26 @@ def training_process():
         if launcher:
             raise SystemExit(128 + signal.SIGINT) from None
         raise
+    except RuntimeError as e:
+        if not (launcher and lost_peer(e)):
+            raise
+        _say(f"train: process {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')} lost its connection "
+             f"to the others ({first_line(e)}); the launcher's line names the node or process that ended")
+        raise SystemExit(1) from None
+
+
+def lost_peer(e: RuntimeError) -> bool:
+    """Whether `e` is a collective that failed because another process of the run is gone (a node that died takes
+    the connections of every other process with it: theirs is an effect, not a second fault to trace)."""
+    import torch.distributed as dist
+
+    return isinstance(e, dist.DistError) or bool(re.search(r"gloo|NCCL|Connection (reset|closed) by peer", str(e)))
+
+
+def first_line(e: BaseException) -> str:
+    """The message's first sentence without the C++ source location torch puts before it."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return re.split(r"(?<=\w)\. ", re.sub(r"^\[[^\]]*\.(?:cc|cpp|h)(?::\d+)?\]\s*", "", line))[0]
 
 
 def check_shared_folders(state, folders: dict[str, Path]) -> None:
