@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from music_rm.core.errors import ParamsError
-from music_rm.core.io import read_json
 from music_rm.core.params import validate
 from music_rm.generation.backends import make_backend
 from music_rm.generation.generator import Generator
@@ -75,13 +74,14 @@ def rotation_lines(caplog):
 def test_requests_spread_over_the_live_endpoints_and_a_dead_one_is_named_once(kind, caplog):
     on_a, on_b = InFlight(), InFlight()
     with FixtureServer(reply=on_a) as a, FixtureServer(reply=on_b) as b, dead(kind) as gone:
-        api = backend([a.url, gone.url, b.url], concurrency=4, backoff_s=0.3, max_backoff_s=0.3)
+        api = backend([a.url, gone.url, b.url], concurrency=4)
         outputs = Generator(api).generate(requests(24), seed=1)
     assert [o.split(" #")[0] for o in outputs] == [f"re: question number {i}" for i in range(24)]
     assert len(a.requests) + len(b.requests) == 24 and min(len(a.requests), len(b.requests)) >= 6
     assert on_a.most == on_b.most == 4  # concurrency is per endpoint
-    # out of rotation once 3 attempts in a row failed: the first 4 requests placed on it, none retried there
-    assert len(gone.requests) == (0 if kind == "refused" else 4)
+    # out of rotation at its 3rd failure in a row, whichever requests they were: those 3 and at most the 3 others
+    # then in flight reached it (a request's own 3 attempts each, the rule alone, would be 4 × 3)
+    assert len(gone.requests) <= 3 + 4 - 1
     [line] = rotation_lines(caplog)
     assert line.startswith(f"{gone.url} {ROTATION} (its last 3 attempts failed; last error: ")
     assert line.endswith(f"its requests go to the 2 other endpoint(s) left: {a.url}, {b.url}")
@@ -150,22 +150,14 @@ def test_a_list_is_refused_where_the_stage_starts_its_own_server():
         params_with("simulate", base_url=[])
 
 
-def test_the_simulate_stage_goes_on_past_a_dead_endpoint(workdir):  # noqa: F811 (the fixture)
-    root, model = workdir
-    with FixtureServer() as live, refusing() as gone:
-        result = simulate(root, model, SimpleNamespace(url=[gone, live.url]), max_attempts=2)
-    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    summary = read_json(root / "out" / "summary.json")
-    assert summary["trees"] + summary["dropped"] == summary["seed_prompts"] == 8 and summary["trees"] > 0
-    [line] = [line for line in result.stderr.splitlines() if ROTATION in line]
-    assert f"{gone} {ROTATION} (its last 2 attempts failed; last error: connection failed" in line
-    assert line.endswith(f"left: {live.url}")
-
-
 def test_the_simulate_stage_stops_in_one_line_when_every_endpoint_is_dead(workdir):  # noqa: F811 (the fixture)
     root, model = workdir
     with refusing() as one, refusing() as two:
         result = simulate(root, model, SimpleNamespace(url=[one, two]), max_attempts=2)
     line = one_error_line(result)
     gone_for(line.removeprefix("Error: ").split("; 0 generation units finished")[0], one, two, attempts=2)
+    # the first to go said so once, in the stage's log, while the other was left
+    [went] = [line for line in result.stderr.splitlines() if ROTATION in line]
+    assert re.search(rf"WARNING music_rm.generation.openai_backend: ({one}|{two}) {ROTATION} \(its last 2 attempts "
+                     rf"failed; last error: connection failed", went)
     assert [p.name for p in (root / "out").iterdir()] == ["stage.log"]
