@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator,
+                      model_validator)
 
 from . import paths
 from .errors import ParamsError, UndeclaredParam
@@ -149,20 +150,33 @@ class VLLMParams(Section):
 
 
 class OpenAIParams(Section):
-    base_url: str = Field(description="An OpenAI-compatible API (…/v1)")
+    base_url: str | list[str] = Field(description=(
+        "An OpenAI-compatible API (…/v1), or a list of them serving the same model (one `vllm serve` per node, "
+        "docs/cluster.md): requests go to the one with fewest in flight, and one that fails a request max_attempts "
+        "times is taken out of rotation"))
     model: str = Field(description="The served model's name")
     api_key_env: str | None = Field(
         description="The environment variable that holds the API key (the key itself never goes in params); null: no "
                     "key")
-    concurrency: PositiveInt = Field(description="Requests in flight at a time")
+    concurrency: PositiveInt = Field(description="Requests in flight at a time on each endpoint of base_url")
     timeout_s: Annotated[float, Field(gt=0)] = Field(description="Seconds before a request is abandoned and retried")
-    max_attempts: PositiveInt = Field(description="Attempts per request (with backoff) before the stage fails")
+    max_attempts: PositiveInt = Field(
+        description="Attempts per request on an endpoint (with backoff) before that endpoint is taken out of rotation "
+                    "and the request goes to another; with none left, the stage fails")
     system_role: bool = Field(
         description="false: the served model's chat template has no system role (Gemma-2); a system message is folded "
                     "into the first user message")
     start_vllm: bool = Field(description=(
         "true: the stage starts vLLM's OpenAI server itself at base_url (127.0.0.1:<port>) with the vllm section's "
         "model, sizes and memory share, and stops it when the stage ends; false: a server already running at base_url"))
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def one_or_distinct_urls(cls, value):
+        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+                                      and len(set(value)) == len(value)):
+            return value
+        raise ValueError("one URL, or a non-empty list of distinct URLs")
 
 
 class GenerationParams(Section):

@@ -48,6 +48,8 @@ def generator_provenance(p: GenerationParams, base: dict, served_models: set[str
         return base
     if p.backend == "vllm":
         return {"backend": "vllm", "model": p.vllm.model, "revision": p.vllm.revision}
-    served = {"backend": "openai", "base_url": p.openai.base_url.rstrip("/"), "requested_model": p.openai.model,
+    from .openai_backend import base_url_identity
+
+    served = {"backend": "openai", "base_url": base_url_identity(p.openai.base_url), "requested_model": p.openai.model,
               "served_models": sorted(served_models)}
     return {**served, "weights": base} if p.openai.start_vllm and p.vllm.model is None else served

@@ -1,10 +1,18 @@
 """Any OpenAI-compatible /v1/chat/completions server: OpenAI, Gemini's compatible endpoint, `vllm serve`,
 llama.cpp's server.
 
-One request per unit, `concurrency` in flight at a time. The request path, one function per step:
+One request per unit, `concurrency` in flight at a time on each endpoint. The request path, one function per step:
 `run_many` (the workers, and stopping them) → `run` (one request's attempts, with exponential backoff and jitter
 on 429, 5xx, timeouts, dropped connections, cut-off and malformed replies) → `_attempt` (one attempt: the error
 an attempt ends in, classified) → `post` (one HTTP POST within its deadline) → `parse_reply`.
+
+`base_url` is one endpoint or a list of them (one `vllm serve` per node, docs/cluster.md). `Endpoints` hands each
+request the endpoint in rotation with the fewest requests on it; the request makes its attempts there. An endpoint
+whose last max_attempts attempts failed in a row (refused, timed out, 5xx, ...: any failure worth retrying), or
+that a request gave up on, is taken out of rotation with one log line naming it, while another is left; the
+requests on it start again on another at their next attempt. When a request gives up on the last endpoint, the
+stage stops with one line naming each endpoint and why it went (one endpoint: `<url>: gave up after N attempts;
+last error: ...`).
 
 `timeout_s` is a deadline on the whole call: connecting, waiting for the first byte and reading the body
 together (a `Deadline` shuts the socket down when it passes, whatever the call waits on then). When a request
@@ -24,6 +32,7 @@ reports go back with its text (generator.Completions).
 import contextlib
 import http.client
 import json
+import logging
 import random
 import re
 import socket
@@ -44,6 +53,8 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 CONTEXT_EXCEEDED = re.compile(r"maximum context length|context_length_exceeded|maximum model length|"
                               r"exceeds the maximum number of tokens", re.IGNORECASE)
 ERROR_BODY_CHARS = 300  # of a non-retried error's body, quoted in its one line
+
+log = logging.getLogger(__name__)
 
 
 class APIError(StageFailure):
@@ -195,11 +206,99 @@ def parse_reply(payload: bytes) -> tuple[str, bool, str | None, int]:
             int((reply.get("usage") or {}).get("completion_tokens") or 0))
 
 
+def base_urls(base_url: str | list[str]) -> list[str]:
+    """The endpoints `openai.base_url` names, without a trailing /."""
+    return [url.rstrip("/") for url in ([base_url] if isinstance(base_url, str) else base_url)]
+
+
+def base_url_identity(base_url: str | list[str]) -> str | list[str]:
+    """What stands for the endpoints in cache keys and provenance: the one URL (as before lists were allowed), or
+    the URLs sorted (which endpoint answers a request, or the order they are listed in, changes nothing)."""
+    urls = base_urls(base_url)
+    return urls[0] if len(urls) == 1 else sorted(urls)
+
+
+class Endpoint:
+    def __init__(self, base_url: str):
+        self.base_url, self.url = base_url, base_url + "/chat/completions"
+        self.in_flight = 0  # requests holding a place on it
+        self.failures = 0  # attempts failed in a row, of any request
+        self.out: str | None = None  # why it was taken out of rotation
+
+
+class Endpoints:
+    """The endpoints of a backend, each with `concurrency` places for requests: `place` gives a request one on
+    the endpoint in rotation with the fewest requests (ties taken in turn), waiting while all are taken. While
+    another is left, an endpoint whose last `max_attempts` attempts failed (a dead node: every request on it
+    failing at once) is taken out of rotation; so is one a request gives up on."""
+
+    def __init__(self, base_url: str | list[str], concurrency: int, max_attempts: int):
+        self.all = [Endpoint(url) for url in base_urls(base_url)]
+        self.concurrency, self.max_attempts = concurrency, max_attempts
+        self._changed = threading.Condition()
+        self._turn = 0
+
+    @contextlib.contextmanager
+    def place(self, stop: StopSignal):
+        """A place on an endpoint in rotation for the block; APIError when none is left, Stopped when `stop` is."""
+        with self._changed:
+            while True:
+                if stop.is_set():
+                    raise Stopped
+                live = [e for e in self.all if e.out is None]
+                if not live:
+                    raise APIError(self._all_out())
+                free = [e for e in live if e.in_flight < self.concurrency]
+                if free:
+                    break
+                self._changed.wait()
+            self._turn += 1
+            endpoint = min(free, key=lambda e: (e.in_flight, (self.all.index(e) - self._turn) % len(self.all)))
+            endpoint.in_flight += 1
+        try:
+            yield endpoint
+        finally:
+            with self._changed:
+                endpoint.in_flight -= 1
+                self._changed.notify_all()
+
+    def attempted(self, endpoint: Endpoint, reason: str | None) -> None:
+        """An attempt on `endpoint` succeeded (`reason` None) or failed for `reason`."""
+        with self._changed:
+            endpoint.failures = 0 if reason is None else endpoint.failures + 1
+            if endpoint.failures < self.max_attempts or not any(e.out is None for e in self.all if e is not endpoint):
+                return
+            self.take_out(endpoint, f"its last {endpoint.failures} attempts failed; last error: {reason}")
+
+    def take_out(self, endpoint: Endpoint, why: str) -> None:
+        """`endpoint` out of rotation (once, and said in one log line while others are left)."""
+        with self._changed:  # a reentrant lock: `attempted` holds it already
+            if endpoint.out is not None:
+                return
+            endpoint.out = why
+            live = [e.base_url for e in self.all if e.out is None]
+            self._changed.notify_all()
+        if live:
+            log.warning("%s taken out of rotation (%s); its requests go to the %d other endpoint(s) left: %s",
+                        endpoint.base_url, why, len(live), ", ".join(live))
+
+    def wake(self) -> None:
+        """Every request waiting for a place looks again (at the stop signal, once it is set)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def _all_out(self) -> str:
+        if len(self.all) == 1:
+            return f"{self.all[0].url}: {self.all[0].out}"
+        return (f"all {len(self.all)} endpoints of openai.base_url are out of rotation: "
+                + "; ".join(f"{e.base_url}: {e.out}" for e in self.all))
+
+
 class OpenAIBackend:
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None, concurrency: int, timeout_s: float,
-                 max_attempts: int, system_role: bool, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
-                 server=None):
-        self.url = base_url.rstrip("/") + "/chat/completions"
+    def __init__(self, base_url: str | list[str], model: str, *, api_key_env: str | None, concurrency: int,
+                 timeout_s: float, max_attempts: int, system_role: bool, backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0, server=None):
+        self.endpoints = Endpoints(base_url, concurrency, max_attempts)
         self.model, self.concurrency, self.timeout_s = model, concurrency, timeout_s
         self.max_attempts, self.backoff_s, self.max_backoff_s = max_attempts, backoff_s, max_backoff_s
         self.system_role = system_role
@@ -207,7 +306,7 @@ class OpenAIBackend:
         if api_key_env and not key:
             raise APIError(f"environment variable {api_key_env} (named by the api_key_env param) is not set")
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-        self.identity = {"backend": "openai", "base_url": base_url.rstrip("/"), "model": model}
+        self.identity = {"backend": "openai", "base_url": base_url_identity(base_url), "model": model}
         self.retries = 0
         self.server = server  # a VLLMServer this backend's stage started: stopped by close()
 
@@ -226,24 +325,24 @@ class OpenAIBackend:
         return json.dumps({"model": self.model, "messages": messages, "max_tokens": s.max_new_tokens,
                            "temperature": s.temperature, "top_p": s.top_p, "seed": seed}).encode()
 
-    def _attempt(self, body: bytes, stop: StopSignal) -> tuple[Completions | None, str, str | None]:
-        """One attempt: (the unit's completions, "", None), or (None, why it failed, the Retry-After it was
-        given) for a failure worth retrying. A failure that is not raises APIError; a stop raises Stopped."""
+    def _attempt(self, url: str, body: bytes, stop: StopSignal) -> tuple[Completions | None, str, str | None]:
+        """One attempt at `url`: (the unit's completions, "", None), or (None, why it failed, the Retry-After it
+        was given) for a failure worth retrying. A failure that is not raises APIError; a stop raises Stopped."""
         deadline = Deadline(self.timeout_s)
         try:
             with stop.watching(deadline), deadline:
-                text, cut, served, tokens = parse_reply(post(self.url, body, self._headers, deadline))
+                text, cut, served, tokens = parse_reply(post(url, body, self._headers, deadline))
             return Completions([redact(text)], tokens, [cut], served), "", None
         except urllib.error.HTTPError as e:
             if e.code in RETRYABLE_STATUS:
                 return None, f"HTTP {e.code}", e.headers.get("Retry-After")
             detail = " ".join(e.read(4 * ERROR_BODY_CHARS).decode("utf-8", "replace").split())[:ERROR_BODY_CHARS]
             if e.code == 404:
-                raise APIError(f"{self.url}: the server has no model {self.model!r} (HTTP 404; retired or "
+                raise APIError(f"{url}: the server has no model {self.model!r} (HTTP 404; retired or "
                                f"misspelt? name one it serves in the params' openai.model): {detail}") from None
             if e.code == 400 and CONTEXT_EXCEEDED.search(detail):
                 return Completions([None], 0), "", None  # too long for the served context: counted by the Generator
-            raise APIError(f"{self.url}: HTTP {e.code} (not retried): {detail}") from None
+            raise APIError(f"{url}: HTTP {e.code} (not retried): {detail}") from None
         except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as e:
             if stop.is_set():
                 raise Stopped from None
@@ -256,40 +355,57 @@ class OpenAIBackend:
             return None, f"malformed response ({type(e).__name__}: {e})", None
 
     def run(self, requests, seed: int, stop: StopSignal | None = None) -> Completions:
-        """One request's completion, after up to max_attempts attempts; APIError when none succeeds, Stopped as
-        soon as `stop` is set."""
+        """One request's completion, after up to max_attempts attempts on an endpoint; when none succeeds, that
+        endpoint is taken out of rotation and the request starts again on another. APIError when no endpoint is
+        left, Stopped as soon as `stop` is set."""
         body, stop = self._body(requests[0], seed), stop or StopSignal()
-        for attempt in range(1, self.max_attempts + 1):
-            result, reason, retry_after = self._attempt(body, stop)
-            if result is not None:
-                return result
-            if attempt == self.max_attempts:
-                raise APIError(f"{self.url}: gave up after {attempt} attempts; last error: {reason}")
-            self.retries += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            if retry_after and retry_after.replace(".", "", 1).isdigit():
-                delay = max(delay, min(float(retry_after), self.max_backoff_s))
-            if stop.wait(delay):
-                raise Stopped
+        first = True
+        while True:
+            with self.endpoints.place(stop) as endpoint:
+                for attempt in range(1, self.max_attempts + 1):
+                    if endpoint.out is not None:
+                        break  # taken out by another request meanwhile
+                    if not first:
+                        self.retries += 1
+                    first = False
+                    result, reason, retry_after = self._attempt(endpoint.url, body, stop)
+                    self.endpoints.attempted(endpoint, None if result is not None else reason)
+                    if result is not None:
+                        return result
+                    if attempt == self.max_attempts:
+                        self.endpoints.take_out(endpoint, f"gave up after {attempt} attempts; last error: {reason}")
+                    elif stop.wait(self._backoff(attempt, retry_after)):
+                        raise Stopped
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds before the next attempt: exponential with jitter, at least a Retry-After the server gave."""
+        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        if retry_after and retry_after.replace(".", "", 1).isdigit():
+            delay = max(delay, min(float(retry_after), self.max_backoff_s))
+        return delay
 
     def run_many(self, jobs):
-        """Yield (job index, Completions) as calls finish, `concurrency` at a time. When a call fails for good, or
-        the consumer stops (an error of its own, an interrupt), every worker stops: queued calls are dropped,
-        backoffs and calls in flight end at once, and the workers are gone when the error propagates."""
+        """Yield (job index, Completions) as calls finish, `concurrency` at a time on each endpoint. When a call
+        fails for good, or the consumer stops (an error of its own, an interrupt), every worker stops: queued calls
+        are dropped, backoffs and calls in flight end at once, and the workers are gone when the error propagates."""
         stop = StopSignal()
+
+        def halt():
+            stop.set()
+            self.endpoints.wake()  # the requests waiting for a place see it
 
         def run_or_stop(requests, seed):
             try:
                 return self.run(requests, seed, stop)
             except BaseException:
-                stop.set()  # at once, so that this worker's next job does not start before the consumer sees it
+                halt()  # at once, so that this worker's next job does not start before the consumer sees it
                 raise
 
-        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        pool = ThreadPoolExecutor(max_workers=self.concurrency * len(self.endpoints.all))
         futures = {pool.submit(run_or_stop, requests, seed): j for j, (requests, seed) in enumerate(jobs)}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
         finally:
-            stop.set()
+            halt()
             pool.shutdown(wait=True, cancel_futures=True)

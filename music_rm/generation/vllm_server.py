@@ -37,10 +37,10 @@ def _healthy(url: str) -> bool:
 def server_command(p, model: str, trust_remote_code: bool) -> list[str]:
     """The command line of the server for a generation params section `p` (simulate's or the judge's)."""
     v, o = p.vllm, p.openai
-    address = urlsplit(o.base_url)
+    address = urlsplit(o.base_url if isinstance(o.base_url, str) else "")
     if address.scheme != "http" or address.hostname not in ("127.0.0.1", "localhost") or not address.port:
-        raise ParamsError(f"openai.base_url: {o.base_url!r}: with openai.start_vllm the server runs here: give "
-                          "http://127.0.0.1:<port>/v1")
+        raise ParamsError(f"openai.base_url: {o.base_url!r}: with openai.start_vllm the stage starts one server, "
+                          "here: give http://127.0.0.1:<port>/v1 (a list is for servers you start: docs/cluster.md)")
     command = [v.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", v.model or model,
                "--served-model-name", o.model, "--host", address.hostname, "--port", str(address.port),
                "--dtype", p.dtype, "--tensor-parallel-size", str(v.tensor_parallel_size),
