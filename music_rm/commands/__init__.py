@@ -3,7 +3,7 @@ import click
 
 from .. import __version__
 from ..core.cli import HELP
-from . import compare, deps, export, exps, plan, profile, results, schema, score, serve
+from . import compare, deps, export, exps, plan, profile, push, results, schema, score, serve, tracking_server
 
 
 @click.group(context_settings=HELP)
@@ -13,5 +13,5 @@ def main():
 
 
 for command in (profile.main, plan.main, score.main, export.main, compare.main, results.main, schema.main,
-                deps.main, exps.main, serve.main):
+                deps.main, exps.main, serve.main, tracking_server.main, push.main):
     main.add_command(command)

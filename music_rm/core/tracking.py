@@ -58,19 +58,22 @@ def tracking_uri() -> str:
 
 
 def ui_url(port: int = 5000) -> str:
-    """The MLflow UI's page of this repo's runs, as `mlflow ui --port <port>` serves it (make ui prints it)."""
+    """The MLflow UI's page of this repo's runs, as `mlflow ui --port <port>` serves it, or the tracking server
+    MLFLOW_TRACKING_URI names (make tracking-server) serves it (make ui prints it)."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
+    client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
     if not exp:
-        return f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+        return f"{base}/#/experiments?workflowType=machine_learning"
     if pipeline_runs(client, exp.experiment_id):
         update_view(client, exp.experiment_id)
         exp = client.get_experiment(exp.experiment_id)
     # the runs tab itself: the UI's redirect from the experiment's page to it drops the view's key
     view = f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in exp.tags else ""
-    return f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning{view}"
+    return f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning{view}"
 
 
 def git_commit() -> str:
