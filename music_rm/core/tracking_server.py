@@ -119,7 +119,7 @@ def _allowed_hosts(host: str, port: int) -> str:
     return ",".join([*get_default_allowed_hosts(), *sorted(names), *(f"{n}:{port}" for n in sorted(names))])
 
 
-def start(folder: Path, host: str = "127.0.0.1", port: int = 5000, timeout_s: float = 120) -> str:
+def start(folder: Path, host: str = "127.0.0.1", port: int = 5000, wait_s: float = 120) -> str:
     """Start PostgreSQL and `mlflow server` for `folder` (nothing new if they already run); returns the tracking URI
     the clients set as MLFLOW_TRACKING_URI."""
     folder = Path(folder).resolve()
@@ -149,7 +149,7 @@ def start(folder: Path, host: str = "127.0.0.1", port: int = 5000, timeout_s: fl
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     state["mlflow_pid"] = server.pid
     (folder / STATE).write_text(json.dumps(state))
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + wait_s
     while not _healthy(state["local_uri"]):
         if server.poll() is not None or time.monotonic() > deadline:
             lines = log.read_text(errors="replace").strip().splitlines() or ["no output"]
@@ -159,7 +159,7 @@ def start(folder: Path, host: str = "127.0.0.1", port: int = 5000, timeout_s: fl
     return state["uri"]
 
 
-def stop(folder: Path, timeout_s: float = 30) -> bool:
+def stop(folder: Path, wait_s: float = 30) -> bool:
     """End the folder's `mlflow server` (its whole process group) and PostgreSQL; False if nothing ran."""
     folder = Path(folder).resolve()
     state = _state(folder)
@@ -168,7 +168,7 @@ def stop(folder: Path, timeout_s: float = 30) -> bool:
     group = state.get("mlflow_pid")
     if group:
         kill_group(group, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + wait_s
         while group_members(group) and time.monotonic() < deadline:
             time.sleep(0.2)
         kill_group(group, signal.SIGKILL)
