@@ -6,6 +6,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.io import atomic_path, read_json, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -41,6 +42,7 @@ PARAMS = ("best_of_n.prompt_sets.{set}", "best_of_n.turns", "best_of_n.n", "best
               help="Parent folder of each set's rollouts, verdicts, records, metrics, report and heatmap.")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(set_name, params_path, model, models, out):
     """Roll out Best-of-N conversations from the set's prompts with each RM, then judge them in both orders."""
     params = load_params(params_path).for_stage(PARAMS, set=set_name)

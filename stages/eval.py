@@ -5,6 +5,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.io import read_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -33,6 +34,7 @@ PARAMS = ("eval", "train.variants", "train.seeds", "contrast.turns")
               help="Folder for records.csv, metrics.json, the reports and the plots.")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(params_path, models, original, music, curves, out):
     """Score every variant and training seed on the held-out suites; records, tables, plots and an offline HTML
     report."""

@@ -5,6 +5,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.io import write_json, write_jsonl
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -35,6 +36,7 @@ PARAMS = ("judge.pair_sets.{set}", "judge.backend", "judge.dtype", "judge.batch_
               help="Parent folder of each set's verdicts.jsonl, metrics.json and records.csv.")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(set_name, params_path, judge_model, models, out):
     """Judge each pair of the set in both orders; agreement of the judge with the labels and of each RM with it."""
     params = load_params(params_path).for_stage(PARAMS, set=set_name)

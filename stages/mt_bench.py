@@ -5,6 +5,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -28,6 +29,7 @@ PARAMS = ("mt_bench.batch_size", "mt_bench.max_length", "mt_bench.bootstrap_resa
               help="Parent folder of each source's metrics.json, report.md and records.csv.")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(source, params_path, models, out):
     """Agreement of every variant with the MT-Bench human votes, per turn, beside GPT-4 and answer length."""
     params = load_params(params_path).for_stage(PARAMS, source=source)

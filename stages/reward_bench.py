@@ -6,6 +6,7 @@ import click
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, models_option, params_option
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.io import write_json, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -33,6 +34,7 @@ PARAMS = ("reward_bench.batch_size", "reward_bench.max_length", "reward_bench.bo
               help="Parent folder of each source's metrics.json, report.md and records.csv.")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(source, params_path, models, out):
     """Scores of every variant on a benchmark source (a local copy or a Hugging Face dataset), as its upstream
     computes them, with the per-item records."""

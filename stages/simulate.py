@@ -7,6 +7,7 @@ from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
 from music_rm.core.disk import DiskFull
 from music_rm.core.errors import StageFailure
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from music_rm.core.outputs import committed_outputs
 from music_rm.core.params import load_params
@@ -39,6 +40,7 @@ def token_counter(model_dir: Path):
               help="Folder for trees.jsonl, summary.json and sample.md.")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(params_path, data, model, out):
     """Simulate a MUSIC tree from each sampled distinct prompt of the train and test splits (each split with its own
     simulation seed; with simulate.resample, a third branch on the train trees)."""

@@ -9,6 +9,7 @@ from accelerate import PartialState
 
 from music_rm.core import paths
 from music_rm.core.cli import HELP, clean_errors, logged, params_option
+from music_rm.core.gpu_slots import on_gpu_slot
 from music_rm.core.params import load_params
 from music_rm.reward import launch
 from music_rm.reward.variant import train_variant
@@ -30,6 +31,7 @@ PARAMS = ("train.accelerate_config", "train.config", "train.variants.{variant}")
                    "metrics.json and curve.csv (<variant>/seed-<seed>).")
 @clean_errors
 @logged
+@on_gpu_slot
 def main(variant, seed, params_path, model, out, reports):
     """Train the reward model of one variant and seed with TRL's RewardTrainer, on the nodes of a SLURM allocation
     or of MUSIC_TRAIN_NODES (default: this one), under `accelerate launch` with train.accelerate_config."""

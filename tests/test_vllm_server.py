@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from music_rm.core.gpu_slots import SLOTS_DIR_ENV, SLOTS_ENV, slot_held
 from music_rm.core.io import read_json, write_jsonl
 from music_rm.core.params import Sampling
 from music_rm.data.sources import fetch
@@ -123,20 +124,27 @@ def test_simulate_starts_its_server_counts_a_long_prompt_and_leaves_no_vllm_proc
         long[branch][0]["content"] = "word " * 3000  # over 2048 tokens
     write_jsonl(tmp_path / "data" / "train.jsonl", [*rows[:3], {**long, "id": "long"}])
     write_jsonl(tmp_path / "data" / "test.jsonl", [])
-    section = served_section("tiny", free_port(), vllm_python())
+    # in GPU slot 1 (slot 0 is held here): its server listens one port above the configured one
+    port = free_port()
+    section = served_section("tiny", port - 1, vllm_python())
     section["vllm"]["max_model_len"] = 2048  # room for the few-shot user simulator's prompt
     params = repo_params(simulate={**section, "turns": 2,
                                    "train_prompts": None, "test_prompts": None, "max_retries": 0})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     tag = uuid.uuid4().hex
     env = {**os.environ, "MUSIC_TEST_TAG": tag, "MUSIC_CACHE_DIR": str(tmp_path / "cache"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", SLOTS_ENV: "0;1",
+           SLOTS_DIR_ENV: str(tmp_path / "slots")}
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "stages/simulate.py", "--params", str(tmp_path / "params.yaml"),
-                             "--data", str(tmp_path / "data"), "--model", str(vllm_model), "--out",
-                             str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True)
+    with slot_held(["0", "1"], tmp_path / "slots"):
+        result = subprocess.run([sys.executable, "stages/simulate.py", "--params", str(tmp_path / "params.yaml"),
+                                 "--data", str(tmp_path / "data"), "--model", str(vllm_model), "--out",
+                                 str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True)
     report(f"simulate with a stage-started vLLM server (tiny model, 4 prompts, 2 turns): {time.monotonic() - start:.0f} s")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "GPU slot 1 (of 2, counted from 0): CUDA_VISIBLE_DEVICES=1" in result.stderr and f"--port {port} " in result.stderr
+    written = "".join(f.read_text() for f in (tmp_path / "out").rglob("*") if f.is_file())
+    assert f"127.0.0.1:{port - 1}/v1" in written and f"127.0.0.1:{port}/" not in written  # the configured URL
     summary = read_json(tmp_path / "out" / "summary.json")
     assert summary["dropped_by_reason"].get(TOO_LONG) == 1, json.dumps(summary)
     assert summary["seed_prompts"] == 4 and summary["trees"] + summary["dropped"] == 4

@@ -18,7 +18,7 @@ def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool):
         if v.model is None:
             backend.identity["model"] = model_fingerprint(model_dir)
         return backend
-    from .openai_backend import OpenAIBackend
+    from .openai_backend import OpenAIBackend, base_url_identity
 
     o = p.openai
     if not o.start_vllm:
@@ -28,12 +28,13 @@ def make_backend(p: GenerationParams, model_dir: str, trust_remote_code: bool):
 
     server = VLLMServer(p, model_dir, trust_remote_code)
     try:
-        backend = OpenAIBackend(o.base_url, o.model, api_key_env=o.api_key_env, concurrency=o.concurrency,
+        backend = OpenAIBackend(server.url, o.model, api_key_env=o.api_key_env, concurrency=o.concurrency,
                                 timeout_s=o.timeout_s, max_attempts=o.max_attempts, system_role=o.system_role,
                                 server=server)
     except BaseException:
         server.stop()
         raise
+    backend.identity["base_url"] = base_url_identity(o.base_url)  # the configured port, whatever GPU slot served
     if p.vllm.model is None:
         backend.identity["model"] = model_fingerprint(model_dir)  # not the served name: the weights it serves
     return backend

@@ -20,6 +20,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from ..core.errors import ParamsError, StageFailure
+from ..core.gpu_slots import port_offset
 from ..core.paths import cache_root
 from ..core.processes import die_with_parent, group_members
 
@@ -34,13 +35,20 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def served_url(base_url) -> str:
+    """Where the server the stage starts listens: `openai.base_url`, its port moved by the stage's GPU slot
+    (core/gpu_slots.py: experiments run at once on one node each have their own port)."""
+    address = urlsplit(base_url if isinstance(base_url, str) else "")
+    if address.scheme != "http" or address.hostname not in ("127.0.0.1", "localhost") or not address.port:
+        raise ParamsError(f"openai.base_url: {base_url!r}: with openai.start_vllm the stage starts one server, "
+                          "here: give http://127.0.0.1:<port>/v1 (a list is for servers you start: docs/cluster.md)")
+    return address._replace(netloc=f"{address.hostname}:{address.port + port_offset()}").geturl()
+
+
 def server_command(p, model: str, trust_remote_code: bool) -> list[str]:
     """The command line of the server for a generation params section `p` (simulate's or the judge's)."""
     v, o = p.vllm, p.openai
-    address = urlsplit(o.base_url if isinstance(o.base_url, str) else "")
-    if address.scheme != "http" or address.hostname not in ("127.0.0.1", "localhost") or not address.port:
-        raise ParamsError(f"openai.base_url: {o.base_url!r}: with openai.start_vllm the stage starts one server, "
-                          "here: give http://127.0.0.1:<port>/v1 (a list is for servers you start: docs/cluster.md)")
+    address = urlsplit(served_url(o.base_url))
     command = [v.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", v.model or model,
                "--served-model-name", o.model, "--host", address.hostname, "--port", str(address.port),
                "--dtype", p.dtype, "--tensor-parallel-size", str(v.tensor_parallel_size),
@@ -60,11 +68,12 @@ class VLLMServer:
 
     def __init__(self, p, model: str, trust_remote_code: bool):
         self.command = server_command(p, model, trust_remote_code)
-        self.health = p.openai.base_url.rstrip("/").removesuffix("/v1") + "/health"
+        self.url = served_url(p.openai.base_url)
+        self.health = self.url.rstrip("/").removesuffix("/v1") + "/health"
         if _healthy(self.health):
-            raise StageFailure(f"a server already answers at {p.openai.base_url}: stop it, or set openai.start_vllm "
+            raise StageFailure(f"a server already answers at {self.url}: stop it, or set openai.start_vllm "
                                "false to use it as it is")
-        self.log_path = cache_root() / f"vllm-server-{urlsplit(p.openai.base_url).port}.log"
+        self.log_path = cache_root() / f"vllm-server-{urlsplit(self.url).port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting vLLM's server (log: %s): %s", self.log_path, " ".join(self.command))
         start = time.monotonic()
