@@ -348,7 +348,8 @@ def training_process():
             raise
         _say(f"train: process {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')} lost its connection "
              f"to the others ({first_line(e)}); the launcher's line names the node or process that ended")
-        raise SystemExit(1) from None
+        sys.stderr.flush()
+        os._exit(1)  # not through the interpreter's exit: the broken process group's teardown can abort (SIGABRT)
 
 
 def lost_peer(e: RuntimeError) -> bool:
