@@ -337,19 +337,29 @@ def training_process():
             yield
     except Interrupted as e:
         if launcher:
-            raise SystemExit(128 + e.signum) from None
+            _leave(128 + e.signum)
         raise KeyboardInterrupt from None
     except KeyboardInterrupt:
         if launcher:
-            raise SystemExit(128 + signal.SIGINT) from None
+            _leave(128 + signal.SIGINT)
         raise
     except RuntimeError as e:
         if not (launcher and lost_peer(e)):
             raise
         _say(f"train: process {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')} lost its connection "
              f"to the others ({first_line(e)}); the launcher's line names the node or process that ended")
-        sys.stderr.flush()
-        os._exit(1)  # not through the interpreter's exit: the broken process group's teardown can abort (SIGABRT)
+        _leave(1)
+
+
+def _leave(code: int) -> None:
+    """End a training process under the launcher (which says why, once). With other processes in the run, not
+    through the interpreter's exit: the teardown of a process group whose peers are gone can abort (SIGABRT) or
+    print an ignored exception's traceback; what the stage writes has been closed by the time this runs."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise SystemExit(code) from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def lost_peer(e: RuntimeError) -> bool:
