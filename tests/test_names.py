@@ -100,3 +100,21 @@ def test_dvc_repro_refuses_an_unsafe_name_before_running_any_command(repo, tmp_p
     assert line.startswith(f"Error: params.yaml: {key}"), line
     assert not marker.exists(), "the injected command ran"
     assert not (repo / "data").exists() or not any((repo / "data").rglob("*.jsonl"))
+
+
+def test_a_file_named_like_a_command_is_read_as_a_file_and_never_run(repo):
+    """File params (fetch.path here) are paths, not names: DVC hashes them as dependencies and the stage opens them;
+    no command holds one (the test above), so a file whose name is shell syntax is data, and nothing it names runs."""
+    data = repo / "rows; touch injected; $(touch injected-too) `touch injected-also`.jsonl"
+    shutil.copy(REPO / "music_rm/data/seeds/embedded.jsonl", data)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["fetch"].update(source="path", path=data.name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    result = subprocess.run(["dvc", "repro", "fetch"], cwd=repo, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.findall(r"Running stage '([^']+)'", output) == ["check_params", "fetch"], output
+    assert (repo / "data/fetch/train.jsonl").stat().st_size > 0
+    assert not list(repo.glob("injected*")), "a command in the file's name ran"

@@ -259,6 +259,13 @@ HUB_LOADERS = {
     "RewardBench": ("from music_rm.evaluation.reward_bench import load_hub; load_hub('allenai/reward-bench', 'main', "
                     "'filtered', 'rb')", "reward_bench.sources.rb.hf_dataset 'allenai/reward-bench' (revision main, "
                     "split filtered): ", "use a local copy (a source of kind file)"),
+    **{name: (f"from music_rm.evaluation.{module} import load_hub; load_hub('{dataset}', 'main', '{split}', 'fail', "
+              f"'{name}')", f"reward_bench.sources.{name}.hf_dataset '{dataset}' (revision main, split {split}): ",
+              "use a local copy (a source of kind file)")
+       # the paper profile's sources; RMB is not on the Hub from its authors: a user's copy there
+       for name, module, dataset, split in (("reward_bench_2", "reward_bench_2", "allenai/reward-bench-2", "test"),
+                                            ("rm_bench", "rm_bench", "THU-KEG/RM-Bench", "train"),
+                                            ("rmb", "rmb", "my-org/RMB", "train"))},
 }
 
 
