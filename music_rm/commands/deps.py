@@ -7,6 +7,7 @@ rewrites both in place; `music-rm deps --check` and tests/test_dvc_deps.py fail 
 import ast
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -118,30 +119,49 @@ def dvc_params(script: str, cmd: str) -> list[str]:
     return out
 
 
-def params_lines(indent: str, keys: list[str], width: int = 120) -> list[str]:
-    """`params: [a, b, ...]`, wrapped at `width` between params sections where it can be (a section's keys on one
-    line unless they fill more than one); keys with `${...}` quoted, as YAML's flow lists need."""
-    groups: list[list[str]] = []
-    for key in keys:
-        item = f'"{key}"' if "$" in key else key
-        if groups and groups[-1][0].strip('"').split(".")[0] == key.split(".")[0]:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    head = f"{indent}params: ["
+def flow_item(item: str) -> str:
+    """An item as a YAML flow list needs it: quoted when it holds what flow syntax would read (`${...}`, `,`, …)."""
+    return f'"{item}"' if re.search(r"[${}\[\],:#\s]", item) else item
+
+
+def flow_lines(indent: str, key: str, groups: list[list[str]], fresh: tuple[int, ...] = (), width: int = 120) -> list[str]:
+    """`key: [a, b, ...]`, wrapped at `width`: a group's items on one line where they fit (else item by item), a
+    group in `fresh` (by index) starting a line of its own."""
+    head = f"{indent}{key}: ["
     room = width - len(head) - 2  # the closing "]," or "]"
     lines = [""]
-    for group in groups:
-        text = ", ".join(group)
-        if lines[-1] and len(lines[-1]) + 2 + len(text) > room:
+    for number, group in enumerate(groups):
+        items = [flow_item(item) for item in group]
+        if not items:
+            continue
+        text = ", ".join(items)
+        if lines[-1] and (number in fresh or len(lines[-1]) + 2 + len(text) > room):
             lines.append("")
-        for item in group:
+        for item in items:
             if lines[-1] and len(lines[-1]) + 2 + len(item) > room:
                 lines.append("")
             lines[-1] += (", " if lines[-1] else "") + item
     pad = " " * len(head)
     return [(head if i == 0 else pad) + line + ("]" if i == len(lines) - 1 else ",") + "\n"
             for i, line in enumerate(lines)]
+
+
+def params_lines(indent: str, keys: list[str]) -> list[str]:
+    """`params: [a, b, ...]`, a params section's keys together."""
+    groups: list[list[str]] = []
+    for key in keys:
+        if groups and groups[-1][0].split(".")[0] == key.split(".")[0]:
+            groups[-1].append(key)
+        else:
+            groups.append([key])
+    return flow_lines(indent, "params", groups)
+
+
+def deps_lines(indent: str, listed: list[str], script: str) -> list[str]:
+    """`deps: [...]`: the deps written by hand (data, models, templates; the script among them) in their order, then
+    the script's code deps from a line of their own."""
+    by_hand = [d for d in listed if not (d.startswith("music_rm/") and generated_code_dep(d))]
+    return flow_lines(indent, "deps", [by_hand, code_deps(script)], fresh=(1,))
 
 
 def stage_commands(dvc_yaml: str) -> dict[str, tuple[str, str]]:
@@ -155,36 +175,51 @@ def stage_commands(dvc_yaml: str) -> dict[str, tuple[str, str]]:
 
 
 def generated_code_dep(path: str) -> bool:
-    """A dep line `make deps` writes: a music_rm .py file or package folder (not a template or data file)."""
+    """Whether a music_rm dep is one `make deps` writes: a .py file or package folder (not a template or data file)."""
     return path.endswith(".py") or (REPO / path / "__init__.py").is_file()
 
 
+def region(lines: list[str], i: int) -> int:
+    """The index after the YAML value that starts on lines[i] (`key: [` … `]` or `key:` and its deeper lines)."""
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    if "[" in lines[i]:
+        depth, j = 0, i
+        while True:
+            depth += lines[j].count("[") - lines[j].count("]")
+            j += 1
+            if depth <= 0 or j == len(lines):
+                return j
+    j = i + 1
+    while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent):
+        j += 1
+    while j > i + 1 and not lines[j - 1].strip():  # blank lines after the value belong to what follows
+        j -= 1
+    return j
+
+
 def rewrite(dvc_yaml: str) -> str:
-    """dvc.yaml's text with each stage's music_rm code deps replaced by its script's (listed right after the
-    script) and its params by its script's PARAMS; every other line (comments, data deps, templates) kept."""
-    commands, out, stage, skip_deeper = stage_commands(dvc_yaml), [], None, None
-    for line in dvc_yaml.splitlines(keepends=True):
-        indent = len(line) - len(line.lstrip())
-        if skip_deeper is not None and line.strip() and indent > skip_deeper:
-            continue  # the old params list
-        skip_deeper = None
-        if line.strip() and indent == 0:
+    """dvc.yaml's text with each stage's deps written as deps_lines gives them (its hand-written deps kept, its
+    music_rm code deps its script's) and its params as its script's PARAMS; every other line kept."""
+    commands, lines, out, stage, i = stage_commands(dvc_yaml), dvc_yaml.splitlines(keepends=True), [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() and len(line) - len(line.lstrip()) == 0:
             stage = None
         if match := re.match(r"^  ([\w-]+):\s*$", line):
             stage = match.group(1) if match.group(1) in commands else None
-        if stage is None:
+        match = re.match(r"^(\s+)(deps|params):", line)
+        if stage is None or not match:
             out.append(line)
+            i += 1
             continue
         script, cmd = commands[stage]
-        if (match := re.match(r"^\s+- (music_rm/\S+)\s*$", line)) and generated_code_dep(match.group(1)):
-            continue
-        if match := re.match(r"^(\s+)params:", line):
+        end = region(lines, i)
+        if match.group(2) == "params":
             out += params_lines(match.group(1), dvc_params(script, cmd))
-            skip_deeper = len(match.group(1))
-            continue
-        out.append(line)
-        if (match := re.match(r"^(\s+)- (stages/\S+\.py)\s*$", line)) and match.group(2) == script:
-            out += [f"{match.group(1)}- {path}\n" for path in code_deps(script)]
+        else:
+            listed = yaml.safe_load(textwrap.dedent("".join(lines[i:end])))["deps"]
+            out += deps_lines(match.group(1), listed, script)
+        i = end
     return "".join(out)
 
 
