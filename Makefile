@@ -22,8 +22,11 @@ $(BIN)/dvc: pyproject.toml
 
 # Upstream's RewardBench scoring code for tests/test_benchmarks.py, in a folder of its own: the rewardbench wheel
 # ships a top-level `tests` package, and its dependencies pin an old transformers (the test loads utils.py alone).
+# llama-cpp-python builds llama.cpp from source, for the build machine's instructions by default (GGML_NATIVE): that
+# build's server died of a general protection fault in libggml-cpu at its first request on an Intel Xeon here (the
+# tests' third-party server); built with GGML_NATIVE off (AVX2, no AVX-512) it served on the same machine
 $(VENV)/.test-deps: $(BIN)/dvc
-	$(BIN)/pip install --quiet -e ".[test]"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e ".[test]"
 	$(BIN)/pip install --quiet --no-deps --target $(VENV)/upstream rewardbench==0.1.4 fschat==0.2.36
 	touch $@
 

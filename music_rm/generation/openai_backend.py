@@ -39,7 +39,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 from ..core.errors import StageFailure
 from ..core.secrets import from_env, redact
@@ -405,7 +405,14 @@ class OpenAIBackend:
         futures = {pool.submit(run_or_stop, requests, seed): j for j, (requests, seed) in enumerate(jobs)}
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                try:
+                    result = future.result()
+                except Stopped:  # stopped by another worker's failure, which can finish after this one: raise that
+                    wait(futures)
+                    raise next((e for f in futures if not f.cancelled() and (e := f.exception())
+                                and not isinstance(e, Stopped)),
+                               Stopped()) from None
+                yield futures[future], result
         finally:
             halt()
             pool.shutdown(wait=True, cancel_futures=True)
