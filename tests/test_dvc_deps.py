@@ -80,14 +80,15 @@ def test_make_deps_rewrites_only_the_code_deps_and_the_params():
         "data/decontaminate/dropped.json, models/base,", "data/decontaminate/dropped.json, models/base, "
         "music_rm/generation/cache.py,", 1).replace(" mt_bench.limit,", "", 1).replace(
         "    params: [contrast, ", "    params:\n      - contrast\n      - ", 1)
-    block = "".join(f"      - {d}\n" for d in yaml.safe_load(text)["stages"]["fetch"]["deps"][::-1])
+    listed = yaml.safe_load(text)["stages"]["fetch"]["deps"]
+    block = "".join(f"      - {d}\n" for d in listed[::-1])
     start = stale.index("    deps: [data/check_params/checked.txt, stages/fetch.py,")
     stale = stale[:start] + "    deps:\n" + block + stale[stale.index("    params: [fetch]"):]
     assert stale.count("\n") != text.count("\n") and "mt_bench.limit" not in stale
     fetch = yaml.safe_load(rewrite(stale))["stages"]["fetch"]["deps"]
     assert fetch[:4] == ["${fetch.path}", "music_rm/data/seeds/embedded.jsonl", "stages/fetch.py",
                          "data/check_params/checked.txt"]
-    assert rewrite(stale.replace(block, "".join(f"      - {d}\n" for d in yaml.safe_load(text)["stages"]["fetch"]["deps"]))) == text
+    assert rewrite(stale.replace(block, "".join(f"      - {d}\n" for d in listed))) == text
 
 
 def test_dvc_yaml_stays_short_enough_to_read():

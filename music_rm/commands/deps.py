@@ -124,7 +124,8 @@ def flow_item(item: str) -> str:
     return f'"{item}"' if re.search(r"[${}\[\],:#\s]", item) else item
 
 
-def flow_lines(indent: str, key: str, groups: list[list[str]], fresh: tuple[int, ...] = (), width: int = 120) -> list[str]:
+def flow_lines(indent: str, key: str, groups: list[list[str]], fresh: tuple[int, ...] = (),
+               width: int = 120) -> list[str]:
     """`key: [a, b, ...]`, wrapped at `width`: a group's items on one line where they fit (else item by item), a
     group in `fresh` (by index) starting a line of its own."""
     head = f"{indent}{key}: ["
